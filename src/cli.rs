@@ -1,0 +1,264 @@
+//! Subcommands, each a small function. Exit codes: 0 ok, 1 runtime failure,
+//! 2 usage or configuration error.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Config};
+use crate::slack::manifest;
+use crate::store::Store;
+
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "accessd",
+    version,
+    about = "Access requests, approvals and reviews in Slack, self-hosted"
+)]
+pub struct Cli {
+    /// Config file [default: $ACCESSD_CONFIG, then ./accessd.toml]
+    #[arg(
+        long,
+        global = true,
+        env = "ACCESSD_CONFIG",
+        default_value = "accessd.toml"
+    )]
+    pub config: PathBuf,
+    /// Log format; `auto` is human-readable on a terminal and JSON lines otherwise.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: connect to Slack over Socket Mode and serve until SIGTERM.
+    Run,
+    /// Parse and validate the config file and the Slack tokens, then exit.
+    CheckConfig,
+    /// Print the Slack app manifest to paste into "Create app from manifest".
+    Manifest {
+        /// The app's display name in Slack.
+        #[arg(long, default_value = "accessd")]
+        name: String,
+    },
+    /// Database maintenance.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Apply pending schema migrations and report the schema version.
+    Migrate,
+    /// Copy the live database to PATH with SQLite's online backup (safe while the daemon runs).
+    Backup { path: PathBuf },
+}
+
+/// `RUST_LOG` filters (default `info`); tokens never reach a log line because
+/// they live in `Secret`, whose formatting prints nothing.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+pub fn execute(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Run => run(&cli.config),
+        Command::CheckConfig => check_config(&cli.config),
+        Command::Manifest { name } => print_manifest(&name),
+        Command::Db { command } => match command {
+            DbCommand::Migrate => db_migrate(&cli.config),
+            DbCommand::Backup { path } => db_backup(&cli.config, &path),
+        },
+    }
+}
+
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    config::load(path).map_err(|err| {
+        eprintln!("{err}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            eprintln!("accessd: cannot start the async runtime: {err}");
+            ExitCode::from(EXIT_FAILURE)
+        })
+}
+
+fn run(path: &Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let tokens = match config.slack_tokens() {
+        Ok(tokens) => tokens,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(crate::run(config, tokens, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "accessd stopped");
+            eprintln!("accessd: {err}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// Resolves on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    if let Err(err) = config.slack_tokens() {
+        eprintln!("{err}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    println!(
+        "{}: ok ({} apps, {} sources, {} provisioners; database {})",
+        path.display(),
+        config.apps.len(),
+        config.sources.len(),
+        config.provisioners.len(),
+        config.database.path.display()
+    );
+    ExitCode::SUCCESS
+}
+
+fn print_manifest(name: &str) -> ExitCode {
+    match serde_json::to_string_pretty(&manifest::manifest(name)) {
+        Ok(text) => {
+            println!("{text}");
+            eprintln!("{}", manifest::APP_TOKEN_NOTE);
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("accessd: {err}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn db_migrate(path: &Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    match Store::migrate(&config.database.path) {
+        Ok(report) if report.from == report.to => {
+            println!(
+                "{}: schema is current (version {})",
+                config.database.path.display(),
+                report.to
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            println!(
+                "{}: migrated schema from version {} to {}",
+                config.database.path.display(),
+                report.from,
+                report.to
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("accessd: {}: {err}", config.database.path.display());
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn db_backup(path: &Path, dest: &Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let result = runtime.block_on(async {
+        let store = Store::open(&config.database.path)?;
+        let result = store.backup_to(dest.to_path_buf()).await;
+        store.close().await;
+        result
+    });
+    match result {
+        Ok(()) => {
+            println!(
+                "backed up {} to {}",
+                config.database.path.display(),
+                dest.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("accessd: backup to {} failed: {err}", dest.display());
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}

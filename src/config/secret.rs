@@ -1,0 +1,223 @@
+//! Secrets: the redacting `Secret` wrapper, Slack token checks, and loading tokens from files or the environment.
+
+use std::fmt;
+use std::path::Path;
+
+use super::{Config, ConfigError};
+
+/// A secret value. `Debug` and `Display` print `[redacted]` so it can sit in
+/// structs that get logged; only [`Secret::expose`] gives the value.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The two Slack tokens Socket Mode needs.
+#[derive(Debug, Clone)]
+pub struct SlackTokens {
+    /// App-level token (`xapp-…`, scope `connections:write`).
+    pub app: Secret,
+    /// Bot token (`xoxb-…`).
+    pub bot: Secret,
+}
+
+const APP_VAR: &str = "SLACK_APP_TOKEN";
+const BOT_VAR: &str = "SLACK_BOT_TOKEN";
+
+impl SlackTokens {
+    /// Checks each token's prefix. Errors name the variable and the expected
+    /// prefix and never contain the token.
+    pub fn new(app: String, bot: String) -> Result<Self, ConfigError> {
+        let problems: Vec<ConfigError> = [
+            check_prefix(&app, "xapp-", "an app-level token")
+                .err()
+                .map(|m| ConfigError::new(Path::new(""), Some(APP_VAR.into()), m)),
+            check_prefix(&bot, "xoxb-", "a bot token")
+                .err()
+                .map(|m| ConfigError::new(Path::new(""), Some(BOT_VAR.into()), m)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match ConfigError::from_list(problems) {
+            Some(e) => Err(e),
+            None => Ok(SlackTokens {
+                app: Secret(app),
+                bot: Secret(bot),
+            }),
+        }
+    }
+}
+
+fn check_prefix(token: &str, prefix: &str, what: &str) -> Result<(), String> {
+    if token.starts_with(prefix) && token.len() > prefix.len() {
+        return Ok(());
+    }
+    // Say which kind of token it looks like (by its prefix only) so a swapped
+    // app/bot pair is obvious without printing any of the token.
+    let seen = ["xapp-", "xoxb-", "xoxp-", "xoxa-", "xoxe-"]
+        .iter()
+        .find(|p| token.starts_with(**p))
+        .map_or_else(
+            || "it does not".to_string(),
+            |p| format!("it starts with `{p}`"),
+        );
+    Err(format!(
+        "expected {what} starting with `{prefix}`, but {seen}"
+    ))
+}
+
+/// Where one token comes from, for messages.
+struct TokenSpec {
+    var: &'static str,
+    file_key: &'static str,
+}
+
+const APP: TokenSpec = TokenSpec {
+    var: APP_VAR,
+    file_key: "slack.app_token_file",
+};
+const BOT: TokenSpec = TokenSpec {
+    var: BOT_VAR,
+    file_key: "slack.bot_token_file",
+};
+
+impl Config {
+    /// Reads the Slack tokens from `slack.*_token_file` when set, else from
+    /// `SLACK_APP_TOKEN` / `SLACK_BOT_TOKEN`.
+    pub fn slack_tokens(&self) -> Result<SlackTokens, ConfigError> {
+        self.slack_tokens_with(|name| std::env::var(name).ok())
+    }
+
+    /// As [`Config::slack_tokens`] with the environment supplied by `env`,
+    /// so tests never touch the process environment.
+    pub fn slack_tokens_with(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<SlackTokens, ConfigError> {
+        let app = self.read_token(&APP, self.slack.app_token_file.as_deref(), &env);
+        let bot = self.read_token(&BOT, self.slack.bot_token_file.as_deref(), &env);
+        let (app, bot) = match (app, bot) {
+            (Ok(app), Ok(bot)) => (app, bot),
+            (app, bot) => {
+                let list = [app.err(), bot.err()].into_iter().flatten().collect();
+                return Err(ConfigError::from_list(list).unwrap_or_else(|| {
+                    ConfigError::new(&self.path, None, "cannot read the Slack tokens")
+                }));
+            }
+        };
+        let problems: Vec<ConfigError> = [
+            (&APP, &app, "xapp-", "an app-level token"),
+            (&BOT, &bot, "xoxb-", "a bot token"),
+        ]
+        .into_iter()
+        .filter_map(|(spec, (value, from_file), prefix, what)| {
+            check_prefix(value, prefix, what).err().map(|m| {
+                if let Some(file) = from_file {
+                    self.err(spec.file_key, format!("{}: {m}", file.display()))
+                } else {
+                    ConfigError::new(Path::new(""), Some(spec.var.into()), m)
+                }
+            })
+        })
+        .collect();
+        if let Some(e) = ConfigError::from_list(problems) {
+            return Err(e);
+        }
+        Ok(SlackTokens {
+            app: Secret(app.0),
+            bot: Secret(bot.0),
+        })
+    }
+
+    fn err(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::new(&self.path, Some(key.into()), message)
+    }
+
+    /// The token, and the file it came from (`None`: the environment).
+    fn read_token<'p>(
+        &self,
+        spec: &TokenSpec,
+        file: Option<&'p Path>,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(String, Option<&'p Path>), ConfigError> {
+        if let Some(file) = file {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                self.err(
+                    spec.file_key,
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            let token = text.trim();
+            if token.is_empty() {
+                return Err(self.err(spec.file_key, format!("{} is empty", file.display())));
+            }
+            return Ok((token.to_string(), Some(file)));
+        }
+        match env(spec.var).map(|v| v.trim().to_string()) {
+            Some(v) if !v.is_empty() => Ok((v, None)),
+            _ => Err(ConfigError::new(
+                Path::new(""),
+                Some(spec.var.into()),
+                format!(
+                    "not set; set {} in the environment or {} in {}",
+                    spec.var,
+                    spec.file_key,
+                    self.path.display()
+                ),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_is_redacted() {
+        let s = Secret::new("xoxb-very-secret".into());
+        assert_eq!(format!("{s:?}"), "[redacted]");
+        assert_eq!(s.to_string(), "[redacted]");
+        assert_eq!(s.expose(), "xoxb-very-secret");
+        let t = SlackTokens::new("xapp-1-abc".into(), "xoxb-2-def".into()).expect("valid");
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("abc") && !shown.contains("def"), "{shown}");
+    }
+
+    #[test]
+    fn wrong_prefixes_are_named_not_echoed() {
+        let e = SlackTokens::new("xoxb-swapped-1".into(), "xapp-swapped-2".into())
+            .expect_err("swapped");
+        let text = e.to_string();
+        assert!(
+            text.contains("SLACK_APP_TOKEN") && text.contains("`xapp-`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("SLACK_BOT_TOKEN") && text.contains("`xoxb-`"),
+            "{text}"
+        );
+        assert!(!text.contains("swapped"), "{text}");
+    }
+}

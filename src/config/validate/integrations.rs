@@ -1,0 +1,174 @@
+//! Sources and provisioners: kind-specific settings, URLs, paths, commands.
+
+use std::collections::BTreeMap;
+
+use super::{secs, Cx, DEFAULT_GITHUB_API, DEFAULT_GOOGLE_TOKEN_URI};
+use crate::config::raw::{self, RawSourceKind};
+use crate::config::tree::KeyPath;
+use crate::config::{ProvisionerConfig, ProvisionerKind, Schedule, SourceConfig, SourceKind};
+
+impl Cx<'_> {
+    pub(super) fn sources(
+        &mut self,
+        path: &KeyPath,
+        raw: Vec<(usize, raw::RawSource)>,
+    ) -> Vec<SourceConfig> {
+        let mut seen = BTreeMap::new();
+        let mut out = Vec::new();
+        for (i, s) in raw {
+            let sp = path.index(i);
+            let c = &s.common;
+            self.unique_id(&sp.key("id"), &c.id, &mut seen, "source");
+            let schedule = match &c.schedule {
+                Some(t) => self.schedule(&sp.key("schedule"), t),
+                None => Schedule::Every(secs(15 * 60)),
+            };
+            let kind = match s.kind {
+                RawSourceKind::File(f) => SourceKind::File {
+                    path: self.path(&sp.key("path"), &f.path),
+                },
+                RawSourceKind::C1z(f) => SourceKind::C1z {
+                    path: self.path(&sp.key("path"), &f.path),
+                },
+                RawSourceKind::Scim(f) => SourceKind::Scim {
+                    url: self.http_url(&sp.key("url"), &f.url).unwrap_or_default(),
+                    token_file: self.path(&sp.key("token_file"), &f.token_file),
+                },
+                RawSourceKind::Okta(f) => SourceKind::Okta {
+                    url: self.http_url(&sp.key("url"), &f.url).unwrap_or_default(),
+                    token_file: self.path(&sp.key("token_file"), &f.token_file),
+                },
+                RawSourceKind::Github(f) => SourceKind::Github {
+                    org: self.github_org(&sp.key("org"), &f.org),
+                    token_file: self.path(&sp.key("token_file"), &f.token_file),
+                    api_url: self.url_or(
+                        &sp.key("api_url"),
+                        f.api_url.as_deref(),
+                        DEFAULT_GITHUB_API,
+                    ),
+                },
+                RawSourceKind::Google(f) => SourceKind::Google {
+                    credentials_file: self.path(&sp.key("credentials_file"), &f.credentials_file),
+                    customer: match &f.customer {
+                        Some(c) => self.non_empty(&sp.key("customer"), c),
+                        None => "my_customer".to_string(),
+                    },
+                    subject: self
+                        .email(&sp.key("subject"), &f.subject)
+                        .unwrap_or_default(),
+                    token_uri: self.url_or(
+                        &sp.key("token_uri"),
+                        f.token_uri.as_deref(),
+                        DEFAULT_GOOGLE_TOKEN_URI,
+                    ),
+                },
+            };
+            out.push(SourceConfig {
+                id: c.id.clone(),
+                name: c
+                    .name
+                    .as_ref()
+                    .map(|n| n.trim().to_string())
+                    .filter(|n| !n.is_empty()),
+                schedule,
+                authoritative: c.authoritative.unwrap_or(false),
+                kind,
+            });
+        }
+        out
+    }
+
+    pub(super) fn url_or(&mut self, path: &KeyPath, raw: Option<&str>, default: &str) -> String {
+        match raw {
+            None => default.to_string(),
+            Some(u) => self.http_url(path, u).unwrap_or_default(),
+        }
+    }
+
+    pub(super) fn github_org(&mut self, path: &KeyPath, org: &str) -> String {
+        let org = org.trim();
+        if org.is_empty() || org.contains('/') || org.contains(char::is_whitespace) {
+            self.at(
+                path,
+                format!(
+                    "invalid GitHub organization {org:?}: expected its login, e.g. \"example-inc\""
+                ),
+            );
+        }
+        org.to_string()
+    }
+
+    pub(super) fn provisioners(
+        &mut self,
+        path: &KeyPath,
+        raw: Vec<(usize, raw::RawProvisioner)>,
+    ) -> Vec<ProvisionerConfig> {
+        use raw::RawProvisionerKind as K;
+        let mut seen = BTreeMap::new();
+        let mut out = Vec::new();
+        for (i, p) in raw {
+            let pp = path.index(i);
+            self.unique_id(&pp.key("id"), &p.common.id, &mut seen, "provisioner");
+            let default_timeout = match p.kind {
+                K::Command(_) => secs(60),
+                K::Baton(_) => secs(120),
+                _ => secs(30),
+            };
+            let timeout = self.duration(
+                &pp.key("timeout"),
+                p.common.timeout.as_deref(),
+                default_timeout,
+            );
+            let kind = match p.kind {
+                K::Scim(f) => ProvisionerKind::Scim {
+                    url: self.http_url(&pp.key("url"), &f.url).unwrap_or_default(),
+                    token_file: self.path(&pp.key("token_file"), &f.token_file),
+                },
+                K::Okta(f) => ProvisionerKind::Okta {
+                    url: self.http_url(&pp.key("url"), &f.url).unwrap_or_default(),
+                    token_file: self.path(&pp.key("token_file"), &f.token_file),
+                },
+                K::Github(f) => ProvisionerKind::Github {
+                    org: self.github_org(&pp.key("org"), &f.org),
+                    token_file: self.path(&pp.key("token_file"), &f.token_file),
+                    api_url: self.url_or(
+                        &pp.key("api_url"),
+                        f.api_url.as_deref(),
+                        DEFAULT_GITHUB_API,
+                    ),
+                },
+                K::Webhook(f) => ProvisionerKind::Webhook {
+                    url: self.http_url(&pp.key("url"), &f.url).unwrap_or_default(),
+                    secret_file: self.path(&pp.key("secret_file"), &f.secret_file),
+                },
+                K::Command(f) => {
+                    for name in f.env.keys() {
+                        if name.is_empty() || name.contains('=') || name.contains('\0') {
+                            self.at(
+                                &pp.key("env").key(name),
+                                "invalid environment variable name: expected no `=` and no NUL",
+                            );
+                        }
+                    }
+                    ProvisionerKind::Command {
+                        command: self.command(&pp.key("command"), &f.command),
+                        env: f.env,
+                    }
+                }
+                K::Baton(f) => ProvisionerKind::Baton {
+                    connector: self.command(&pp.key("connector"), &f.connector),
+                    c1z_path: f
+                        .c1z_path
+                        .as_deref()
+                        .map(|c| self.path(&pp.key("c1z_path"), c)),
+                },
+            };
+            out.push(ProvisionerConfig {
+                id: p.common.id,
+                timeout,
+                kind,
+            });
+        }
+        out
+    }
+}

@@ -1,0 +1,193 @@
+//! accessd: a self-hosted Slack bot daemon for access governance.
+//!
+//! Library first: [`run`] drives the whole daemon with a shutdown future, so
+//! tests run it in-process against the fake Slack; `main.rs` only parses the
+//! command line and calls [`cli`].
+//!
+//! Module map: `config` (the TOML contract), `store` (all SQL), `slack`
+//! (Socket Mode transport, Web API, manifest, views), `router` (envelope →
+//! typed route), `handlers` (one per surface), `outbox` (durable delivery),
+//! `cli` (subcommands).
+
+pub mod cli;
+pub mod config;
+pub mod handlers;
+pub mod outbox;
+pub mod router;
+pub mod slack;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::{Config, SlackTokens};
+use crate::handlers::App;
+use crate::outbox::{Outbox, OutboxOptions, OutboxWorker};
+use crate::router::Router;
+use crate::slack::api::{ApiError, SlackApi};
+use crate::slack::transport::{Transport, TransportError, TransportOptions, TransportStatus};
+use crate::store::{Store, StoreError};
+
+/// Everything SIGTERM may take: stop reading, finish in-flight work, flush.
+pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(8);
+
+/// How long handled envelope ids are remembered for dedupe across restarts.
+const SEEN_RETENTION: Duration = Duration::from_secs(3 * 24 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("Slack refused the bot token ({0}); check SLACK_BOT_TOKEN / slack.bot_token_file")]
+    BotToken(ApiError),
+    #[error("could not reach Slack: {0}")]
+    Slack(ApiError),
+    #[error("{0}")]
+    Transport(#[from] TransportError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Knobs that are not part of the config file: protocol timings tests shorten.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub transport: TransportOptions,
+    pub outbox: OutboxOptions,
+    pub api_timeout: Duration,
+}
+
+impl RunOptions {
+    pub fn for_config(config: &Config) -> Self {
+        Self {
+            transport: TransportOptions {
+                connections: config.slack.connections,
+                ..TransportOptions::default()
+            },
+            outbox: OutboxOptions::default(),
+            api_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Runs the daemon until `shutdown` resolves (Ok) or a fatal error (Err).
+pub async fn run(
+    config: Config,
+    tokens: SlackTokens,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    let options = RunOptions::for_config(&config);
+    run_with(config, tokens, options, shutdown).await
+}
+
+pub async fn run_with(
+    config: Config,
+    tokens: SlackTokens,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    let db_path = config.database.path.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&db_path))
+        .await
+        .map_err(std::io::Error::other)??;
+    let result = run_on_store(config, tokens, options, store.clone(), shutdown).await;
+    store.close().await;
+    result
+}
+
+async fn run_on_store(
+    config: Config,
+    tokens: SlackTokens,
+    options: RunOptions,
+    store: Store,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    let api = SlackApi::new(&config.slack.api_url, &tokens, options.api_timeout)?;
+    let bot = match api.auth_test().await {
+        Ok(bot) => bot,
+        Err(err) if err.is_fatal_auth() => return Err(RunError::BotToken(err)),
+        Err(err) => return Err(RunError::Slack(err)),
+    };
+    tracing::info!(
+        bot_user = bot.user_id,
+        team = bot.team,
+        "bot token accepted"
+    );
+
+    let (stop, stopped) = watch::channel(false);
+    let outbox = Outbox::new(store.clone());
+    let outbox_task = tokio::spawn(
+        OutboxWorker::new(&outbox, api.clone(), options.outbox.clone()).run(stopped.clone()),
+    );
+    let app = Arc::new(App {
+        config: Arc::new(config),
+        store: store.clone(),
+        api: api.clone(),
+        bot,
+        outbox,
+    });
+    let transport = Transport::new(
+        api,
+        store.clone(),
+        Arc::new(Router::new(app)),
+        options.transport.clone(),
+    );
+    let status = transport.status();
+    tokio::spawn(notify_systemd_when_connected(status));
+    let pruner = tokio::spawn(prune_seen_periodically(store.clone()));
+    let mut transport_task = tokio::spawn(transport.run(stopped));
+
+    tokio::pin!(shutdown);
+    let result = tokio::select! {
+        _ = &mut shutdown => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+        joined = &mut transport_task => match joined {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(RunError::Transport(err)),
+            Err(err) => Err(RunError::Io(std::io::Error::other(err))),
+        },
+    };
+    let _ = stop.send(true);
+    pruner.abort();
+    let drained = tokio::time::timeout(SHUTDOWN_BUDGET, async {
+        if !transport_task.is_finished() {
+            let _ = (&mut transport_task).await;
+        }
+        let _ = outbox_task.await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("shutdown budget spent; exiting with work still in flight (it is durable)");
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    result
+}
+
+async fn notify_systemd_when_connected(status: Arc<TransportStatus>) {
+    status.wait_connected().await;
+    // Outside systemd NOTIFY_SOCKET is unset and this is a no-op.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+}
+
+async fn prune_seen_periodically(store: Store) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let cutoff =
+            chrono::Utc::now() - chrono::Duration::from_std(SEEN_RETENTION).unwrap_or_default();
+        match store.prune_seen(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(pruned = n, "forgot old envelope ids"),
+            Err(err) => tracing::warn!(error = %err, "could not prune envelope ids"),
+        }
+    }
+}
+
+/// rustls needs one process-wide crypto provider; ring is the only one built in.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

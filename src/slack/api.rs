@@ -1,0 +1,283 @@
+//! Slack Web API client: slack-morphism's connector pointed at `slack.api_url`,
+//! with a timeout on every call, typed errors and `Retry-After` handling.
+//!
+//! Every call goes through [`SlackApi::call`] with a JSON body, so the outbox can
+//! replay any queued method without a per-method request type. Tokens live in
+//! slack-morphism's `SlackApiToken`; this type's `Debug` never prints them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::Value;
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+use tokio::time::Instant;
+
+use crate::config::SlackTokens;
+
+type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
+
+/// Error codes after which retrying with the same token can never succeed.
+const FATAL_AUTH_CODES: &[&str] = &[
+    "invalid_auth",
+    "not_authed",
+    "account_inactive",
+    "token_revoked",
+    "token_expired",
+    "not_allowed_token_type",
+    "app_missing_action_url",
+    "invalid_token",
+];
+
+/// Why a Web API call did not succeed. Messages carry the method and Slack's
+/// error code, never a token or a request body.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("Slack answered {method} with error `{code}`")]
+    Slack { method: String, code: String },
+    #[error("Slack rate-limited {method}; retry after {retry_after:?}")]
+    RateLimited {
+        method: String,
+        retry_after: Duration,
+    },
+    #[error("Slack answered {method} with HTTP {status}")]
+    Http { method: String, status: u16 },
+    #[error("{method} timed out after {after:?}")]
+    Timeout { method: String, after: Duration },
+    #[error("could not reach Slack for {method}: {message}")]
+    Transport { method: String, message: String },
+    #[error("unexpected response to {method}: {message}")]
+    Protocol { method: String, message: String },
+}
+
+impl ApiError {
+    /// Worth retrying later with the same request.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApiError::RateLimited { .. }
+            | ApiError::Timeout { .. }
+            | ApiError::Transport { .. } => true,
+            ApiError::Http { status, .. } => *status >= 500 || *status == 408,
+            ApiError::Slack { code, .. } => matches!(
+                code.as_str(),
+                "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout"
+            ),
+            ApiError::Protocol { .. } => false,
+        }
+    }
+
+    /// The token itself is refused: the daemon must stop rather than loop.
+    pub fn is_fatal_auth(&self) -> bool {
+        matches!(self, ApiError::Slack { code, .. } if FATAL_AUTH_CODES.contains(&code.as_str()))
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ApiError::Slack { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    fn from_client(method: &str, err: SlackClientError) -> Self {
+        let method = method.to_string();
+        match err {
+            SlackClientError::ApiError(e) => ApiError::Slack {
+                method,
+                code: e.code,
+            },
+            SlackClientError::RateLimitError(e) => ApiError::RateLimited {
+                method,
+                // Slack always sends Retry-After; a missing one is treated as Slack's
+                // documented minimum window rather than as "retry at once".
+                retry_after: e.retry_after.unwrap_or(Duration::from_secs(1)),
+            },
+            SlackClientError::HttpError(e) => ApiError::Http {
+                method,
+                status: e.status_code.as_u16(),
+            },
+            SlackClientError::HttpProtocolError(e) => ApiError::Transport {
+                method,
+                message: e.to_string(),
+            },
+            SlackClientError::SystemError(e) => ApiError::Transport {
+                method,
+                message: e.to_string(),
+            },
+            other => ApiError::Protocol {
+                method,
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Who the bot token belongs to, from `auth.test`.
+#[derive(Debug, Clone)]
+pub struct BotIdentity {
+    pub user_id: String,
+    pub team_id: String,
+    pub team: String,
+}
+
+/// Cheap to clone; one HTTP connection pool shared by every caller.
+#[derive(Clone)]
+pub struct SlackApi {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: SlackClient<Connector>,
+    bot: SlackApiToken,
+    app: SlackApiToken,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for SlackApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackApi")
+            .field("timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SlackApi {
+    /// `api_url` is the base without a trailing `/` (`https://slack.com/api`,
+    /// `https://slack-gov.com/api`, or a loopback fake in tests).
+    pub fn new(api_url: &str, tokens: &SlackTokens, timeout: Duration) -> std::io::Result<Self> {
+        crate::install_crypto_provider();
+        // https_or_http: production URLs are https, the fake Slack in tests is
+        // plain http on loopback; the default connector refuses http outright.
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()?
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .build();
+        let connector = SlackClientHyperConnector::with_connector(https)
+            .with_slack_api_url(api_url.trim_end_matches('/'));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client: SlackClient::new(connector),
+                bot: SlackApiToken::new(tokens.bot.expose().to_string().into()),
+                app: SlackApiToken::new(tokens.app.expose().to_string().into()),
+                timeout,
+            }),
+        })
+    }
+
+    /// One POST of `body` as JSON to `method` with the bot token; no retry.
+    pub async fn call(&self, method: &str, body: &Value) -> Result<Value, ApiError> {
+        self.post(&self.inner.bot, method, body).await
+    }
+
+    /// Like [`call`](Self::call), but retries rate limits and transient failures
+    /// until `budget` is spent. For calls off the envelope path that must land.
+    pub async fn call_retrying(
+        &self,
+        method: &str,
+        body: &Value,
+        budget: Duration,
+    ) -> Result<Value, ApiError> {
+        let deadline = Instant::now() + budget;
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.call(method, body).await {
+                Err(err) if err.is_transient() => {
+                    let wait = match &err {
+                        ApiError::RateLimited { retry_after, .. } => *retry_after,
+                        _ => backoff,
+                    };
+                    if Instant::now() + wait > deadline {
+                        return Err(err);
+                    }
+                    tracing::debug!(method, error = %err, ?wait, "retrying Slack call");
+                    tokio::time::sleep(wait).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// GET with query parameters and the bot token, for the read methods that
+    /// Slack does not accept JSON bodies for (`users.info`, `users.lookupByEmail`).
+    pub async fn call_get(&self, method: &str, params: &[(&str, &str)]) -> Result<Value, ApiError> {
+        let session = self.inner.client.open_session(&self.inner.bot);
+        let params: Vec<(&str, Option<String>)> = params
+            .iter()
+            .map(|(k, v)| (*k, Some(v.to_string())))
+            .collect();
+        let call = session
+            .http_session_api
+            .http_get::<Value, _, String>(method, &params, None);
+        self.bounded(method, call).await
+    }
+
+    /// `auth.test` with the bot token: proves the token and learns the bot's user id.
+    pub async fn auth_test(&self) -> Result<BotIdentity, ApiError> {
+        let reply = self.call("auth.test", &serde_json::json!({})).await?;
+        let field = |name: &str| -> Result<String, ApiError> {
+            reply
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| ApiError::Protocol {
+                    method: "auth.test".into(),
+                    message: format!("missing `{name}`"),
+                })
+        };
+        Ok(BotIdentity {
+            user_id: field("user_id")?,
+            team_id: field("team_id")?,
+            team: field("team").unwrap_or_default(),
+        })
+    }
+
+    /// `apps.connections.open` with the app-level token: a one-use WebSocket URL.
+    pub async fn open_socket_url(&self) -> Result<String, ApiError> {
+        let reply = self
+            .post(
+                &self.inner.app,
+                "apps.connections.open",
+                &serde_json::json!({}),
+            )
+            .await?;
+        reply
+            .get("url")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::Protocol {
+                method: "apps.connections.open".into(),
+                message: "missing `url`".into(),
+            })
+    }
+
+    async fn post(
+        &self,
+        token: &SlackApiToken,
+        method: &str,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        let session = self.inner.client.open_session(token);
+        let call = session
+            .http_session_api
+            .http_post::<Value, Value>(method, body, None);
+        self.bounded(method, call).await
+    }
+
+    async fn bounded(
+        &self,
+        method: &str,
+        call: impl std::future::Future<Output = ClientResult<Value>>,
+    ) -> Result<Value, ApiError> {
+        match tokio::time::timeout(self.inner.timeout, call).await {
+            Ok(result) => result.map_err(|e| ApiError::from_client(method, e)),
+            Err(_) => Err(ApiError::Timeout {
+                method: method.to_string(),
+                after: self.inner.timeout,
+            }),
+        }
+    }
+}

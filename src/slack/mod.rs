@@ -1,0 +1,7 @@
+//! Everything that speaks Slack's protocols: the Socket Mode transport, the Web
+//! API client, the app manifest and the Block Kit views.
+
+pub mod api;
+pub mod manifest;
+pub mod transport;
+pub mod views;

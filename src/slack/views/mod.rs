@@ -1,0 +1,6 @@
+//! Block Kit builders: every view and message the bot shows, as JSON values,
+//! kept apart from the handlers that decide when to show them.
+
+pub mod home;
+pub mod request;
+pub mod text;

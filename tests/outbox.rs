@@ -1,0 +1,162 @@
+//! The outbox against the fake Slack: messages survive restarts, keep their
+//! order per channel, wait out `Retry-After` on 429, retry 5xx, and are kept
+//! (not retried) when Slack refuses them for good.
+
+mod support;
+
+use std::time::Duration;
+
+use accessd::outbox::{Outbox, OutboxOptions, OutboxWorker};
+use accessd::slack::api::SlackApi;
+use accessd::store::{NewMessage, Store};
+use serde_json::json;
+use support::daemon::tokens;
+use support::{Failure, FakeSlack};
+use tokio::sync::watch;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn message(channel: &str, text: &str) -> NewMessage {
+    NewMessage {
+        method: "chat.postMessage".into(),
+        channel: channel.into(),
+        payload: json!({ "channel": channel, "text": text }),
+        dedupe_key: None,
+    }
+}
+
+fn start_worker(
+    fake: &FakeSlack,
+    outbox: &Outbox,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let api = SlackApi::new(&fake.api_url(), &tokens(), Duration::from_secs(5)).unwrap();
+    let options = OutboxOptions {
+        per_channel_interval: Duration::from_millis(20),
+        poll_interval: Duration::from_millis(100),
+        ..OutboxOptions::default()
+    };
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(OutboxWorker::new(outbox, api, options).run(stopped));
+    (stop, task)
+}
+
+/// Texts Slack accepted for `channel`, in the order it accepted them.
+fn delivered(fake: &FakeSlack, channel: &str) -> Vec<String> {
+    fake.calls_to("chat.postMessage")
+        .into_iter()
+        .filter(|c| c.params["channel"] == channel && c.response["ok"] == true)
+        .filter_map(|c| c.params["text"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Waits until nothing is pending, then returns the outbox's counts.
+async fn settled(store: &Store) -> accessd::store::OutboxStats {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let stats = store.outbox_stats().await.unwrap();
+        if stats.pending == 0 || std::time::Instant::now() > deadline {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn users(fake: &FakeSlack) {
+    fake.add_user("U1", "ann@example.com", "Ann");
+    fake.add_user("U2", "bob@example.com", "Bob");
+}
+
+#[tokio::test]
+async fn a_rate_limited_message_waits_for_retry_after_and_keeps_channel_order() {
+    let fake = FakeSlack::start().await;
+    users(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("a.db")).unwrap();
+    let outbox = Outbox::new(store.clone());
+    fake.fail_next(
+        "chat.postMessage",
+        1,
+        Failure::RateLimited {
+            retry_after_secs: 1,
+        },
+    );
+    for text in ["one", "two", "three"] {
+        outbox.send(message("U1", text)).await.unwrap();
+    }
+    let (stop, task) = start_worker(&fake, &outbox);
+
+    fake.wait_until(WAIT, |f| (delivered(f, "U1").len() == 3).then_some(()))
+        .await
+        .expect("all delivered");
+    assert_eq!(delivered(&fake, "U1"), ["one", "two", "three"]);
+    let stats = settled(&store).await;
+    let posts = fake.calls_to("chat.postMessage");
+    assert_eq!(posts[0].status, 429);
+    let first_ok = posts.iter().find(|c| c.status == 200).unwrap();
+    // Retry-After is part of Slack's protocol: sending earlier earns another 429.
+    assert!(first_ok.at.duration_since(posts[0].at) >= Duration::from_millis(950));
+    assert_eq!((stats.pending, stats.dead), (0, 0));
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_and_refused_messages_are_kept_dead() {
+    let fake = FakeSlack::start().await;
+    users(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("a.db")).unwrap();
+    let outbox = Outbox::new(store.clone());
+    fake.fail_next("chat.postMessage", 2, Failure::Status(503));
+    outbox
+        .send(message("U1", "retried after 503s"))
+        .await
+        .unwrap();
+    outbox.send(message("C_NOPE", "to nowhere")).await.unwrap();
+    outbox.send(message("U2", "independent")).await.unwrap();
+    let (stop, task) = start_worker(&fake, &outbox);
+
+    let stats = settled(&store).await;
+    assert_eq!(delivered(&fake, "U1"), ["retried after 503s"]);
+    assert_eq!(delivered(&fake, "U2"), ["independent"]);
+    assert_eq!(stats.dead, 1, "channel_not_found is permanent");
+    assert_eq!(stats.pending, 0);
+    let posts = fake.calls_to("chat.postMessage");
+    assert_eq!(posts.iter().filter(|c| c.status == 503).count(), 2);
+    let refusals = posts
+        .iter()
+        .filter(|c| c.response["error"] == "channel_not_found")
+        .count();
+    assert_eq!(refusals, 1, "a refused message is not retried");
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn queued_messages_survive_a_restart_and_dedupe_keys_hold() {
+    let fake = FakeSlack::start().await;
+    users(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db");
+    {
+        let store = Store::open(&db).unwrap();
+        let outbox = Outbox::new(store.clone());
+        let mut keyed = message("U1", "only once");
+        keyed.dedupe_key = Some("ticket-1-created".into());
+        assert!(outbox.send(keyed.clone()).await.unwrap().is_some());
+        assert!(
+            outbox.send(keyed).await.unwrap().is_none(),
+            "same dedupe key queued once"
+        );
+        store.close().await;
+    }
+    let store = Store::open(&db).unwrap();
+    let outbox = Outbox::new(store.clone());
+    let (stop, task) = start_worker(&fake, &outbox);
+    fake.wait_until(WAIT, |f| (delivered(f, "U1").len() == 1).then_some(()))
+        .await
+        .expect("delivered after restart");
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    assert_eq!(delivered(&fake, "U1"), ["only once"]);
+}
