@@ -27,7 +27,7 @@ use crate::config::{Config, SlackTokens};
 use crate::handlers::App;
 use crate::outbox::{Outbox, OutboxOptions, OutboxWorker};
 use crate::router::Router;
-use crate::slack::api::{ApiError, SlackApi};
+use crate::slack::api::{ApiError, BotIdentity, SlackApi};
 use crate::slack::transport::{Transport, TransportError, TransportOptions, TransportStatus};
 use crate::store::{Store, StoreError};
 
@@ -104,11 +104,11 @@ async fn run_on_store(
     store: Store,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
+    tokio::pin!(shutdown);
     let api = SlackApi::new(&config.slack.api_url, &tokens, options.api_timeout)?;
-    let bot = match api.auth_test().await {
-        Ok(bot) => bot,
-        Err(err) if err.is_fatal_auth() => return Err(RunError::BotToken(err)),
-        Err(err) => return Err(RunError::Slack(err)),
+    let bot = tokio::select! {
+        bot = check_bot_token(&api, &options.transport) => bot?,
+        _ = &mut shutdown => return Ok(()),
     };
     tracing::info!(
         bot_user = bot.user_id,
@@ -139,7 +139,6 @@ async fn run_on_store(
     let pruner = tokio::spawn(prune_seen_periodically(store.clone()));
     let mut transport_task = tokio::spawn(transport.run(stopped));
 
-    tokio::pin!(shutdown);
     let result = tokio::select! {
         _ = &mut shutdown => {
             tracing::info!("shutting down");
@@ -165,6 +164,27 @@ async fn run_on_store(
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     result
+}
+
+/// `auth.test` until Slack answers: a refused token is fatal, an outage is
+/// waited out (the daemon often starts before the network is fully up).
+async fn check_bot_token(
+    api: &SlackApi,
+    timing: &TransportOptions,
+) -> Result<BotIdentity, RunError> {
+    let mut delay = timing.backoff_base;
+    loop {
+        match api.auth_test().await {
+            Ok(bot) => return Ok(bot),
+            Err(err) if err.is_fatal_auth() => return Err(RunError::BotToken(err)),
+            Err(err) if err.is_transient() => {
+                tracing::warn!(error = %err, retry_in = ?delay, "Slack is not reachable yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(timing.backoff_max);
+            }
+            Err(err) => return Err(RunError::Slack(err)),
+        }
+    }
 }
 
 async fn notify_systemd_when_connected(status: Arc<TransportStatus>) {

@@ -51,6 +51,16 @@ async fn a_refused_bot_token_stops_the_daemon_with_a_clear_error() {
 }
 
 #[tokio::test]
+async fn waits_out_a_slack_outage_at_start() {
+    let fake = FakeSlack::start().await;
+    fake.fail_next("auth.test", 2, Failure::Status(503));
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::connected(&fake, dir.path(), 1).await;
+    assert_eq!(fake.calls_to("auth.test").len(), 3);
+    daemon.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
 async fn access_help_answers_ephemerally_in_the_ack() {
     let fake = FakeSlack::start().await;
     let dir = tempfile::tempdir().unwrap();
