@@ -11,7 +11,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod domain;
 pub mod handlers;
+pub mod identity;
 pub mod outbox;
 pub mod router;
 pub mod slack;

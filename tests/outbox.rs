@@ -22,6 +22,7 @@ fn message(channel: &str, text: &str) -> NewMessage {
         channel: channel.into(),
         payload: json!({ "channel": channel, "text": text }),
         dedupe_key: None,
+        on_sent: None,
     }
 }
 

@@ -138,6 +138,7 @@ mod tests {
                     channel: "C".into(),
                     payload: json!({ "i": i, "pad": "x".repeat(2000) }),
                     dedupe_key: None,
+                    on_sent: None,
                 })
                 .await
                 .unwrap();

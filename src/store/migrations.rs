@@ -17,11 +17,18 @@ pub(crate) struct Migration {
     pub(crate) sql: &'static str,
 }
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_initial",
-    sql: include_str!("migrations/0001_initial.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_initial",
+        sql: include_str!("migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_outbox_on_sent",
+        sql: include_str!("migrations/0002_outbox_on_sent.sql"),
+    },
+];
 
 /// Schema version this binary writes and understands.
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -14,7 +14,9 @@
 pub(crate) mod audit;
 pub(crate) mod backup;
 pub(crate) mod dedupe;
+pub(crate) mod drafts;
 pub(crate) mod jobs;
+pub(crate) mod links;
 pub(crate) mod migrations;
 pub(crate) mod outbox;
 pub(crate) mod tickets;
@@ -33,8 +35,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use audit::{AuditBreak, AuditBreakKind, AuditEvent, AuditRow, AuditVerification};
 pub use jobs::Job;
+pub use links::UserLink;
 pub use migrations::MigrationReport;
-pub use outbox::{NewMessage, OutboxItem, OutboxStats};
+pub use outbox::{NewMessage, OnSent, OutboxItem, OutboxStats};
+pub use tickets::{
+    Actor, Approval, ApproverMessage, Changed, Created, Decided, DecisionInput, Effects, NewTicket,
+    Ticket, TicketFilter,
+};
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -577,6 +584,7 @@ mod tests {
                         channel: format!("C{}", i % 7),
                         payload: serde_json::json!({ "text": i }),
                         dedupe_key: Some(format!("k{i}")),
+                        on_sent: None,
                     })
                     .await?;
                     s.append_audit(AuditEvent::new(

@@ -17,6 +17,56 @@ pub struct NewMessage {
     /// When set, a second message with the same key is not enqueued (ever:
     /// sent and dead messages keep their key).
     pub dedupe_key: Option<String>,
+    /// Recorded from Slack's answer once the message is sent.
+    pub on_sent: Option<OnSent>,
+}
+
+impl NewMessage {
+    /// A `chat.postMessage` to a channel or, with a user id, to the app's DM
+    /// with that user. `text` is the notification fallback for the blocks.
+    pub fn post(channel: &str, text: &str, blocks: serde_json::Value) -> Self {
+        Self {
+            method: "chat.postMessage".into(),
+            channel: channel.into(),
+            payload: serde_json::json!({ "channel": channel, "text": text, "blocks": blocks }),
+            dedupe_key: None,
+            on_sent: None,
+        }
+    }
+
+    /// A `chat.update` of an earlier message; paced with the DM's user.
+    pub fn update(
+        pacing_key: &str,
+        channel: &str,
+        ts: &str,
+        text: &str,
+        blocks: serde_json::Value,
+    ) -> Self {
+        Self {
+            method: "chat.update".into(),
+            channel: pacing_key.into(),
+            payload: serde_json::json!({ "channel": channel, "ts": ts, "text": text, "blocks": blocks }),
+            dedupe_key: None,
+            on_sent: None,
+        }
+    }
+
+    pub fn with_on_sent(mut self, on_sent: OnSent) -> Self {
+        self.on_sent = Some(on_sent);
+        self
+    }
+}
+
+/// What to remember from Slack's answer to a sent message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnSent {
+    /// The DM asking `approver_slack_id` to decide on a ticket: kept so every
+    /// copy can be updated with the outcome.
+    ApproverMessage {
+        ticket_id: i64,
+        approver_slack_id: String,
+    },
 }
 
 /// A pending call handed to the outbox worker.
@@ -45,21 +95,50 @@ pub struct OutboxStats {
 pub(crate) fn enqueue_tx(tx: &Transaction<'_>, msg: &NewMessage) -> Result<Option<i64>> {
     let now = ts(Utc::now());
     let payload = serde_json::to_string(&msg.payload)?;
+    let on_sent = msg
+        .on_sent
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()?;
     // ON CONFLICT names the key, so only a dedupe hit is ignored; any other
     // constraint failure still errors.
     let id = tx
         .prepare_cached(
-            "INSERT INTO outbox (method, channel, payload, dedupe_key, status, attempts, next_attempt_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5)
+            "INSERT INTO outbox (method, channel, payload, dedupe_key, status, attempts, next_attempt_at, created_at, on_sent)
+             VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?6)
              ON CONFLICT (dedupe_key) DO NOTHING
              RETURNING id",
         )?
         .query_row(
-            rusqlite::params![msg.method, msg.channel, payload, msg.dedupe_key, now],
+            rusqlite::params![msg.method, msg.channel, payload, msg.dedupe_key, now, on_sent],
             |r| r.get(0),
         )
         .optional()?;
     Ok(id)
+}
+
+fn record_on_sent(
+    tx: &Transaction<'_>,
+    on_sent: &OnSent,
+    response: &serde_json::Value,
+) -> Result<()> {
+    match on_sent {
+        OnSent::ApproverMessage {
+            ticket_id,
+            approver_slack_id,
+        } => {
+            let channel = response.get("channel").and_then(|v| v.as_str());
+            let message_ts = response.get("ts").and_then(|v| v.as_str());
+            if let (Some(channel), Some(message_ts)) = (channel, message_ts) {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO approver_messages (ticket_id, approver_slack_id, channel, ts)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(rusqlite::params![ticket_id, approver_slack_id, channel, message_ts])?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn not_pending(id: i64) -> StoreError {
@@ -136,18 +215,23 @@ impl Store {
     /// message, needed for later `chat.update`).
     pub async fn outbox_sent(&self, id: i64, response: serde_json::Value) -> Result<()> {
         self.call(move |conn| {
-            let response = serde_json::to_string(&response)?;
-            let n = conn
-                .prepare_cached(
-                    "UPDATE outbox SET status = 'sent', sent_at = ?2, response = ?3, last_error = NULL
-                     WHERE id = ?1 AND status = 'pending'",
-                )?
-                .execute(rusqlite::params![id, ts(Utc::now()), response])?;
-            if n == 1 {
-                Ok(())
-            } else {
-                Err(not_pending(id))
+            let tx = write_tx(conn)?;
+            let on_sent: Option<String> = tx
+                .prepare_cached("SELECT on_sent FROM outbox WHERE id = ?1 AND status = 'pending'")?
+                .query_row([id], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| not_pending(id))?;
+            let text = serde_json::to_string(&response)?;
+            tx.prepare_cached(
+                "UPDATE outbox SET status = 'sent', sent_at = ?2, response = ?3, last_error = NULL
+                 WHERE id = ?1 AND status = 'pending'",
+            )?
+            .execute(rusqlite::params![id, ts(Utc::now()), text])?;
+            if let Some(on_sent) = on_sent {
+                record_on_sent(&tx, &serde_json::from_str(&on_sent)?, &response)?;
             }
+            tx.commit()?;
+            Ok(())
         })
         .await
     }
@@ -223,6 +307,7 @@ mod tests {
             channel: channel.into(),
             payload: json!({ "channel": channel, "text": text }),
             dedupe_key: key.map(Into::into),
+            on_sent: None,
         }
     }
 

@@ -1,63 +1,565 @@
-//! Ticket queries. For now only what health checks and benchmarks need; the ticket state machine's transactions belong here as they are written.
+//! Tickets and their approvals: creation, decisions, cancel and nudge, each one
+//! IMMEDIATE transaction that also writes its audit rows and queues its Slack
+//! messages, so a transition and what it announces commit together.
+//!
+//! Callers pass two pure closures run inside the transaction: `check` decides
+//! whether the actor may act on the ticket as it is *now* (re-read under the
+//! write lock, so racing clicks serialise), and `effects` builds the messages
+//! and audit rows for the transition that happened.
 
-use super::{Result, Store};
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, Row, Transaction};
+
+use super::audit::append_audit_tx;
+use super::outbox::enqueue_tx;
+use super::{opt_ts_col, ts, ts_col, write_tx, AuditEvent, NewMessage, Result, Store, StoreError};
+use crate::domain::policy::Plan;
+use crate::domain::ticket::{self, Status, Transition, Verdict};
+
+/// A request as submitted.
+#[derive(Debug, Clone)]
+pub struct NewTicket {
+    pub requester_slack_id: String,
+    pub requester_email: String,
+    pub app_id: String,
+    pub roles: Vec<String>,
+    pub reason: String,
+    pub duration_secs: i64,
+    pub plan: Plan,
+    /// `Pending`, or `Approved` for an auto-approved request.
+    pub status: Status,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ticket {
+    pub id: i64,
+    pub requester_slack_id: String,
+    pub requester_email: String,
+    pub app_id: String,
+    pub roles: Vec<String>,
+    pub reason: String,
+    pub duration_secs: i64,
+    pub status: Status,
+    /// Current approval stage, 0-based.
+    pub stage: usize,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub last_nudge_at: Option<DateTime<Utc>>,
+    /// The plan frozen at creation: how many stages, how many approvals each.
+    pub plan: Plan,
+    pub approvals: Vec<Approval>,
+    pub approver_messages: Vec<ApproverMessage>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approval {
+    pub stage: usize,
+    pub approver_slack_id: String,
+    pub approver_email: Option<String>,
+    pub verdict: Verdict,
+    pub comment: Option<String>,
+    pub duration_secs: Option<i64>,
+    pub decided_at: DateTime<Utc>,
+}
+
+/// One DM an approver got about a ticket, addressable for `chat.update`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApproverMessage {
+    pub approver_slack_id: String,
+    pub channel: String,
+    pub ts: String,
+}
+
+impl Ticket {
+    pub fn reference(&self) -> String {
+        ticket::ticket_ref(self.id)
+    }
+
+    /// Approvals counted in the current stage.
+    pub fn approvals_in_stage(&self, stage: usize) -> impl Iterator<Item = &Approval> {
+        self.approvals
+            .iter()
+            .filter(move |a| a.stage == stage && a.verdict == Verdict::Approve)
+    }
+
+    /// The decision that ended the ticket, if one did.
+    pub fn final_decision(&self) -> Option<&Approval> {
+        match self.status {
+            Status::Rejected => self
+                .approvals
+                .iter()
+                .rev()
+                .find(|a| a.verdict == Verdict::Reject),
+            Status::Pending | Status::Cancelled | Status::Stale => None,
+            _ => self
+                .approvals
+                .iter()
+                .rev()
+                .find(|a| a.verdict == Verdict::Approve),
+        }
+    }
+}
+
+/// Messages and audit rows written with a transition.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub messages: Vec<NewMessage>,
+    pub audit: Vec<AuditEvent>,
+}
+
+#[derive(Debug)]
+pub enum Created {
+    New(Ticket),
+    /// The requester already has this app and one of these roles pending.
+    Duplicate(Ticket),
+}
+
+/// Who clicked, as resolved from Slack's `user.id`.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub slack_id: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DecisionInput {
+    pub actor: Actor,
+    pub verdict: Verdict,
+    pub comment: Option<String>,
+    /// A new duration set by the approver (already capped by the caller).
+    pub duration_secs: Option<i64>,
+}
+
+#[derive(Debug)]
+pub enum Decided {
+    Applied {
+        ticket: Ticket,
+        transition: Transition,
+    },
+    /// The ticket was no longer pending: nothing changed.
+    AlreadyDecided(Ticket),
+    /// This actor already decided this stage.
+    AlreadyVoted(Ticket),
+    /// `check` refused the actor; audited.
+    Refused { ticket: Ticket, reason: String },
+}
+
+#[derive(Debug)]
+pub enum Changed {
+    Done(Ticket),
+    NotApplicable(Ticket),
+    Refused {
+        ticket: Ticket,
+        reason: String,
+    },
+    /// A nudge inside the cooldown: when the next one is allowed.
+    TooSoon {
+        ticket: Ticket,
+        next_at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TicketFilter {
+    pub status: Option<Status>,
+    pub requester_slack_id: Option<String>,
+    pub limit: Option<usize>,
+}
+
+const TICKET_COLUMNS: &str =
+    "id, requester_slack_id, requester_email, app_id, roles, reason, duration_secs, \
+     status, stage, created_at, updated_at, decided_at, last_nudge_at, policy";
+
+fn ticket_row(r: &Row<'_>) -> rusqlite::Result<Ticket> {
+    let roles: String = r.get(4)?;
+    let status: String = r.get(7)?;
+    let stage: i64 = r.get(8)?;
+    let policy: Option<String> = r.get(13)?;
+    let corrupt = |what: &str, idx: usize| {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            rusqlite::types::Type::Text,
+            format!("invalid ticket {what}").into(),
+        )
+    };
+    Ok(Ticket {
+        id: r.get(0)?,
+        requester_slack_id: r.get(1)?,
+        requester_email: r.get(2)?,
+        app_id: r.get(3)?,
+        roles: serde_json::from_str(&roles).map_err(|_| corrupt("roles", 4))?,
+        reason: r.get(5)?,
+        duration_secs: r.get(6)?,
+        status: Status::parse(&status).ok_or_else(|| corrupt("status", 7))?,
+        stage: usize::try_from(stage).map_err(|_| corrupt("stage", 8))?,
+        created_at: ts_col(r, 9)?,
+        updated_at: ts_col(r, 10)?,
+        decided_at: opt_ts_col(r, 11)?,
+        last_nudge_at: opt_ts_col(r, 12)?,
+        plan: policy
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|_| corrupt("policy", 13))?
+            .unwrap_or(Plan {
+                stages: Vec::new(),
+                auto_approve: false,
+                max_duration_secs: 0,
+            }),
+        approvals: Vec::new(),
+        approver_messages: Vec::new(),
+    })
+}
+
+/// Reads one ticket with its approvals and approver messages.
+fn load(conn: &rusqlite::Connection, id: i64) -> Result<Option<Ticket>> {
+    let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1");
+    let Some(mut ticket) = conn
+        .prepare_cached(&sql)?
+        .query_row([id], ticket_row)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut approvals = conn.prepare_cached(
+        "SELECT stage, approver_slack_id, approver_email, decision, comment, duration_secs, decided_at
+         FROM approvals WHERE ticket_id = ?1 ORDER BY decided_at, id",
+    )?;
+    ticket.approvals = approvals
+        .query_map([id], |r| {
+            let stage: i64 = r.get(0)?;
+            let decision: String = r.get(3)?;
+            Ok(Approval {
+                stage: usize::try_from(stage).unwrap_or(usize::MAX),
+                approver_slack_id: r.get(1)?,
+                approver_email: r.get(2)?,
+                verdict: Verdict::parse(&decision).unwrap_or(Verdict::Reject),
+                comment: r.get(4)?,
+                duration_secs: r.get(5)?,
+                decided_at: ts_col(r, 6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut messages = conn.prepare_cached(
+        "SELECT approver_slack_id, channel, ts FROM approver_messages WHERE ticket_id = ?1 ORDER BY id",
+    )?;
+    ticket.approver_messages = messages
+        .query_map([id], |r| {
+            Ok(ApproverMessage {
+                approver_slack_id: r.get(0)?,
+                channel: r.get(1)?,
+                ts: r.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some(ticket))
+}
+
+fn load_required(conn: &rusqlite::Connection, id: i64) -> Result<Ticket> {
+    load(conn, id)?.ok_or(StoreError::NotFound { what: "ticket", id })
+}
+
+fn write_effects(tx: &Transaction<'_>, effects: &Effects) -> Result<()> {
+    for message in &effects.messages {
+        enqueue_tx(tx, message)?;
+    }
+    for event in &effects.audit {
+        append_audit_tx(tx, event)?;
+    }
+    Ok(())
+}
+
+fn set_status(
+    tx: &Transaction<'_>,
+    id: i64,
+    status: Status,
+    stage: usize,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let decided = (!status.is_pending()).then(|| ts(now));
+    tx.prepare_cached(
+        "UPDATE tickets SET status = ?2, stage = ?3, updated_at = ?4, decided_at = coalesce(?5, decided_at)
+         WHERE id = ?1",
+    )?
+    .execute(rusqlite::params![id, status.as_str(), stage as i64, ts(now), decided])?;
+    Ok(())
+}
 
 impl Store {
+    /// Creates a ticket unless the requester already has one pending for the
+    /// same app and an overlapping role.
+    pub async fn create_ticket(
+        &self,
+        new: NewTicket,
+        effects: impl FnOnce(&Ticket) -> Effects + Send + 'static,
+    ) -> Result<Created> {
+        self.call(move |conn| {
+            let tx = write_tx(conn)?;
+            let sql = format!(
+                "SELECT {TICKET_COLUMNS} FROM tickets
+                 WHERE requester_email = ?1 AND app_id = ?2 AND status = 'pending'
+                   AND EXISTS (SELECT 1 FROM json_each(tickets.roles) r, json_each(?3) n WHERE r.value = n.value)
+                 ORDER BY id LIMIT 1"
+            );
+            let roles = serde_json::to_string(&new.roles)?;
+            let duplicate = tx
+                .prepare_cached(&sql)?
+                .query_row(rusqlite::params![new.requester_email, new.app_id, roles], ticket_row)
+                .optional()?;
+            if let Some(duplicate) = duplicate {
+                return Ok(Created::Duplicate(load_required(&tx, duplicate.id)?));
+            }
+            let now = Utc::now();
+            let decided = (!new.status.is_pending()).then(|| ts(now));
+            tx.prepare_cached(
+                "INSERT INTO tickets (kind, requester_slack_id, requester_email, app_id, roles, reason,
+                                      duration_secs, status, stage, created_at, updated_at, decided_at, policy)
+                 VALUES ('request', ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?9, ?10)",
+            )?
+            .execute(rusqlite::params![
+                new.requester_slack_id,
+                new.requester_email.to_lowercase(),
+                new.app_id,
+                roles,
+                new.reason,
+                new.duration_secs,
+                new.status.as_str(),
+                ts(now),
+                decided,
+                serde_json::to_string(&new.plan)?,
+            ])?;
+            let ticket = load_required(&tx, tx.last_insert_rowid())?;
+            write_effects(&tx, &effects(&ticket))?;
+            tx.commit()?;
+            Ok(Created::New(ticket))
+        })
+        .await
+    }
+
+    pub async fn ticket(&self, id: i64) -> Result<Option<Ticket>> {
+        self.call(move |conn| load(conn, id)).await
+    }
+
+    /// Newest first.
+    pub async fn list_tickets(&self, filter: TicketFilter) -> Result<Vec<Ticket>> {
+        self.call(move |conn| {
+            let sql = "SELECT id FROM tickets
+                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR requester_slack_id = ?2)
+                 ORDER BY id DESC LIMIT ?3";
+            let limit = filter
+                .limit
+                .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+            let ids: Vec<i64> = conn
+                .prepare_cached(sql)?
+                .query_map(
+                    rusqlite::params![
+                        filter.status.map(Status::as_str),
+                        filter.requester_slack_id,
+                        limit
+                    ],
+                    |r| r.get(0),
+                )?
+                .collect::<rusqlite::Result<_>>()?;
+            ids.into_iter().map(|id| load_required(conn, id)).collect()
+        })
+        .await
+    }
+
+    /// Records a decision and applies its transition, all or nothing.
+    pub async fn decide(
+        &self,
+        id: i64,
+        input: DecisionInput,
+        check: impl FnOnce(&Ticket) -> std::result::Result<(), String> + Send + 'static,
+        effects: impl FnOnce(&Ticket, Transition) -> Effects + Send + 'static,
+    ) -> Result<Decided> {
+        self.call(move |conn| {
+            let tx = write_tx(conn)?;
+            let ticket = load_required(&tx, id)?;
+            if !ticket.status.is_pending() {
+                return Ok(Decided::AlreadyDecided(ticket));
+            }
+            if let Err(reason) = check(&ticket) {
+                append_audit_tx(
+                    &tx,
+                    &AuditEvent::new(
+                        input.actor.email.clone(),
+                        "ticket.decision_refused",
+                        ticket.reference(),
+                        serde_json::json!({
+                            "slack_id": input.actor.slack_id,
+                            "verdict": input.verdict.as_str(),
+                            "reason": reason,
+                            "status": ticket.status.as_str(),
+                            "stage": ticket.stage,
+                        }),
+                    ),
+                )?;
+                tx.commit()?;
+                return Ok(Decided::Refused { ticket, reason });
+            }
+            if ticket
+                .approvals
+                .iter()
+                .any(|a| a.stage == ticket.stage && a.approver_slack_id == input.actor.slack_id)
+            {
+                return Ok(Decided::AlreadyVoted(ticket));
+            }
+            let now = Utc::now();
+            tx.prepare_cached(
+                "INSERT INTO approvals (ticket_id, stage, approver_slack_id, approver_email, decision, comment,
+                                        duration_secs, decided_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(rusqlite::params![
+                id,
+                ticket.stage as i64,
+                input.actor.slack_id,
+                input.actor.email,
+                input.verdict.as_str(),
+                input.comment,
+                input.duration_secs,
+                ts(now),
+            ])?;
+            let approvals = ticket.approvals_in_stage(ticket.stage).count()
+                + usize::from(input.verdict == Verdict::Approve);
+            let transition = match ticket::decide(ticket.status, ticket.stage, &ticket.plan, approvals, input.verdict) {
+                Ok(transition) => transition,
+                Err(status) => {
+                    return Err(StoreError::InvalidInput(format!("ticket {id} is {status}")));
+                }
+            };
+            let stage = match transition {
+                Transition::NextStage { stage } => stage,
+                _ => ticket.stage,
+            };
+            set_status(&tx, id, transition.status(), stage, now)?;
+            if let (Some(duration), Verdict::Approve) = (input.duration_secs, input.verdict) {
+                tx.prepare_cached("UPDATE tickets SET duration_secs = ?2 WHERE id = ?1")?
+                    .execute(rusqlite::params![id, duration])?;
+            }
+            let after = load_required(&tx, id)?;
+            let mut effects = effects(&after, transition);
+            effects.audit.insert(
+                0,
+                AuditEvent::new(
+                    input.actor.email.clone(),
+                    format!("ticket.{}", input.verdict.as_str()),
+                    after.reference(),
+                    serde_json::json!({
+                        "slack_id": input.actor.slack_id,
+                        "stage": ticket.stage,
+                        "before": ticket.status.as_str(),
+                        "after": after.status.as_str(),
+                        "comment": input.comment,
+                        "duration_secs": after.duration_secs,
+                    }),
+                ),
+            );
+            write_effects(&tx, &effects)?;
+            tx.commit()?;
+            Ok(Decided::Applied {
+                ticket: after,
+                transition,
+            })
+        })
+        .await
+    }
+
+    /// The requester withdraws a pending ticket.
+    pub async fn cancel_ticket(
+        &self,
+        id: i64,
+        actor: Actor,
+        effects: impl FnOnce(&Ticket) -> Effects + Send + 'static,
+    ) -> Result<Changed> {
+        self.call(move |conn| {
+            let tx = write_tx(conn)?;
+            let ticket = load_required(&tx, id)?;
+            if ticket.requester_slack_id != actor.slack_id {
+                return Ok(Changed::Refused {
+                    ticket,
+                    reason: "only the requester can cancel a request".into(),
+                });
+            }
+            let Ok(status) = ticket::cancel(ticket.status) else {
+                return Ok(Changed::NotApplicable(ticket));
+            };
+            set_status(&tx, id, status, ticket.stage, Utc::now())?;
+            let after = load_required(&tx, id)?;
+            let mut effects = effects(&after);
+            effects.audit.insert(
+                0,
+                AuditEvent::new(
+                    actor.email,
+                    "ticket.cancel",
+                    after.reference(),
+                    serde_json::json!({ "slack_id": actor.slack_id, "before": ticket.status.as_str(), "after": status.as_str() }),
+                ),
+            );
+            write_effects(&tx, &effects)?;
+            tx.commit()?;
+            Ok(Changed::Done(after))
+        })
+        .await
+    }
+
+    /// The requester asks the current approvers again, at most once per `cooldown`.
+    pub async fn nudge_ticket(
+        &self,
+        id: i64,
+        actor: Actor,
+        cooldown: std::time::Duration,
+        effects: impl FnOnce(&Ticket) -> Effects + Send + 'static,
+    ) -> Result<Changed> {
+        self.call(move |conn| {
+            let tx = write_tx(conn)?;
+            let ticket = load_required(&tx, id)?;
+            if ticket.requester_slack_id != actor.slack_id {
+                return Ok(Changed::Refused {
+                    ticket,
+                    reason: "only the requester can nudge a request".into(),
+                });
+            }
+            if !ticket.status.is_pending() {
+                return Ok(Changed::NotApplicable(ticket));
+            }
+            let now = Utc::now();
+            let cooldown = chrono::Duration::from_std(cooldown).unwrap_or_default();
+            if let Some(last) = ticket.last_nudge_at {
+                if last + cooldown > now {
+                    return Ok(Changed::TooSoon {
+                        next_at: last + cooldown,
+                        ticket,
+                    });
+                }
+            }
+            tx.prepare_cached(
+                "UPDATE tickets SET last_nudge_at = ?2, updated_at = ?2 WHERE id = ?1",
+            )?
+            .execute(rusqlite::params![id, ts(now)])?;
+            let after = load_required(&tx, id)?;
+            let mut effects = effects(&after);
+            effects.audit.insert(
+                0,
+                AuditEvent::new(
+                    actor.email,
+                    "ticket.nudge",
+                    after.reference(),
+                    serde_json::json!({ "slack_id": actor.slack_id, "stage": after.stage }),
+                ),
+            );
+            write_effects(&tx, &effects)?;
+            tx.commit()?;
+            Ok(Changed::Done(after))
+        })
+        .await
+    }
+
     /// Number of tickets in any status.
     pub async fn count_tickets(&self) -> Result<i64> {
         self.call(|conn| Ok(conn.query_row("SELECT count(*) FROM tickets", [], |r| r.get(0))?))
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::store::test_support::*;
-    use crate::store::StoreError;
-
-    #[tokio::test]
-    async fn counts_tickets_and_enforces_the_status_set() {
-        let (_dir, store) = temp_store();
-        assert_eq!(store.count_tickets().await.unwrap(), 0);
-        store
-            .call(|c| {
-                for status in ["pending", "active"] {
-                    c.execute(
-                        "INSERT INTO tickets (requester_slack_id, requester_email, app_id, roles, reason, duration_secs, status)
-                         VALUES ('U1', 'Ann@Example.com', 'github', '[\"maintainer\"]', 'deploy', 3600, ?1)",
-                        [status],
-                    )?;
-                }
-                Ok(())
-            })
-            .await
-            .unwrap();
-        assert_eq!(store.count_tickets().await.unwrap(), 2);
-        // Emails match case-insensitively.
-        let n: i64 = store
-            .call(|c| {
-                Ok(c.query_row(
-                    "SELECT count(*) FROM tickets WHERE requester_email = 'ann@example.com'",
-                    [],
-                    |r| r.get(0),
-                )?)
-            })
-            .await
-            .unwrap();
-        assert_eq!(n, 2);
-        let err = store
-            .call(|c| {
-                c.execute(
-                    "INSERT INTO tickets (requester_slack_id, requester_email, app_id, reason, duration_secs, status)
-                     VALUES ('U1', 'a@b', 'github', 'x', 60, 'approvedish')",
-                    [],
-                )?;
-                Ok(())
-            })
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StoreError::Sqlite(_)));
-        assert!(err.to_string().contains("CHECK"), "{err}");
-        store.close().await;
     }
 }

@@ -1,0 +1,131 @@
+//! Who a Slack user is: Slack id ⇄ email, from the `user_links` cache, else
+//! `users.info` / `users.lookupByEmail`, refreshed after `identity.link_refresh`.
+//! People are matched by exact, case-insensitive email.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+
+use crate::slack::api::{ApiError, SlackApi};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Slack(#[from] ApiError),
+}
+
+#[derive(Clone)]
+pub struct Identity {
+    store: Store,
+    api: SlackApi,
+    refresh: Duration,
+}
+
+impl Identity {
+    pub fn new(store: Store, api: SlackApi, refresh: Duration) -> Self {
+        Self {
+            store,
+            api,
+            refresh,
+        }
+    }
+
+    fn is_fresh(&self, source: &str, refreshed_at: chrono::DateTime<Utc>) -> bool {
+        source == "manual"
+            || Utc::now() - refreshed_at
+                < chrono::Duration::from_std(self.refresh).unwrap_or_default()
+    }
+
+    /// The email of a Slack user; `None` when Slack has none for them (bots,
+    /// or the app lacks `users:read.email`).
+    pub async fn email_of(&self, slack_id: &str) -> Result<Option<String>, IdentityError> {
+        let cached = self.store.link_for_slack(slack_id.to_string()).await?;
+        if let Some(link) = &cached {
+            if self.is_fresh(&link.source, link.refreshed_at) {
+                return Ok(Some(link.email.clone()));
+            }
+        }
+        match self.api.call_get("users.info", &[("user", slack_id)]).await {
+            Ok(reply) => match profile_email(&reply) {
+                Some(email) => {
+                    self.store
+                        .save_slack_link(slack_id.to_string(), email.clone())
+                        .await?;
+                    Ok(Some(email))
+                }
+                None => Ok(None),
+            },
+            // A stale link beats no answer while Slack is unreachable.
+            Err(err) if err.is_transient() && cached.is_some() => Ok(cached.map(|l| l.email)),
+            Err(err) if err.code() == Some("user_not_found") => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The Slack user with this email, if any.
+    pub async fn slack_id_of(&self, email: &str) -> Result<Option<String>, IdentityError> {
+        let email = email.to_lowercase();
+        let cached = self.store.link_for_email(email.clone()).await?;
+        if let Some(link) = &cached {
+            if self.is_fresh(&link.source, link.refreshed_at) {
+                return Ok(Some(link.slack_id.clone()));
+            }
+        }
+        match self
+            .api
+            .call_get("users.lookupByEmail", &[("email", &email)])
+            .await
+        {
+            Ok(reply) => match reply.pointer("/user/id").and_then(Value::as_str) {
+                Some(id) => {
+                    self.store.save_slack_link(id.to_string(), email).await?;
+                    Ok(Some(id.to_string()))
+                }
+                None => Ok(None),
+            },
+            Err(err) if err.code() == Some("users_not_found") => Ok(None),
+            Err(err) if err.is_transient() && cached.is_some() => Ok(cached.map(|l| l.slack_id)),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Slack ids for many emails at once; unknown emails are left out (and
+    /// logged), never silently treated as someone else.
+    pub async fn slack_ids_of(
+        &self,
+        emails: impl IntoIterator<Item = String>,
+    ) -> HashMap<String, String> {
+        let lookups = emails.into_iter().map(|email| async move {
+            let found = self.slack_id_of(&email).await;
+            (email, found)
+        });
+        let mut out = HashMap::new();
+        for (email, found) in futures_util::future::join_all(lookups).await {
+            match found {
+                Ok(Some(id)) => {
+                    out.insert(email, id);
+                }
+                Ok(None) => {
+                    tracing::warn!(%email, "no Slack user has this email; they cannot be asked")
+                }
+                Err(err) => {
+                    tracing::warn!(%email, error = %err, "could not look up a Slack user by email")
+                }
+            }
+        }
+        out
+    }
+}
+
+fn profile_email(reply: &Value) -> Option<String> {
+    reply
+        .pointer("/user/profile/email")
+        .and_then(Value::as_str)
+        .filter(|e| e.contains('@'))
+        .map(str::to_lowercase)
+}
