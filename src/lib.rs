@@ -123,7 +123,10 @@ async fn run_on_store(
     let outbox_task = tokio::spawn(
         OutboxWorker::new(&outbox, api.clone(), options.outbox.clone()).run(stopped.clone()),
     );
+    let identity =
+        identity::Identity::new(store.clone(), api.clone(), config.identity.link_refresh);
     let app = Arc::new(App {
+        identity,
         config: Arc::new(config),
         store: store.clone(),
         api: api.clone(),

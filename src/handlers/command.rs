@@ -25,5 +25,6 @@ pub async fn handle(app: &Arc<App>, command: SlackCommandEvent) -> Reply {
     if text.eq_ignore_ascii_case("help") {
         return Reply::payload(ephemeral(HELP));
     }
-    super::request::open(app, command.trigger_id.0)
+    let text = (!text.is_empty()).then(|| text.to_string());
+    super::request::open(app, &command.trigger_id.0, command.user_id.0, text).await
 }

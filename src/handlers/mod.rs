@@ -2,26 +2,49 @@
 //! calls with a typed route. Handlers commit state before they return (the ack
 //! follows) and push slow work (Web API calls) into [`Reply::then`].
 
+pub mod approval;
 pub mod command;
 pub mod home;
 pub mod request;
+pub mod requester;
+pub mod tell;
 
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::identity::Identity;
 use crate::outbox::Outbox;
 use crate::router::Route;
 use crate::slack::api::{BotIdentity, SlackApi};
 use crate::slack::transport::Reply;
 use crate::store::Store;
 
-/// Action ids of the buttons the bot renders; one place so views and handlers agree.
+/// Action, block and callback ids of everything the bot renders; one place so
+/// views and handlers agree.
 pub mod actions {
     pub const REQUEST_ACCESS: &str = "request_access";
-    /// callback_id of the request modal, and its reason field.
+    pub const HOME_PAGE: &str = "home_page";
+    /// callback_id of every step of the request modal.
     pub const REQUEST_MODAL: &str = "access_request";
+    pub const APP_BLOCK: &str = "app";
+    pub const APP_ACTION: &str = "app_select";
+    pub const ROLES_BLOCK: &str = "roles";
+    pub const ROLES_ACTION: &str = "roles_select";
     pub const REASON_BLOCK: &str = "reason";
     pub const REASON_ACTION: &str = "reason_input";
+    pub const DURATION_BLOCK: &str = "duration";
+    pub const DURATION_ACTION: &str = "duration_input";
+    /// Followed by the 0-based stage index.
+    pub const APPROVERS_BLOCK_PREFIX: &str = "approvers_";
+    pub const APPROVERS_ACTION: &str = "approvers_select";
+    pub const APPROVE: &str = "approve_ticket";
+    pub const REJECT: &str = "reject_ticket";
+    pub const APPROVE_MODAL: &str = "approve_ticket";
+    pub const REJECT_MODAL: &str = "reject_ticket";
+    pub const COMMENT_BLOCK: &str = "comment";
+    pub const COMMENT_ACTION: &str = "comment_input";
+    pub const NUDGE: &str = "nudge_ticket";
+    pub const CANCEL: &str = "cancel_ticket";
 }
 
 /// Everything a handler may touch.
@@ -31,22 +54,42 @@ pub struct App {
     pub api: SlackApi,
     pub bot: BotIdentity,
     pub outbox: Outbox,
+    pub identity: Identity,
 }
 
 pub async fn dispatch(app: &Arc<App>, route: Route) -> Reply {
     match route {
         Route::Command(command) => command::handle(app, *command).await,
         Route::AppHomeOpened(event) => home::opened(app, *event).await,
-        Route::BlockAction { action, event } => match action.action_id.0.as_str() {
-            actions::REQUEST_ACCESS => request::open(app, event.trigger_id.0),
-            other => {
-                tracing::info!(action_id = other, "no handler for this action; acked");
-                Reply::empty()
+        Route::BlockAction { action, event } => {
+            let value = action.value.clone().unwrap_or_default();
+            match action.action_id.0.as_str() {
+                actions::REQUEST_ACCESS => {
+                    request::open(app, &event.trigger_id.0, user_of(&event), None).await
+                }
+                actions::HOME_PAGE => home::page(app, user_of(&event), &value),
+                actions::APPROVE | actions::REJECT => {
+                    approval::clicked(app, &action.action_id.0, &value, *event).await
+                }
+                actions::NUDGE => requester::nudge(app, &value, *event).await,
+                actions::CANCEL => requester::cancel(app, &value, *event).await,
+                // Selects inside the request modal fire block actions too; the
+                // modal reads them on submission.
+                actions::APP_ACTION | actions::ROLES_ACTION | actions::APPROVERS_ACTION => {
+                    Reply::empty()
+                }
+                other => {
+                    tracing::info!(action_id = other, "no handler for this action; acked");
+                    Reply::empty()
+                }
             }
-        },
+        }
         Route::ViewSubmission(submission) => {
             match crate::router::callback_id(&submission.view.view) {
                 actions::REQUEST_MODAL => request::submitted(app, *submission).await,
+                actions::APPROVE_MODAL | actions::REJECT_MODAL => {
+                    approval::submitted(app, *submission).await
+                }
                 other => {
                     tracing::info!(
                         callback_id = other,
@@ -56,9 +99,24 @@ pub async fn dispatch(app: &Arc<App>, route: Route) -> Reply {
                 }
             }
         }
+        Route::BlockSuggestion(suggestion) if suggestion.action_id.0 == actions::APP_ACTION => {
+            Reply::payload(crate::slack::views::request::app_options(
+                &app.config,
+                &suggestion.value,
+            ))
+        }
         other => {
             tracing::info!(route = other.name(), "no handler for this route; acked");
             Reply::empty()
         }
     }
+}
+
+/// The clicking user's id; Slack always sends it for clicks in views and messages.
+pub fn user_of(event: &slack_morphism::prelude::SlackInteractionBlockActionsEvent) -> String {
+    event
+        .user
+        .as_ref()
+        .map(|u| u.id.0.clone())
+        .unwrap_or_default()
 }

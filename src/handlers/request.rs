@@ -1,44 +1,697 @@
-//! The request modal: opened from the Home tab or `/access`, validated inline.
+//! The request flow: the modal opened from the Home tab or `/access`, its
+//! steps validated inline, and the ticket it creates with the approvers' DMs.
+//! The modal's state lives in SQLite (`request_drafts`); `private_metadata`
+//! holds only the draft id, and a draft is only ever read by its owner.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use slack_morphism::prelude::*;
 
-use super::actions::{REASON_ACTION, REASON_BLOCK};
+use super::actions::*;
 use super::App;
+use crate::config::AppConfig;
+use crate::domain::policy::{self, Plan, PolicyError, Requester};
+use crate::domain::ticket::Status;
 use crate::slack::transport::Reply;
-use crate::slack::views::request::{request_modal, request_received};
+use crate::slack::views::request as views;
+use crate::slack::views::text::{fmt_duration, mention};
+use crate::slack::views::ticket::{approver_message, describe, requester_update};
+use crate::store::{Created, Effects, NewMessage, NewTicket, OnSent, Ticket};
 
-/// Shorter reasons do not tell an approver anything.
+/// Reasons shorter than this tell an approver nothing.
 const MIN_REASON_CHARS: usize = 10;
 
-/// Opens the modal after the ack; `trigger_id` is valid 3 s and once, so no retry.
-pub fn open(app: &Arc<App>, trigger_id: String) -> Reply {
-    let api = app.api.clone();
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Step {
+    #[default]
+    App,
+    Roles,
+    Duration,
+    Approvers,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Draft {
+    step: Step,
+    app: Option<String>,
+    roles: Vec<String>,
+    reason: String,
+    duration_secs: u64,
+}
+
+/// What the requester's Slack account is, or why they cannot request.
+pub enum Who {
+    Known(String),
+    Refused(String),
+}
+
+/// Resolves the requester's email; the refusal names the email seen and what to do.
+pub async fn requester_email(app: &Arc<App>, user: &str) -> Who {
+    match app.identity.email_of(user).await {
+        Ok(Some(email)) if app.config.identity.require_known_email && !known_in_sources(app, &email) => Who::Refused(format!(
+            "Your Slack account's email is *{email}*, and no identity source knows that address, so accessd \
+             cannot tell who you are. Ask an admin to link you (`accessd users link {user} you@company`)."
+        )),
+        Ok(Some(email)) => Who::Known(email),
+        Ok(None) => Who::Refused(
+            "Slack has no email for your account, so accessd cannot tell who you are. Ask an admin to link you \
+             with `accessd users link`."
+                .into(),
+        ),
+        Err(err) => {
+            tracing::warn!(user, error = %err, "could not resolve a requester's email");
+            Who::Refused("accessd could not look up your Slack profile just now; please try again in a minute.".into())
+        }
+    }
+}
+
+/// Whether an identity source lists `email`. Sources are synced by the
+/// identity-source feature; until one has synced, nobody is known, so
+/// `require_known_email = true` refuses everyone rather than guessing.
+fn known_in_sources(_app: &Arc<App>, _email: &str) -> bool {
+    false
+}
+
+/// Opens the modal (after the ack: `trigger_id` is valid 3 s, once). `text`
+/// is what followed `/access`, to preselect the app.
+pub async fn open(app: &Arc<App>, trigger_id: &str, user: String, text: Option<String>) -> Reply {
+    let app = app.clone();
+    let trigger_id = trigger_id.to_string();
     Reply::empty().then(async move {
-        let body = json!({ "trigger_id": trigger_id, "view": request_modal() });
-        if let Err(err) = api.call("views.open", &body).await {
-            tracing::warn!(error = %err, "could not open the request modal");
+        let view = match requester_email(&app, &user).await {
+            Who::Refused(why) => views::notice(&why),
+            Who::Known(_) => first_step(&app, &user, text.as_deref()).await,
+        };
+        let body = json!({ "trigger_id": trigger_id, "view": view });
+        if let Err(err) = app.api.call("views.open", &body).await {
+            tracing::warn!(user, error = %err, "could not open the request modal");
         }
     })
 }
 
-pub async fn submitted(_app: &Arc<App>, submission: SlackInteractionViewSubmissionEvent) -> Reply {
-    let reason = submission
+async fn first_step(app: &Arc<App>, user: &str, text: Option<&str>) -> Value {
+    let draft_id = new_draft_id();
+    let mut draft = Draft::default();
+    let mut note = None;
+    if let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) {
+        match crate::domain::catalog::match_app(&app.config, text) {
+            Some(found) => {
+                draft.app = Some(found.id.clone());
+                draft.step = Step::Roles;
+            }
+            None => {
+                note = Some(format!(
+                    "No app matches \u{201c}{}\u{201d}; choose one below.",
+                    crate::slack::views::text::clip(text, 80)
+                ))
+            }
+        }
+    }
+    if app.config.apps.is_empty() {
+        return views::notice(
+            "No apps are configured yet: an admin adds them under `[[apps]]` in accessd.toml.",
+        );
+    }
+    if let Err(err) = save(app, &draft_id, user, &draft).await {
+        tracing::error!(error = %err, "could not save a request draft");
+        return views::notice("accessd could not start a request just now; please try again.");
+    }
+    match draft.app.as_deref().and_then(|id| app.config.app(id)) {
+        Some(found) => views::roles_step(found, &draft_id, &[], ""),
+        None => views::app_step(&app.config, &draft_id, note.as_deref()),
+    }
+}
+
+fn new_draft_id() -> String {
+    use rand::RngExt;
+    let bytes: [u8; 12] = rand::rng().random();
+    hex::encode(bytes)
+}
+
+async fn save(
+    app: &Arc<App>,
+    id: &str,
+    user: &str,
+    draft: &Draft,
+) -> Result<(), crate::store::StoreError> {
+    let state = serde_json::to_value(draft)?;
+    app.store
+        .save_draft(id.to_string(), user.to_string(), state)
+        .await
+}
+
+type StateValues = HashMap<SlackBlockId, HashMap<SlackActionId, SlackViewStateValue>>;
+
+fn state_values(submission: &SlackInteractionViewSubmissionEvent) -> StateValues {
+    submission
         .view
         .state_params
         .state
         .as_ref()
-        .and_then(|state| state.values.get(&SlackBlockId(REASON_BLOCK.into())))
-        .and_then(|block| block.get(&SlackActionId(REASON_ACTION.into())))
-        .and_then(|input| input.value.clone())
-        .unwrap_or_default();
-    if reason.trim().chars().count() < MIN_REASON_CHARS {
-        return Reply::payload(json!({
-            "response_action": "errors",
-            "errors": { REASON_BLOCK: format!("Please give a reason of at least {MIN_REASON_CHARS} characters.") },
-        }));
+        .map(|s| s.values.clone())
+        .unwrap_or_default()
+}
+
+fn input<'a>(
+    values: &'a StateValues,
+    block: &str,
+    action: &str,
+) -> Option<&'a SlackViewStateValue> {
+    values
+        .get(&SlackBlockId(block.into()))?
+        .get(&SlackActionId(action.into()))
+}
+
+fn errors(field_errors: &[(&str, String)]) -> Reply {
+    let map: serde_json::Map<String, Value> = field_errors
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), Value::String(v.clone())))
+        .collect();
+    Reply::payload(json!({ "response_action": "errors", "errors": map }))
+}
+
+fn update(view: Value) -> Reply {
+    Reply::payload(json!({ "response_action": "update", "view": view }))
+}
+
+pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissionEvent) -> Reply {
+    let user = submission.user.id.0.clone();
+    let draft_id = match &submission.view.view {
+        SlackView::Modal(modal) => modal.private_metadata.clone().unwrap_or_default(),
+        SlackView::Home(_) => String::new(),
+    };
+    let draft: Option<Draft> = match app.store.draft(draft_id.clone(), user.clone()).await {
+        Ok(state) => state.and_then(|s| serde_json::from_value(s).ok()),
+        Err(err) => {
+            tracing::error!(error = %err, "could not read a request draft");
+            None
+        }
+    };
+    let Some(mut draft) = draft else {
+        return update(views::notice(
+            "This request form has expired. Start again with `/access` or the Home tab.",
+        ));
+    };
+    let email = match requester_email(app, &user).await {
+        Who::Known(email) => email,
+        Who::Refused(why) => return update(views::notice(&why)),
+    };
+    let values = state_values(&submission);
+    let reply = match draft.step {
+        Step::App => step_app(app, &mut draft, &values, &email, &draft_id),
+        Step::Roles => step_roles(app, &mut draft, &values, &email, &draft_id).await,
+        Step::Duration => step_duration(app, &mut draft, &values, &email, &draft_id).await,
+        Step::Approvers => {
+            return step_submit(app, &draft, &values, &user, &email, &draft_id).await
+        }
+    };
+    if let Err(err) = save(app, &draft_id, &user, &draft).await {
+        tracing::error!(error = %err, "could not save a request draft");
+        return update(views::notice(
+            "accessd could not save your request just now; please try again.",
+        ));
     }
-    Reply::payload(json!({ "response_action": "update", "view": request_received() }))
+    reply
+}
+
+fn step_app(
+    app: &Arc<App>,
+    draft: &mut Draft,
+    values: &StateValues,
+    email: &str,
+    draft_id: &str,
+) -> Reply {
+    let chosen = input(values, APP_BLOCK, APP_ACTION)
+        .and_then(|v| v.selected_option.as_ref())
+        .map(|o| o.value.clone());
+    let Some(found) = chosen.as_deref().and_then(|id| app.config.app(id)) else {
+        return errors(&[(APP_BLOCK, "Choose an app from the list.".into())]);
+    };
+    if let Err(PolicyError::Denied { app: name, rule }) = policy::plan(
+        &app.config,
+        found,
+        &[],
+        &Requester {
+            email,
+            manager: None,
+        },
+    ) {
+        return errors(&[(APP_BLOCK, format!("You may not request {name} ({rule})."))]);
+    }
+    draft.app = Some(found.id.clone());
+    draft.step = Step::Roles;
+    update(views::roles_step(
+        found,
+        draft_id,
+        &draft.roles,
+        &draft.reason,
+    ))
+}
+
+fn app_of<'a>(app: &'a Arc<App>, draft: &Draft) -> Option<&'a AppConfig> {
+    draft.app.as_deref().and_then(|id| app.config.app(id))
+}
+
+fn plan_for(
+    app: &Arc<App>,
+    found: &AppConfig,
+    roles: &[String],
+    email: &str,
+) -> Result<Plan, PolicyError> {
+    policy::plan(
+        &app.config,
+        found,
+        roles,
+        &Requester {
+            email,
+            manager: None,
+        },
+    )
+}
+
+async fn step_roles(
+    app: &Arc<App>,
+    draft: &mut Draft,
+    values: &StateValues,
+    email: &str,
+    draft_id: &str,
+) -> Reply {
+    let Some(found) = app_of(app, draft) else {
+        return update(views::notice(
+            "That app is no longer in the catalog. Start again with `/access`.",
+        ));
+    };
+    let roles: Vec<String> = input(values, ROLES_BLOCK, ROLES_ACTION)
+        .and_then(|v| v.selected_options.as_ref())
+        .map(|opts| opts.iter().map(|o| o.value.clone()).collect())
+        .unwrap_or_default();
+    let reason = input(values, REASON_BLOCK, REASON_ACTION)
+        .and_then(|v| v.value.clone())
+        .unwrap_or_default();
+    let mut problems = Vec::new();
+    if let Some(unknown) = roles.iter().find(|r| found.role(r).is_none()) {
+        problems.push((
+            ROLES_BLOCK,
+            format!("{} has no role `{unknown}`.", found.name),
+        ));
+    } else if roles.is_empty() && !found.roles.is_empty() {
+        problems.push((ROLES_BLOCK, "Choose at least one role.".to_string()));
+    }
+    if reason.trim().chars().count() < MIN_REASON_CHARS {
+        problems.push((
+            REASON_BLOCK,
+            format!("Tell the approvers why, in at least {MIN_REASON_CHARS} characters."),
+        ));
+    }
+    if problems.is_empty() {
+        match plan_for(app, found, &roles, email) {
+            Err(PolicyError::NoApprovers { stage }) => problems.push((
+                ROLES_BLOCK,
+                format!("No one can approve stage {stage} of this request; ask an admin to fix the approvers."),
+            )),
+            Err(err) => problems.push((ROLES_BLOCK, err.to_string())),
+            Ok(_) => {}
+        }
+    }
+    if problems.is_empty() {
+        if let Some(open) = duplicate_of(app, email, &found.id, &roles).await {
+            problems.push((ROLES_BLOCK, format!("You already have {open} pending for this; nudge or cancel it from the Home tab.")));
+        }
+    }
+    if !problems.is_empty() {
+        return errors(&problems);
+    }
+    let cap = policy::duration_cap(found, &roles).unwrap_or(found.max_duration);
+    draft.roles = roles;
+    draft.reason = reason.trim().to_string();
+    draft.step = Step::Duration;
+    let initial = if draft.duration_secs > 0 {
+        Duration::from_secs(draft.duration_secs)
+    } else {
+        app.config.requests.default_duration
+    };
+    let (_, names) = role_names(found, &draft.roles);
+    update(views::duration_step(
+        found,
+        &names,
+        draft_id,
+        initial.min(cap),
+        cap,
+    ))
+}
+
+fn role_names(found: &AppConfig, roles: &[String]) -> (String, String) {
+    let names: Vec<String> = roles
+        .iter()
+        .map(|r| found.role(r).map_or_else(|| r.clone(), |x| x.name.clone()))
+        .collect();
+    (
+        found.name.clone(),
+        if names.is_empty() {
+            "access".into()
+        } else {
+            names.join(", ")
+        },
+    )
+}
+
+/// A pending ticket of this requester for the app and an overlapping role.
+async fn duplicate_of(
+    app: &Arc<App>,
+    email: &str,
+    app_id: &str,
+    roles: &[String],
+) -> Option<String> {
+    let pending = app
+        .store
+        .list_tickets(crate::store::TicketFilter {
+            status: Some(Status::Pending),
+            ..Default::default()
+        })
+        .await
+        .ok()?;
+    pending
+        .into_iter()
+        .find(|t| {
+            t.requester_email.eq_ignore_ascii_case(email)
+                && t.app_id == app_id
+                && (roles.is_empty() && t.roles.is_empty()
+                    || t.roles.iter().any(|r| roles.contains(r)))
+        })
+        .map(|t| t.reference())
+}
+
+/// `8h`, `2d`, `90m`: humantime; bare numbers are hours, as people type them.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(hours) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(hours.saturating_mul(3600)));
+    }
+    humantime::parse_duration(text).map_err(|_| {
+        format!(
+            "\u{201c}{}\u{201d} is not a duration; write e.g. 2h or 1d.",
+            crate::slack::views::text::clip(text, 40)
+        )
+    })
+}
+
+/// Checks a typed duration against the cap.
+pub fn checked_duration(text: &str, cap: Duration) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.as_secs() == 0 {
+        return Err("The duration must be more than zero.".into());
+    }
+    if duration > cap {
+        return Err(format!("At most {} for this request.", fmt_duration(cap)));
+    }
+    Ok(duration)
+}
+
+async fn step_duration(
+    app: &Arc<App>,
+    draft: &mut Draft,
+    values: &StateValues,
+    email: &str,
+    draft_id: &str,
+) -> Reply {
+    let Some(found) = app_of(app, draft) else {
+        return update(views::notice(
+            "That app is no longer in the catalog. Start again with `/access`.",
+        ));
+    };
+    let cap = policy::duration_cap(found, &draft.roles).unwrap_or(found.max_duration);
+    let text = input(values, DURATION_BLOCK, DURATION_ACTION)
+        .and_then(|v| v.value.clone())
+        .unwrap_or_default();
+    let duration = match checked_duration(&text, cap) {
+        Ok(d) => d,
+        Err(why) => return errors(&[(DURATION_BLOCK, why)]),
+    };
+    let plan = match plan_for(app, found, &draft.roles, email) {
+        Ok(plan) => plan,
+        Err(err) => return errors(&[(DURATION_BLOCK, err.to_string())]),
+    };
+    draft.duration_secs = duration.as_secs();
+    draft.step = Step::Approvers;
+    let ids = app
+        .identity
+        .slack_ids_of(plan.stages.iter().flat_map(|s| s.approvers.clone()))
+        .await;
+    let name_of = |email: &str| {
+        ids.get(email)
+            .map_or_else(|| email.to_string(), |id| mention(id))
+    };
+    let (name, roles) = role_names(found, &draft.roles);
+    let summary = format!(
+        "*{name}* · {roles} · {}\n{}",
+        fmt_duration(duration),
+        crate::slack::views::text::quote(&draft.reason)
+    );
+    update(views::approvers_step(
+        found, &summary, draft_id, &plan, &name_of,
+    ))
+}
+
+/// Restricts each stage to the approvers who can be reached in Slack and, where
+/// the requester chose, to those chosen. A stage left short falls back to the
+/// fallback approvers; if even they cannot satisfy it, the request cannot go on.
+fn reachable_plan(
+    app: &Arc<App>,
+    mut plan: Plan,
+    ids: &HashMap<String, String>,
+    chosen: &[Option<Vec<String>>],
+    requester: &str,
+) -> Result<Plan, String> {
+    let fallback: BTreeSet<String> = app.config.expand(&app.config.requests.fallback_approvers);
+    for (i, stage) in plan.stages.iter_mut().enumerate() {
+        let mut asked: Vec<String> = stage
+            .approvers
+            .iter()
+            .filter(|e| ids.contains_key(*e))
+            .cloned()
+            .collect();
+        if let Some(Some(chosen)) = chosen.get(i) {
+            if chosen.len() < stage.required {
+                return Err(format!(
+                    "Choose at least {} approvers for stage {}.",
+                    stage.required,
+                    i + 1
+                ));
+            }
+            asked.retain(|e| chosen.contains(e));
+        }
+        if asked.len() < stage.required {
+            let unreachable: Vec<&String> = stage
+                .approvers
+                .iter()
+                .filter(|e| !ids.contains_key(*e))
+                .collect();
+            tracing::warn!(
+                stage = i + 1,
+                ?unreachable,
+                "approvers not reachable in Slack; using the fallback approvers"
+            );
+            let backup: Vec<String> = fallback
+                .iter()
+                .filter(|e| *e != requester && ids.contains_key(*e))
+                .cloned()
+                .collect();
+            if backup.len() < stage.required {
+                return Err(format!(
+                    "No approver of stage {} can be reached in Slack; ask an admin to check the approvers' emails.",
+                    i + 1
+                ));
+            }
+            asked = backup;
+            stage.fallback = true;
+            stage.source = "fallback_approvers".into();
+        }
+        stage.approvers = asked;
+    }
+    Ok(plan)
+}
+
+async fn step_submit(
+    app: &Arc<App>,
+    draft: &Draft,
+    values: &StateValues,
+    user: &str,
+    email: &str,
+    draft_id: &str,
+) -> Reply {
+    let Some(found) = app_of(app, draft) else {
+        return update(views::notice(
+            "That app is no longer in the catalog. Start again with `/access`.",
+        ));
+    };
+    let plan = match plan_for(app, found, &draft.roles, email) {
+        Ok(plan) => plan,
+        Err(err) => return update(views::notice(&err.to_string())),
+    };
+    let chosen: Vec<Option<Vec<String>>> = (0..plan.stages.len())
+        .map(|i| {
+            input(
+                values,
+                &format!("{APPROVERS_BLOCK_PREFIX}{i}"),
+                APPROVERS_ACTION,
+            )
+            .and_then(|v| v.selected_options.as_ref())
+            .map(|opts| opts.iter().map(|o| o.value.to_lowercase()).collect())
+        })
+        .collect();
+    let ids = app
+        .identity
+        .slack_ids_of(
+            plan.stages
+                .iter()
+                .flat_map(|s| s.approvers.clone())
+                .chain(app.config.expand(&app.config.requests.fallback_approvers)),
+        )
+        .await;
+    let plan = match reachable_plan(app, plan, &ids, &chosen, email) {
+        Ok(plan) => plan,
+        Err(why) => {
+            let block = chosen
+                .iter()
+                .position(|c| c.is_some())
+                .map(|i| format!("{APPROVERS_BLOCK_PREFIX}{i}"));
+            return match block {
+                Some(block) if why.starts_with("Choose") => errors(&[(block.as_str(), why)]),
+                _ => update(views::notice(&why)),
+            };
+        }
+    };
+    let new = NewTicket {
+        requester_slack_id: user.to_string(),
+        requester_email: email.to_string(),
+        app_id: found.id.clone(),
+        roles: draft.roles.clone(),
+        reason: draft.reason.clone(),
+        duration_secs: i64::try_from(draft.duration_secs).unwrap_or(i64::MAX),
+        status: if plan.auto_approve {
+            Status::Approved
+        } else {
+            Status::Pending
+        },
+        plan,
+    };
+    let config = app.config.clone();
+    let slack_ids = ids.clone();
+    let effects = move |ticket: &Ticket| creation_effects(&config, ticket, &slack_ids);
+    let created = app.store.create_ticket(new, effects).await;
+    let _ = app.store.delete_draft(draft_id.to_string()).await;
+    match created {
+        Ok(Created::New(ticket)) => {
+            app.outbox.wake();
+            let (name, roles) = describe(&app.config, &ticket);
+            let text = if ticket.status == Status::Approved {
+                format!("for *{name}* ({roles}) was approved automatically.")
+            } else {
+                format!("for *{name}* ({roles}) was sent to the approvers. You will get a DM at each step.")
+            };
+            let refresh = app.clone();
+            let approvers: Vec<String> = ticket
+                .plan
+                .stages
+                .first()
+                .map(|s| s.approvers.iter().filter_map(|e| ids.get(e).cloned()).collect())
+                .unwrap_or_default();
+            let requester = user.to_string();
+            update(views::submitted(&ticket.reference(), &text)).then(async move {
+                let mut users: Vec<&str> = vec![requester.as_str()];
+                users.extend(approvers.iter().map(String::as_str));
+                super::home::refresh(&refresh, &users).await;
+            })
+        }
+        Ok(Created::Duplicate(open)) => update(views::notice(&format!(
+            "You already have {} pending for this app and role; nudge or cancel it from the Home tab.",
+            open.reference()
+        ))),
+        Err(err) => {
+            tracing::error!(error = %err, "could not create a ticket");
+            update(views::notice("accessd could not record your request; nothing was sent. Please try again."))
+        }
+    }
+}
+
+/// The DMs that announce a new ticket: to each approver of its first stage
+/// (their copies are recorded for later updates) and to the requester.
+fn creation_effects(
+    config: &crate::config::Config,
+    ticket: &Ticket,
+    ids: &HashMap<String, String>,
+) -> Effects {
+    let mut effects = Effects::default();
+    let asked = stage_messages(config, ticket, ticket.stage, ids, &mut effects);
+    if ticket.status == Status::Approved {
+        effects.audit.push(crate::store::AuditEvent::new(
+            ticket.requester_email.clone(),
+            "ticket.auto_approve",
+            ticket.reference(),
+            json!({ "roles": ticket.roles }),
+        ));
+    }
+    effects.audit.push(crate::store::AuditEvent::new(
+        ticket.requester_email.clone(),
+        "ticket.create",
+        ticket.reference(),
+        json!({
+            "app": ticket.app_id,
+            "roles": ticket.roles,
+            "duration_secs": ticket.duration_secs,
+            "status": ticket.status.as_str(),
+            "stages": ticket.plan.stages,
+        }),
+    ));
+    let (text, blocks) = requester_update(config, ticket, &asked);
+    effects
+        .messages
+        .push(NewMessage::post(&ticket.requester_slack_id, &text, blocks));
+    effects
+}
+
+/// Queues the DM to every approver of `stage`; returns their Slack ids.
+pub fn stage_messages(
+    config: &crate::config::Config,
+    ticket: &Ticket,
+    stage: usize,
+    ids: &HashMap<String, String>,
+    effects: &mut Effects,
+) -> Vec<String> {
+    let Some(plan) = ticket
+        .plan
+        .stages
+        .get(stage)
+        .filter(|_| ticket.status.is_pending())
+    else {
+        return Vec::new();
+    };
+    let mut asked = Vec::new();
+    for email in &plan.approvers {
+        let Some(slack_id) = ids.get(email) else {
+            effects.audit.push(crate::store::AuditEvent::new(
+                "accessd",
+                "ticket.approver_unreachable",
+                ticket.reference(),
+                json!({ "approver": email, "stage": stage + 1 }),
+            ));
+            continue;
+        };
+        let (text, blocks) = approver_message(config, ticket, stage);
+        effects
+            .messages
+            .push(NewMessage::post(slack_id, &text, blocks).with_on_sent(
+                OnSent::ApproverMessage {
+                    ticket_id: ticket.id,
+                    approver_slack_id: slack_id.clone(),
+                },
+            ));
+        asked.push(slack_id.clone());
+    }
+    asked
 }

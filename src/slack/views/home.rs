@@ -1,19 +1,187 @@
-//! The App Home tab.
+//! The App Home tab: the entry point, what waits for the user's decision, the
+//! user's open requests and active access — each list paged to stay within
+//! Slack's 100-block limit.
 
 use serde_json::{json, Value};
 
-use super::text::{actions, button, header, section};
+use super::text::{
+    actions, button, context, divider, fmt_time, header, mention, section, styled_button,
+};
+use super::ticket::describe;
+use crate::config::Config;
 use crate::handlers::actions as ids;
+use crate::store::Ticket;
 
-/// The Home tab as published on `app_home_opened`. The request lists join it
-/// once requests exist; until then it offers the entry point only.
-pub fn home_view() -> Value {
-    json!({
-        "type": "home",
-        "blocks": [
-            header("Access"),
-            section("Ask for access to an app; approvers decide right here in Slack."),
-            actions("home_actions", vec![button("Request access", ids::REQUEST_ACCESS, "home")]),
-        ],
-    })
+/// Items per section and page: 3 sections × (10 × 2 blocks + 3) stays under 100.
+pub const PAGE: usize = 10;
+
+/// Which page of each list the user is looking at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pages {
+    pub waiting: usize,
+    pub requests: usize,
+    pub access: usize,
+}
+
+pub struct HomeData<'a> {
+    pub config: &'a Config,
+    pub waiting: &'a [Ticket],
+    pub requests: &'a [Ticket],
+    pub access: &'a [Ticket],
+    pub pages: Pages,
+}
+
+fn page(items: &[Ticket], page: usize) -> (&[Ticket], usize) {
+    let pages = items.len().div_ceil(PAGE).max(1);
+    let page = page.min(pages - 1);
+    let start = page * PAGE;
+    (&items[start..items.len().min(start + PAGE)], page)
+}
+
+/// "Showing 11–20 of 37" with Previous / Next buttons, when a list has more than a page.
+fn pager(section_key: &str, total: usize, page: usize, pages: Pages, blocks: &mut Vec<Value>) {
+    if total <= PAGE {
+        return;
+    }
+    let start = page * PAGE + 1;
+    let end = total.min((page + 1) * PAGE);
+    blocks.push(context(&format!("Showing {start}–{end} of {total}")));
+    let with = |p: usize| {
+        let mut next = pages;
+        match section_key {
+            "waiting" => next.waiting = p,
+            "requests" => next.requests = p,
+            _ => next.access = p,
+        }
+        format!("{}:{}:{}", next.waiting, next.requests, next.access)
+    };
+    let mut buttons = Vec::new();
+    if page > 0 {
+        buttons.push(button("Previous", ids::HOME_PAGE, &with(page - 1)));
+    }
+    if end < total {
+        buttons.push(button("Next", ids::HOME_PAGE, &with(page + 1)));
+    }
+    blocks.push(actions(&format!("pager_{section_key}"), buttons));
+}
+
+pub fn parse_pages(value: &str) -> Pages {
+    let mut parts = value.split(':').map(|p| p.parse::<usize>().unwrap_or(0));
+    Pages {
+        waiting: parts.next().unwrap_or(0),
+        requests: parts.next().unwrap_or(0),
+        access: parts.next().unwrap_or(0),
+    }
+}
+
+pub fn home_view(data: &HomeData<'_>) -> Value {
+    let config = data.config;
+    let mut blocks = vec![
+        header("Access"),
+        section("Ask for access to an app; approvers decide right here in Slack."),
+        actions(
+            "home_actions",
+            vec![styled_button(
+                "Request access",
+                ids::REQUEST_ACCESS,
+                "home",
+                "primary",
+            )],
+        ),
+        divider(),
+        header("Waiting for your approval"),
+    ];
+    let (items, current) = page(data.waiting, data.pages.waiting);
+    if items.is_empty() {
+        blocks.push(context("Nothing is waiting for you."));
+    }
+    for ticket in items {
+        let (app, roles) = describe(config, ticket);
+        blocks.push(section(&format!(
+            "*{}* · {} wants *{app}* ({roles}) · stage {} of {}\n{}",
+            ticket.reference(),
+            mention(&ticket.requester_slack_id),
+            ticket.stage + 1,
+            ticket.plan.stages.len().max(1),
+            super::text::clip(&ticket.reason, 200)
+        )));
+        let value = ticket.id.to_string();
+        blocks.push(actions(
+            &format!("waiting_{}", ticket.id),
+            vec![
+                styled_button("Approve", ids::APPROVE, &value, "primary"),
+                styled_button("Reject", ids::REJECT, &value, "danger"),
+            ],
+        ));
+    }
+    pager(
+        "waiting",
+        data.waiting.len(),
+        current,
+        data.pages,
+        &mut blocks,
+    );
+
+    blocks.push(divider());
+    blocks.push(header("Your open requests"));
+    let (items, current) = page(data.requests, data.pages.requests);
+    if items.is_empty() {
+        blocks.push(context("You have no open requests."));
+    }
+    for ticket in items {
+        let (app, roles) = describe(config, ticket);
+        let stage = ticket.plan.stages.get(ticket.stage);
+        let approvers = stage.map(|s| s.approvers.join(", ")).unwrap_or_default();
+        let got = ticket.approvals_in_stage(ticket.stage).count();
+        let required = stage.map_or(1, |s| s.required);
+        blocks.push(section(&format!(
+            "*{}* · *{app}* ({roles}) · {} · stage {} of {}, {got} of {required} approvals\nApprovers: {approvers} · requested {}",
+            ticket.reference(),
+            ticket.status,
+            ticket.stage + 1,
+            ticket.plan.stages.len().max(1),
+            fmt_time(ticket.created_at)
+        )));
+        let value = ticket.id.to_string();
+        blocks.push(actions(
+            &format!("request_{}", ticket.id),
+            vec![
+                button("Nudge", ids::NUDGE, &value),
+                styled_button("Cancel", ids::CANCEL, &value, "danger"),
+            ],
+        ));
+    }
+    pager(
+        "requests",
+        data.requests.len(),
+        current,
+        data.pages,
+        &mut blocks,
+    );
+
+    blocks.push(divider());
+    blocks.push(header("Your active access"));
+    let (items, current) = page(data.access, data.pages.access);
+    if items.is_empty() {
+        blocks.push(context("No active access granted through accessd."));
+    }
+    for ticket in items {
+        let (app, roles) = describe(config, ticket);
+        blocks.push(section(&format!(
+            "*{app}* ({roles}) · {} · {} for {}",
+            ticket.reference(),
+            ticket.status,
+            super::text::fmt_duration(std::time::Duration::from_secs(
+                u64::try_from(ticket.duration_secs).unwrap_or(0)
+            ))
+        )));
+    }
+    pager(
+        "access",
+        data.access.len(),
+        current,
+        data.pages,
+        &mut blocks,
+    );
+    json!({ "type": "home", "blocks": blocks })
 }

@@ -4,3 +4,4 @@
 pub mod home;
 pub mod request;
 pub mod text;
+pub mod ticket;

@@ -1,0 +1,373 @@
+//! Approve / Reject: the click (re-authorised, then the modal), and the
+//! modal's submission (re-authorised again inside the transaction that records
+//! the decision, so racing clicks serialise and a forged payload changes
+//! nothing). The decision is committed before the envelope is acked.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use slack_morphism::prelude::*;
+
+use super::actions::*;
+use super::tell::{channel_of, tell};
+use super::App;
+use crate::config::Config;
+use crate::domain::policy::{self, Authority, Requester};
+use crate::domain::ticket::{Transition, Verdict};
+use crate::slack::transport::Reply;
+use crate::slack::views::request::notice;
+use crate::slack::views::text::mention;
+use crate::slack::views::ticket::{
+    approve_modal, approver_message, reject_modal, requester_update,
+};
+use crate::store::{Actor, AuditEvent, Decided, DecisionInput, Effects, NewMessage, Ticket};
+
+/// Whether `actor` may decide `ticket` now: re-computed from the current
+/// config and the requester, never taken from the ticket or the payload.
+pub fn may_decide(config: &Config, ticket: &Ticket, actor_email: &str) -> Result<(), String> {
+    let Some(app) = config.app(&ticket.app_id) else {
+        return if config.is_admin(actor_email)
+            && !actor_email.eq_ignore_ascii_case(&ticket.requester_email)
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} is no longer in the catalog; only an admin can decide {}.",
+                ticket.app_id,
+                ticket.reference()
+            ))
+        };
+    };
+    let requester = Requester {
+        email: &ticket.requester_email,
+        manager: None,
+    };
+    let current = policy::plan(config, app, &ticket.roles, &requester)
+        .unwrap_or_else(|_| ticket.plan.clone());
+    // A stage that fell back (approvers unreachable in Slack) keeps its frozen
+    // approvers, as long as they are still fallback approvers.
+    let mut plan = current;
+    if let (Some(frozen), true) = (
+        ticket.plan.stages.get(ticket.stage),
+        ticket.stage < plan.stages.len(),
+    ) {
+        if frozen.fallback {
+            let fallback = config.expand(&config.requests.fallback_approvers);
+            plan.stages[ticket.stage].approvers = frozen
+                .approvers
+                .iter()
+                .filter(|e| fallback.contains(*e))
+                .cloned()
+                .collect();
+        }
+    }
+    match policy::authority(
+        config,
+        &plan,
+        ticket.stage,
+        &ticket.requester_email,
+        actor_email,
+    ) {
+        Authority::Approver | Authority::Admin => Ok(()),
+        Authority::Requester => Err(format!(
+            "You cannot decide your own request {}.",
+            ticket.reference()
+        )),
+        Authority::None => Err(format!(
+            "You are not an approver of {} at its current stage.",
+            ticket.reference()
+        )),
+    }
+}
+
+/// "already approved by <@U2>" for a ticket that is no longer pending.
+fn already(ticket: &Ticket) -> String {
+    let by: Vec<String> = ticket
+        .final_decision()
+        .map(|a| vec![mention(&a.approver_slack_id)])
+        .unwrap_or_default();
+    if by.is_empty() {
+        format!("{} is already {}.", ticket.reference(), ticket.status)
+    } else {
+        format!(
+            "{} is already {} by {}.",
+            ticket.reference(),
+            ticket.status,
+            by.join(", ")
+        )
+    }
+}
+
+fn parse_id(value: &str) -> Option<i64> {
+    crate::domain::ticket::parse_ticket_ref(value)
+}
+
+/// A click on Approve or Reject (in a DM or on the Home tab).
+pub async fn clicked(
+    app: &Arc<App>,
+    action_id: &str,
+    value: &str,
+    event: SlackInteractionBlockActionsEvent,
+) -> Reply {
+    let user = super::user_of(&event);
+    let channel = channel_of(&event);
+    let trigger_id = event.trigger_id.0.clone();
+    let verdict = if action_id == APPROVE {
+        Verdict::Approve
+    } else {
+        Verdict::Reject
+    };
+    let app = app.clone();
+    let value = value.to_string();
+    // Everything here only reads; the decision itself is taken on the modal.
+    Reply::empty().then(async move {
+        let refuse = |text: String| {
+            let app = app.clone();
+            let user = user.clone();
+            let channel = channel.clone();
+            async move { tell(&app, &user, channel.as_deref(), &text).await }
+        };
+        let Some(ticket) = (match parse_id(&value) {
+            Some(id) => app.store.ticket(id).await.ok().flatten(),
+            None => None,
+        }) else {
+            return refuse("That request no longer exists.".into()).await;
+        };
+        if !ticket.status.is_pending() {
+            return refuse(already(&ticket)).await;
+        }
+        let email = match app.identity.email_of(&user).await {
+            Ok(Some(email)) => email,
+            _ => return refuse("accessd cannot tell who you are (no email on your Slack account).".into()).await,
+        };
+        if let Err(why) = may_decide(&app.config, &ticket, &email) {
+            let audit = AuditEvent::new(
+                email.clone(),
+                "ticket.decision_refused",
+                ticket.reference(),
+                json!({ "slack_id": user, "verdict": verdict.as_str(), "reason": why, "at": "click" }),
+            );
+            if let Err(err) = app.store.append_audit(audit).await {
+                tracing::error!(error = %err, "could not audit a refused click");
+            }
+            return refuse(why).await;
+        }
+        let cap = decision_cap(&app.config, &ticket);
+        let view = match verdict {
+            Verdict::Approve => approve_modal(&app.config, &ticket, cap),
+            Verdict::Reject => reject_modal(&app.config, &ticket),
+        };
+        if let Err(err) = app.api.call("views.open", &json!({ "trigger_id": trigger_id, "view": view })).await {
+            tracing::warn!(error = %err, "could not open the decision modal");
+        }
+    })
+}
+
+/// The longest duration an approver may set: the frozen plan's cap, lowered
+/// if the config lowered it since.
+fn decision_cap(config: &Config, ticket: &Ticket) -> Duration {
+    let frozen = Duration::from_secs(ticket.plan.max_duration_secs.max(1));
+    let now = config
+        .app(&ticket.app_id)
+        .and_then(|a| policy::duration_cap(a, &ticket.roles));
+    now.map_or(frozen, |cap| cap.min(frozen))
+}
+
+fn value_of(
+    submission: &SlackInteractionViewSubmissionEvent,
+    block: &str,
+    action: &str,
+) -> Option<String> {
+    submission
+        .view
+        .state_params
+        .state
+        .as_ref()?
+        .values
+        .get(&SlackBlockId(block.into()))?
+        .get(&SlackActionId(action.into()))?
+        .value
+        .clone()
+}
+
+fn update(view: serde_json::Value) -> Reply {
+    Reply::payload(json!({ "response_action": "update", "view": view }))
+}
+
+/// The approve or reject modal was submitted: the decision.
+pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissionEvent) -> Reply {
+    let user = submission.user.id.0.clone();
+    let (callback, metadata) = match &submission.view.view {
+        SlackView::Modal(m) => (
+            m.callback_id
+                .as_ref()
+                .map(|c| c.0.clone())
+                .unwrap_or_default(),
+            m.private_metadata.clone().unwrap_or_default(),
+        ),
+        SlackView::Home(_) => return Reply::empty(),
+    };
+    let verdict = if callback == APPROVE_MODAL {
+        Verdict::Approve
+    } else {
+        Verdict::Reject
+    };
+    let Some(id) = parse_id(&metadata) else {
+        return update(notice("That request no longer exists."));
+    };
+    let ticket = match app.store.ticket(id).await {
+        Ok(Some(ticket)) => ticket,
+        Ok(None) => return update(notice("That request no longer exists.")),
+        Err(err) => {
+            tracing::error!(error = %err, "could not read a ticket");
+            return update(notice(
+                "accessd could not record your decision; nothing changed. Please try again.",
+            ));
+        }
+    };
+    let email = match app.identity.email_of(&user).await {
+        Ok(Some(email)) => email,
+        _ => {
+            return update(notice(
+                "accessd cannot tell who you are (no email on your Slack account).",
+            ))
+        }
+    };
+    let comment =
+        value_of(&submission, COMMENT_BLOCK, COMMENT_ACTION).filter(|c| !c.trim().is_empty());
+    let mut duration_secs = None;
+    if verdict == Verdict::Approve {
+        if let Some(text) = value_of(&submission, DURATION_BLOCK, DURATION_ACTION) {
+            match super::request::checked_duration(&text, decision_cap(&app.config, &ticket)) {
+                Ok(d) => {
+                    duration_secs = i64::try_from(d.as_secs())
+                        .ok()
+                        .filter(|d| *d != ticket.duration_secs)
+                }
+                Err(why) => {
+                    return Reply::payload(
+                        json!({ "response_action": "errors", "errors": { DURATION_BLOCK: why } }),
+                    )
+                }
+            }
+        }
+    }
+    // Addresses for the DMs the transition may send; resolved before the
+    // transaction (cached), used inside it.
+    let ids = app
+        .identity
+        .slack_ids_of(ticket.plan.stages.iter().flat_map(|s| s.approvers.clone()))
+        .await;
+    let input = DecisionInput {
+        actor: Actor {
+            slack_id: user.clone(),
+            email: email.clone(),
+        },
+        verdict,
+        comment,
+        duration_secs,
+    };
+    let check_config = app.config.clone();
+    let check = move |t: &Ticket| may_decide(&check_config, t, &email);
+    let effects_config = app.config.clone();
+    let effect_ids = ids.clone();
+    let effects = move |t: &Ticket, transition: Transition| {
+        decision_effects(&effects_config, t, transition, &effect_ids)
+    };
+    match app.store.decide(id, input, check, effects).await {
+        Ok(Decided::Applied { ticket, transition }) => {
+            app.outbox.wake();
+            let refresh = app.clone();
+            let mut users = vec![user, ticket.requester_slack_id.clone()];
+            if let Transition::NextStage { stage } = transition {
+                users.extend(
+                    ticket.plan.stages[stage]
+                        .approvers
+                        .iter()
+                        .filter_map(|e| ids.get(e).cloned()),
+                );
+            }
+            Reply::payload(json!({ "response_action": "clear" })).then(async move {
+                let users: Vec<&str> = users.iter().map(String::as_str).collect();
+                super::home::refresh(&refresh, &users).await;
+            })
+        }
+        Ok(Decided::AlreadyDecided(ticket)) => update(notice(&already(&ticket))),
+        Ok(Decided::AlreadyVoted(ticket)) => update(notice(&format!(
+            "You already decided on {}; it is waiting for the other approvers.",
+            ticket.reference()
+        ))),
+        Ok(Decided::Refused { reason, .. }) => update(notice(&reason)),
+        Err(err) => {
+            tracing::error!(error = %err, "could not record a decision");
+            update(notice(
+                "accessd could not record your decision; nothing changed. Please try again.",
+            ))
+        }
+    }
+}
+
+/// Messages a decision sends: every approver copy updated; the next stage
+/// asked; the requester told when their request moved on or ended.
+fn decision_effects(
+    config: &Config,
+    ticket: &Ticket,
+    transition: Transition,
+    ids: &HashMap<String, String>,
+) -> Effects {
+    let mut effects = Effects::default();
+    update_approver_copies(config, ticket, ids, &mut effects);
+    match transition {
+        Transition::Counted { .. } => {}
+        Transition::NextStage { stage } => {
+            let asked = super::request::stage_messages(config, ticket, stage, ids, &mut effects);
+            let (text, blocks) = requester_update(config, ticket, &asked);
+            effects
+                .messages
+                .push(NewMessage::post(&ticket.requester_slack_id, &text, blocks));
+        }
+        Transition::Approved | Transition::Rejected => {
+            let (text, blocks) = requester_update(config, ticket, &[]);
+            effects
+                .messages
+                .push(NewMessage::post(&ticket.requester_slack_id, &text, blocks));
+        }
+    }
+    effects
+}
+
+/// `chat.update` of every DM sent about the ticket so far.
+pub fn update_approver_copies(
+    config: &Config,
+    ticket: &Ticket,
+    ids: &HashMap<String, String>,
+    effects: &mut Effects,
+) {
+    let stage_of = |slack_id: &str| {
+        let email = ids
+            .iter()
+            .find(|(_, id)| id.as_str() == slack_id)
+            .map(|(e, _)| e.as_str());
+        email
+            .and_then(|e| {
+                ticket
+                    .plan
+                    .stages
+                    .iter()
+                    .position(|s| s.approvers.iter().any(|a| a == e))
+            })
+            .unwrap_or(ticket.stage)
+    };
+    for copy in &ticket.approver_messages {
+        let (text, blocks) = approver_message(config, ticket, stage_of(&copy.approver_slack_id));
+        effects.messages.push(NewMessage::update(
+            &copy.approver_slack_id,
+            &copy.channel,
+            &copy.ts,
+            &text,
+            blocks,
+        ));
+    }
+}

@@ -1,0 +1,179 @@
+//! What a requester does to their own pending request from the Home tab:
+//! **Nudge** (a reminder DM to the current approvers, at most once per
+//! `requests.nudge_cooldown`) and **Cancel**.
+
+use std::sync::Arc;
+
+use slack_morphism::prelude::*;
+
+use super::tell::{channel_of, tell};
+use super::App;
+use crate::domain::ticket::parse_ticket_ref;
+use crate::slack::transport::Reply;
+use crate::slack::views::text::fmt_time;
+use crate::slack::views::ticket::{reminder, requester_update};
+use crate::store::{Actor, Changed, Effects, NewMessage, OnSent};
+
+async fn actor(app: &Arc<App>, user: &str) -> Option<Actor> {
+    let email = app.identity.email_of(user).await.ok().flatten()?;
+    Some(Actor {
+        slack_id: user.to_string(),
+        email,
+    })
+}
+
+pub async fn nudge(app: &Arc<App>, value: &str, event: SlackInteractionBlockActionsEvent) -> Reply {
+    let user = super::user_of(&event);
+    let channel = channel_of(&event);
+    let Some(id) = parse_ticket_ref(value) else {
+        return Reply::empty();
+    };
+    let Some(actor) = actor(app, &user).await else {
+        tell(
+            app,
+            &user,
+            channel.as_deref(),
+            "accessd cannot tell who you are (no email on your Slack account).",
+        )
+        .await;
+        return Reply::empty();
+    };
+    let Ok(Some(ticket)) = app.store.ticket(id).await else {
+        return Reply::empty();
+    };
+    let ids = app
+        .identity
+        .slack_ids_of(
+            ticket
+                .plan
+                .stages
+                .get(ticket.stage)
+                .map(|s| s.approvers.clone())
+                .unwrap_or_default(),
+        )
+        .await;
+    let config = app.config.clone();
+    let cooldown = app.config.requests.nudge_cooldown;
+    let effects = move |t: &crate::store::Ticket| {
+        let mut effects = Effects::default();
+        let (text, blocks) = reminder(&config, t);
+        let voted: Vec<&str> = t
+            .approvals
+            .iter()
+            .filter(|a| a.stage == t.stage)
+            .map(|a| a.approver_slack_id.as_str())
+            .collect();
+        for email in t
+            .plan
+            .stages
+            .get(t.stage)
+            .map(|s| s.approvers.as_slice())
+            .unwrap_or_default()
+        {
+            if let Some(slack_id) = ids.get(email).filter(|id| !voted.contains(&id.as_str())) {
+                effects.messages.push(
+                    NewMessage::post(slack_id, &text, blocks.clone()).with_on_sent(
+                        OnSent::ApproverMessage {
+                            ticket_id: t.id,
+                            approver_slack_id: slack_id.clone(),
+                        },
+                    ),
+                );
+            }
+        }
+        effects
+    };
+    let answer = match app.store.nudge_ticket(id, actor, cooldown, effects).await {
+        Ok(Changed::Done(t)) => {
+            app.outbox.wake();
+            format!("Reminded the approvers of {}.", t.reference())
+        }
+        Ok(Changed::TooSoon { ticket, next_at }) => {
+            format!(
+                "You nudged {} recently; you can nudge again {}.",
+                ticket.reference(),
+                fmt_time(next_at)
+            )
+        }
+        Ok(Changed::NotApplicable(t)) => format!("{} is already {}.", t.reference(), t.status),
+        Ok(Changed::Refused { reason, .. }) => reason,
+        Err(err) => {
+            tracing::error!(error = %err, "could not nudge");
+            "accessd could not send the reminder; please try again.".into()
+        }
+    };
+    tell(app, &user, channel.as_deref(), &answer).await;
+    Reply::empty()
+}
+
+pub async fn cancel(
+    app: &Arc<App>,
+    value: &str,
+    event: SlackInteractionBlockActionsEvent,
+) -> Reply {
+    let user = super::user_of(&event);
+    let channel = channel_of(&event);
+    let Some(id) = parse_ticket_ref(value) else {
+        return Reply::empty();
+    };
+    let Some(actor) = actor(app, &user).await else {
+        tell(
+            app,
+            &user,
+            channel.as_deref(),
+            "accessd cannot tell who you are (no email on your Slack account).",
+        )
+        .await;
+        return Reply::empty();
+    };
+    let Ok(Some(ticket)) = app.store.ticket(id).await else {
+        return Reply::empty();
+    };
+    let ids = app
+        .identity
+        .slack_ids_of(ticket.plan.stages.iter().flat_map(|s| s.approvers.clone()))
+        .await;
+    let config = app.config.clone();
+    let effects = move |t: &crate::store::Ticket| {
+        let mut effects = Effects::default();
+        super::approval::update_approver_copies(&config, t, &ids, &mut effects);
+        let (text, blocks) = requester_update(&config, t, &[]);
+        effects
+            .messages
+            .push(NewMessage::post(&t.requester_slack_id, &text, blocks));
+        effects
+    };
+    match app.store.cancel_ticket(id, actor, effects).await {
+        Ok(Changed::Done(_)) => {
+            app.outbox.wake();
+            let app = app.clone();
+            Reply::empty().then(async move { super::home::refresh(&app, &[user.as_str()]).await })
+        }
+        Ok(Changed::NotApplicable(t)) => {
+            tell(
+                app,
+                &user,
+                channel.as_deref(),
+                &format!("{} is already {}.", t.reference(), t.status),
+            )
+            .await;
+            Reply::empty()
+        }
+        Ok(Changed::Refused { reason, .. }) => {
+            tell(app, &user, channel.as_deref(), &reason).await;
+            Reply::empty()
+        }
+        Ok(Changed::TooSoon { .. }) => Reply::empty(),
+        Err(err) => {
+            tracing::error!(error = %err, "could not cancel");
+            tell(
+                app,
+                &user,
+                channel.as_deref(),
+                "accessd could not cancel the request; please try again.",
+            )
+            .await;
+            Reply::empty()
+        }
+    }
+}
