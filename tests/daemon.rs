@@ -9,7 +9,7 @@ use std::time::Duration;
 use accessd::RunError;
 use serde_json::Value;
 use support::daemon::{config, fast_options, Daemon};
-use support::{payloads, Failure, FakeSlack, BOT_TOKEN};
+use support::{Failure, FakeSlack, BOT_TOKEN};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -73,96 +73,6 @@ async fn access_help_answers_ephemerally_in_the_ack() {
         .as_str()
         .unwrap_or_default()
         .contains("/access <app>"));
-    daemon.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn request_modal_from_the_home_tab_validates_inline() {
-    let fake = FakeSlack::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    fake.add_user("U1", "ann@example.com", "Ann Lee");
-    let daemon = Daemon::connected(&fake, dir.path(), 2).await;
-
-    let opened = fake.open_home("U1");
-    fake.wait_ack(&opened, WAIT)
-        .await
-        .expect("app_home_opened acked");
-    let home = fake
-        .wait_until(WAIT, |f| f.home_view("U1"))
-        .await
-        .expect("Home tab published for the user who opened it");
-    let click = fake.click("U1", &home, "Request access");
-    fake.wait_ack(&click, WAIT).await.expect("click acked");
-    let modal = fake
-        .wait_until(WAIT, |f| f.last_modal("U1"))
-        .await
-        .expect("the request modal opens with the click's trigger_id");
-    assert_eq!(modal["title"]["text"], "Request access");
-
-    // A too-short reason is refused on the field, and the modal stays.
-    let block = "reason";
-    let reason_action = modal["blocks"][0]["element"]["action_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let submit = fake.submit(
-        "U1",
-        &modal,
-        payloads::state_values(&[(block, &reason_action, payloads::plain_text_value("x"))]),
-    );
-    let ack = fake
-        .wait_ack(&submit, WAIT)
-        .await
-        .expect("submission acked");
-    let payload = ack.payload.expect("errors come in the ack");
-    assert_eq!(payload["response_action"], "errors");
-    assert!(payload["errors"][block].as_str().is_some());
-
-    let submit = fake.submit(
-        "U1",
-        &modal,
-        payloads::state_values(&[(
-            block,
-            &reason_action,
-            payloads::plain_text_value("Need to review the payments repo"),
-        )]),
-    );
-    let ack = fake
-        .wait_ack(&submit, WAIT)
-        .await
-        .expect("submission acked");
-    assert_eq!(
-        ack.payload.as_ref().map(|p| p["response_action"].clone()),
-        Some("update".into())
-    );
-    daemon.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn slash_access_opens_the_modal_with_its_trigger() {
-    let fake = FakeSlack::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::connected(&fake, dir.path(), 1).await;
-    let id = fake.run_command("U7", "/access", "");
-    let ack = fake.wait_ack(&id, WAIT).await.expect("acked");
-    assert_eq!(
-        ack.payload, None,
-        "nothing to say in the channel; the modal opens"
-    );
-    let open = fake
-        .wait_for_call(
-            "views.open",
-            |c| c.params["view"]["callback_id"] == "access_request",
-            WAIT,
-        )
-        .await;
-    assert!(open.params["trigger_id"]
-        .as_str()
-        .is_some_and(|t| !t.is_empty()));
-    assert!(
-        fake.last_modal("U7").is_some(),
-        "the fake accepted the trigger (fresh, unused)"
-    );
     daemon.stop().await.unwrap();
 }
 

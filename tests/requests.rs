@@ -1,0 +1,913 @@
+//! Access requests and approvals, acted out as Slack users against the fake
+//! Slack: type `/access`, fill each step of the modal, open the approver's DM,
+//! click Approve by its text, fill the modal, submit — then check what every
+//! person sees and what the database holds.
+
+mod support;
+
+use std::time::Duration;
+
+use accessd::domain::ticket::Status;
+use accessd::store::Store;
+use serde_json::{json, Value};
+use support::daemon::{config, fast_options, Daemon};
+use support::{payloads, FakeSlack};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+const ANN: &str = "UANN";
+const BOB: &str = "UBOB";
+const CAROL: &str = "UCAROL";
+const DANA: &str = "UDANA";
+const IVAN: &str = "UIVAN";
+const EVE: &str = "UEVE";
+const ZED: &str = "UZED";
+const SEC: &str = "USEC";
+
+const CATALOG: &str = r#"
+[requests]
+default_duration = "8h"
+max_duration = "30d"
+fallback_approvers = ["group:it"]
+admins = ["secops@example.com"]
+nudge_cooldown = "1h"
+
+[groups]
+it = ["ivan@example.com"]
+eng-leads = ["bob@example.com", "carol@example.com"]
+contractors = ["zed@contractor.example"]
+
+[[apps]]
+id = "github"
+name = "GitHub"
+aliases = ["gh"]
+owners = ["dana@example.com"]
+max_duration = "7d"
+stages = [{ approvers = ["group:eng-leads"], required = 1 }]
+deny_requesters = ["group:contractors"]
+
+  [[apps.roles]]
+  id = "maintainer"
+  name = "Maintainer"
+  max_duration = "1d"
+  stages = [{ approvers = ["owners"], required = 1 }, { approvers = ["group:eng-leads"], required = "all" }]
+
+  [[apps.roles]]
+  id = "write"
+  name = "Write"
+
+  [[apps.roles]]
+  id = "read"
+  name = "Read only"
+  auto_approve = true
+
+[[apps]]
+id = "aws"
+name = "AWS"
+stages = [{ approvers = ["bob@example.com"], required = 1 }]
+
+  [[apps.roles]]
+  id = "console"
+  name = "Console"
+"#;
+
+struct World {
+    fake: FakeSlack,
+    dir: tempfile::TempDir,
+    daemon: Option<Daemon>,
+}
+
+impl World {
+    async fn start() -> World {
+        let fake = FakeSlack::start().await;
+        for (id, email, name) in [
+            (ANN, "ann@example.com", "Ann Lee"),
+            (BOB, "bob@example.com", "Bob Ray"),
+            (CAROL, "carol@example.com", "Carol Diaz"),
+            (DANA, "dana@example.com", "Dana Kim"),
+            (IVAN, "ivan@example.com", "Ivan Petrov"),
+            (EVE, "eve@example.com", "Eve Outsider"),
+            (ZED, "zed@contractor.example", "Zed Contractor"),
+            (SEC, "secops@example.com", "Sec Ops"),
+        ] {
+            fake.add_user(id, email, name);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut world = World {
+            fake,
+            dir,
+            daemon: None,
+        };
+        world.boot().await;
+        world
+    }
+
+    async fn boot(&mut self) {
+        let config = config(&self.fake, self.dir.path(), 2, CATALOG);
+        let daemon = Daemon::start(config.clone(), fast_options(&config));
+        self.fake
+            .wait_until(Duration::from_secs(10), |f| {
+                (f.live_connections().len() >= 2).then_some(())
+            })
+            .await
+            .expect("connected");
+        self.daemon = Some(daemon);
+    }
+
+    async fn restart(&mut self) {
+        if let Some(daemon) = self.daemon.take() {
+            daemon.stop().await.expect("clean stop");
+        }
+        self.fake
+            .wait_until(WAIT, |f| f.live_connections().is_empty().then_some(()))
+            .await
+            .expect("old sockets closed");
+        self.boot().await;
+    }
+
+    async fn stop(mut self) {
+        if let Some(daemon) = self.daemon.take() {
+            daemon.stop().await.expect("clean stop");
+        }
+    }
+
+    /// A read-only look at the database, as `accessd tickets` would take.
+    async fn ticket_status(&self, reference: &str) -> Status {
+        let store = Store::open(&self.dir.path().join("accessd.db")).unwrap();
+        let id = accessd::domain::ticket::parse_ticket_ref(reference).unwrap();
+        let status = store
+            .ticket(id)
+            .await
+            .unwrap()
+            .expect("ticket exists")
+            .status;
+        store.close().await;
+        status
+    }
+
+    async fn audit_actions(&self, reference: &str) -> Vec<String> {
+        let store = Store::open(&self.dir.path().join("accessd.db")).unwrap();
+        let rows = store.audit_rows(None).await.unwrap();
+        assert!(store.verify_audit().await.unwrap().is_intact());
+        store.close().await;
+        rows.into_iter()
+            .filter(|r| r.subject == reference)
+            .map(|r| r.action)
+            .collect()
+    }
+
+    /// Sends an envelope and returns the ack payload.
+    async fn ack(&self, envelope_id: &str) -> Option<Value> {
+        self.fake
+            .wait_ack(envelope_id, WAIT)
+            .await
+            .expect("acked")
+            .payload
+    }
+
+    /// Types `/access text` and waits for the modal.
+    async fn open_request(&self, user: &str, text: &str) -> Value {
+        let before = self
+            .fake
+            .last_modal(user)
+            .and_then(|m| m["id"].as_str().map(str::to_string));
+        let id = self.fake.run_command(user, "/access", text);
+        assert_eq!(
+            self.ack(&id).await,
+            None,
+            "the command opens a modal, nothing in the channel"
+        );
+        self.fake
+            .wait_until(WAIT, |f| {
+                f.last_modal(user)
+                    .filter(|m| m["id"].as_str().map(str::to_string) != before)
+            })
+            .await
+            .expect("request modal opened")
+    }
+
+    /// Submits the top modal of `user` with `values`; returns the ack payload.
+    async fn submit(&self, user: &str, values: Value) -> Option<Value> {
+        let modal = self.fake.last_modal(user).expect("a modal is open");
+        let id = self.fake.submit(user, &modal, values);
+        self.ack(&id).await
+    }
+
+    /// The whole request flow from `/access text`; returns `T-n`.
+    async fn request(
+        &self,
+        user: &str,
+        text: &str,
+        roles: &[&str],
+        reason: &str,
+        duration: &str,
+    ) -> String {
+        let modal = self.open_request(user, text).await;
+        assert!(
+            has_block(&modal, "roles") || roles.is_empty(),
+            "app preselected: roles step first"
+        );
+        let ack = self
+            .submit(user, roles_values(roles, reason))
+            .await
+            .expect("step answered");
+        assert_eq!(ack["response_action"], "update", "{ack}");
+        let ack = self
+            .submit(
+                user,
+                json!({ "duration": { "duration_input": payloads::plain_text_value(duration) } }),
+            )
+            .await
+            .expect("step answered");
+        assert_eq!(ack["response_action"], "update", "{ack}");
+        let ack = self.submit(user, json!({})).await.expect("submitted");
+        assert_eq!(ack["response_action"], "update", "{ack}");
+        let text = ack["view"]["blocks"][0]["text"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        text.split('*')
+            .nth(1)
+            .filter(|t| t.starts_with("T-"))
+            .unwrap_or_else(|| panic!("no ticket in {text}"))
+            .to_string()
+    }
+
+    /// The latest DM to `user` that mentions `reference`.
+    async fn dm_about(&self, user: &str, reference: &str) -> Value {
+        self.fake
+            .wait_until(WAIT, |f| {
+                f.messages_to(user)
+                    .into_iter()
+                    .rev()
+                    .find(|m| m.to_string().contains(reference))
+            })
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "no DM to {user} about {reference}: {:?}",
+                    self.fake.messages_to(user)
+                )
+            })
+    }
+
+    /// Clicks `button` on the DM and submits the modal it opens.
+    async fn decide(
+        &self,
+        user: &str,
+        reference: &str,
+        button: &str,
+        comment: &str,
+        duration: Option<&str>,
+    ) -> Option<Value> {
+        let dm = self.dm_about(user, reference).await;
+        let before = self
+            .fake
+            .last_modal(user)
+            .and_then(|m| m["id"].as_str().map(str::to_string));
+        let click = self.fake.click(user, &dm, button);
+        self.ack(&click).await;
+        self.fake
+            .wait_until(WAIT, |f| {
+                f.last_modal(user)
+                    .filter(|m| m["id"].as_str().map(str::to_string) != before)
+            })
+            .await
+            .unwrap_or_else(|| panic!("{button} opened no modal for {user}"));
+        let mut values =
+            json!({ "comment": { "comment_input": payloads::plain_text_value(comment) } });
+        if let Some(d) = duration {
+            values["duration"] = json!({ "duration_input": payloads::plain_text_value(d) });
+        }
+        self.submit(user, values).await
+    }
+}
+
+fn has_block(view: &Value, block_id: &str) -> bool {
+    view["blocks"]
+        .as_array()
+        .is_some_and(|b| b.iter().any(|b| b["block_id"] == block_id))
+}
+
+fn roles_values(roles: &[&str], reason: &str) -> Value {
+    let options: Vec<Value> = roles
+        .iter()
+        .map(|r| json!({ "text": { "type": "plain_text", "text": r, "emoji": true }, "value": r }))
+        .collect();
+    json!({
+        "roles": { "roles_select": { "type": "checkboxes", "selected_options": options } },
+        "reason": { "reason_input": payloads::plain_text_value(reason) },
+    })
+}
+
+fn text_of(message: &Value) -> String {
+    message.to_string()
+}
+
+fn buttons_of(message: &Value) -> Vec<String> {
+    support::buttons(message)
+        .into_iter()
+        .map(|b| b.text)
+        .collect()
+}
+
+#[tokio::test]
+async fn one_stage_request_is_approved_from_the_dm_and_everyone_is_told() {
+    let world = World::start().await;
+    let t = world
+        .request(ANN, "gh", &["write"], "Fix the release pipeline", "4h")
+        .await;
+
+    // Both eng-leads are asked; the requester is told who.
+    let bob_dm = world.dm_about(BOB, &t).await;
+    let carol_dm = world.dm_about(CAROL, &t).await;
+    for dm in [&bob_dm, &carol_dm] {
+        assert_eq!(buttons_of(dm), ["Approve", "Reject"]);
+        let text = text_of(dm);
+        assert!(
+            text.contains("<@UANN>")
+                && text.contains("GitHub")
+                && text.contains("Write")
+                && text.contains("4h"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Fix the release pipeline") && text.contains("0 of 1 approvals"),
+            "{text}"
+        );
+    }
+    let created = world.dm_about(ANN, &t).await;
+    assert!(text_of(&created).contains("<@UBOB>") && text_of(&created).contains("<@UCAROL>"));
+
+    let ack = world.decide(BOB, &t, "Approve", "ship it", None).await;
+    assert_eq!(
+        ack.map(|a| a["response_action"].clone()),
+        Some("clear".into()),
+        "decision committed, modal closed"
+    );
+    assert_eq!(world.ticket_status(&t).await, Status::Approved);
+
+    let told = world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.messages_to(ANN)
+                .into_iter()
+                .find(|m| text_of(m).contains("Approved"))
+        })
+        .await
+        .expect("requester told");
+    assert!(text_of(&told).contains("<@UBOB>") && text_of(&told).contains("ship it"));
+    // Every approver's copy now says who decided, without buttons.
+    for user in [BOB, CAROL] {
+        let copy = world
+            .fake
+            .wait_until(WAIT, |f| {
+                f.messages_to(user)
+                    .into_iter()
+                    .find(|m| text_of(m).contains(&t) && buttons_of(m).is_empty())
+            })
+            .await
+            .unwrap_or_else(|| panic!("{user}'s copy not updated"));
+        assert!(text_of(&copy).contains("Approved") && text_of(&copy).contains("<@UBOB>"));
+    }
+    assert_eq!(
+        world.audit_actions(&t).await,
+        ["ticket.create", "ticket.approve"]
+    );
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn two_stages_ask_the_next_stage_only_when_the_first_is_met_and_all_means_all() {
+    let world = World::start().await;
+    let t = world
+        .request(
+            ANN,
+            "github",
+            &["maintainer"],
+            "Rotate the deploy keys",
+            "6h",
+        )
+        .await;
+    world.dm_about(DANA, &t).await;
+    assert!(
+        world.fake.messages_to(BOB).is_empty(),
+        "stage 2 is not asked before stage 1 is met"
+    );
+
+    world.decide(DANA, &t, "Approve", "", None).await;
+    world.dm_about(BOB, &t).await;
+    world.dm_about(CAROL, &t).await;
+    assert_eq!(world.ticket_status(&t).await, Status::Pending);
+
+    world.decide(BOB, &t, "Approve", "ok", None).await;
+    assert_eq!(
+        world.ticket_status(&t).await,
+        Status::Pending,
+        "required = all: one of two is not enough"
+    );
+    world
+        .decide(CAROL, &t, "Approve", "ok too", Some("2h"))
+        .await;
+    assert_eq!(world.ticket_status(&t).await, Status::Approved);
+    let told = world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.messages_to(ANN)
+                .into_iter()
+                .find(|m| text_of(m).contains("Approved"))
+        })
+        .await
+        .expect("requester told");
+    assert!(
+        text_of(&told).contains("2h"),
+        "the changed duration is reported: {told}"
+    );
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn reject_with_a_comment_ends_the_request() {
+    let world = World::start().await;
+    let t = world
+        .request(ANN, "gh", &["write"], "Need to push hotfixes", "2h")
+        .await;
+    // Bob's copy as it was before anyone decided, buttons and all.
+    let stale_copy = world.dm_about(BOB, &t).await;
+    world
+        .decide(CAROL, &t, "Reject", "use a PR instead", None)
+        .await;
+    assert_eq!(world.ticket_status(&t).await, Status::Rejected);
+    let told = world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.messages_to(ANN)
+                .into_iter()
+                .find(|m| text_of(m).contains("Rejected"))
+        })
+        .await
+        .expect("requester told");
+    assert!(text_of(&told).contains("use a PR instead") && text_of(&told).contains("<@UCAROL>"));
+    // A later click on the other copy changes nothing and says why.
+    let click = world.fake.click(BOB, &stale_copy, "Approve");
+    world.ack(&click).await;
+    let answer = world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.ephemerals_to(BOB)
+                .into_iter()
+                .find(|m| text_of(m).contains(&t))
+        })
+        .await
+        .expect("ephemeral answer");
+    assert!(
+        text_of(&answer).contains("already rejected by <@UCAROL>"),
+        "{answer}"
+    );
+    assert_eq!(world.ticket_status(&t).await, Status::Rejected);
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_input_is_answered_inline_on_the_field() {
+    let world = World::start().await;
+    world.open_request(ANN, "github").await;
+    let ack = world.submit(ANN, roles_values(&[], "")).await.unwrap();
+    assert_eq!(ack["response_action"], "errors");
+    assert!(
+        ack["errors"]["roles"].is_string() && ack["errors"]["reason"].is_string(),
+        "{ack}"
+    );
+    let ack = world
+        .submit(ANN, roles_values(&["superuser"], "A perfectly fine reason"))
+        .await
+        .unwrap();
+    assert!(
+        ack["errors"]["roles"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("superuser"),
+        "{ack}"
+    );
+
+    let ack = world
+        .submit(
+            ANN,
+            roles_values(&["maintainer"], "A perfectly fine reason"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ack["response_action"], "update");
+    let duration_view = &ack["view"];
+    assert!(
+        text_of(duration_view).contains("At most 1d"),
+        "the cap is shown: {duration_view}"
+    );
+    for (typed, expect) in [
+        ("3d", "At most 1d"),
+        ("banana", "not a duration"),
+        ("0h", "more than zero"),
+    ] {
+        let ack = world
+            .submit(
+                ANN,
+                json!({ "duration": { "duration_input": payloads::plain_text_value(typed) } }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(ack["response_action"], "errors");
+        assert!(
+            ack["errors"]["duration"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(expect),
+            "{typed}: {ack}"
+        );
+    }
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn a_duplicate_open_request_is_refused_on_the_roles_field() {
+    let world = World::start().await;
+    let t = world
+        .request(ANN, "gh", &["write"], "Fix the release pipeline", "4h")
+        .await;
+    world.open_request(ANN, "gh").await;
+    let ack = world
+        .submit(ANN, roles_values(&["write"], "Again, for the same thing"))
+        .await
+        .unwrap();
+    assert!(
+        ack["errors"]["roles"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&t),
+        "{ack}"
+    );
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn access_text_preselects_the_app_or_says_nothing_matched() {
+    let world = World::start().await;
+    let modal = world.open_request(ANN, "githb").await;
+    assert!(
+        has_block(&modal, "roles") && text_of(&modal).contains("GitHub"),
+        "typo matched: {modal}"
+    );
+    world.fake.submit(ANN, &modal, json!({}));
+
+    let modal = world.open_request(ANN, "salesforce").await;
+    assert!(has_block(&modal, "app"), "{modal}");
+    assert!(text_of(&modal).contains("No app matches") && text_of(&modal).contains("salesforce"));
+    let ack = world
+        .submit(
+            ANN,
+            json!({ "app": { "app_select": payloads::static_select_value("aws", "AWS") } }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ack["response_action"], "update");
+    assert!(text_of(&ack["view"]).contains("Console"));
+
+    let id = world.fake.run_command(ANN, "/access", "help");
+    let help = world.ack(&id).await.expect("help in the ack");
+    assert_eq!(help["response_type"], "ephemeral");
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn deny_requesters_are_refused_up_front() {
+    let world = World::start().await;
+    world.open_request(ZED, "gh").await;
+    let ack = world
+        .submit(ZED, roles_values(&["write"], "Contractor work on CI"))
+        .await
+        .unwrap();
+    assert!(
+        ack["errors"]["roles"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("group:contractors"),
+        "{ack}"
+    );
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn forged_and_self_approvals_are_refused_and_audited() {
+    let world = World::start().await;
+    // Carol asks: she is an eng-lead, but never an approver of her own request.
+    let t = world
+        .request(CAROL, "gh", &["write"], "Debug the flaky runner", "2h")
+        .await;
+    let bob_dm = world.dm_about(BOB, &t).await;
+    assert!(world
+        .fake
+        .messages_to(CAROL)
+        .iter()
+        .all(|m| !buttons_of(m).contains(&"Approve".to_string())));
+
+    // Eve clicks Approve on a forwarded copy of Bob's DM.
+    let click = world.fake.click(EVE, &bob_dm, "Approve");
+    world.ack(&click).await;
+    world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.ephemerals_to(EVE)
+                .into_iter()
+                .find(|m| text_of(m).contains("not an approver"))
+        })
+        .await
+        .expect("eve is told");
+    // Carol clicks Approve on her own ticket (a forged payload).
+    let click = world.fake.click(CAROL, &bob_dm, "Approve");
+    world.ack(&click).await;
+    world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.ephemerals_to(CAROL)
+                .into_iter()
+                .find(|m| text_of(m).contains("your own request"))
+        })
+        .await
+        .expect("carol is told");
+    // Bob opens the approve modal; Eve submits a copy of it as herself: the
+    // transaction's own check refuses her.
+    let click = world.fake.click(BOB, &bob_dm, "Approve");
+    world.ack(&click).await;
+    let bobs_modal = world
+        .fake
+        .wait_until(WAIT, |f| f.last_modal(BOB))
+        .await
+        .expect("modal");
+    let id = world.fake.submit(EVE, &bobs_modal, json!({}));
+    let ack = world.ack(&id).await.expect("answered");
+    assert!(text_of(&ack).contains("not an approver"), "{ack}");
+
+    assert_eq!(world.ticket_status(&t).await, Status::Pending);
+    let audit = world.audit_actions(&t).await;
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| *a == "ticket.decision_refused")
+            .count(),
+        3,
+        "{audit:?}"
+    );
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn two_approvers_racing_make_exactly_one_approval() {
+    let world = World::start().await;
+    let t = world
+        .request(ANN, "gh", &["write"], "Release the hotfix now", "1h")
+        .await;
+    // Both open the modal, then submit at the same moment.
+    let mut modals = Vec::new();
+    for user in [BOB, CAROL] {
+        let dm = world.dm_about(user, &t).await;
+        let click = world.fake.click(user, &dm, "Approve");
+        world.ack(&click).await;
+        modals.push((
+            user,
+            world
+                .fake
+                .wait_until(WAIT, |f| f.last_modal(user))
+                .await
+                .expect("modal"),
+        ));
+    }
+    let ids: Vec<String> = modals
+        .iter()
+        .map(|(user, modal)| {
+            world.fake.submit(
+                user,
+                modal,
+                json!({ "comment": { "comment_input": payloads::plain_text_value("") } }),
+            )
+        })
+        .collect();
+    let mut cleared = 0;
+    let mut already = 0;
+    for id in &ids {
+        let ack = world.ack(id).await.expect("answered");
+        if ack["response_action"] == "clear" {
+            cleared += 1;
+        } else if text_of(&ack).contains("already approved") {
+            already += 1;
+        }
+    }
+    assert_eq!((cleared, already), (1, 1));
+    assert_eq!(
+        world
+            .audit_actions(&t)
+            .await
+            .iter()
+            .filter(|a| *a == "ticket.approve")
+            .count(),
+        1
+    );
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn a_requester_who_is_the_only_approver_falls_back_to_the_fallback_approvers() {
+    let world = World::start().await;
+    let t = world
+        .request(BOB, "aws", &["console"], "Check the billing alarms", "1h")
+        .await;
+    world.dm_about(IVAN, &t).await;
+    assert!(world
+        .fake
+        .messages_to(BOB)
+        .iter()
+        .all(|m| !buttons_of(m).contains(&"Approve".to_string())));
+    world.decide(IVAN, &t, "Approve", "", None).await;
+    assert_eq!(world.ticket_status(&t).await, Status::Approved);
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn auto_approved_roles_need_no_approver() {
+    let world = World::start().await;
+    let modal = world.open_request(ANN, "gh").await;
+    assert!(has_block(&modal, "roles"));
+    world
+        .submit(ANN, roles_values(&["read"], "Browse the source code"))
+        .await;
+    world
+        .submit(
+            ANN,
+            json!({ "duration": { "duration_input": payloads::plain_text_value("8h") } }),
+        )
+        .await;
+    let ack = world.submit(ANN, json!({})).await.unwrap();
+    assert!(text_of(&ack).contains("approved automatically"), "{ack}");
+    let t = text_of(&ack)
+        .split('*')
+        .find(|s| s.starts_with("T-"))
+        .unwrap()
+        .to_string();
+    assert_eq!(world.ticket_status(&t).await, Status::Approved);
+    assert!(world.fake.messages_to(BOB).is_empty() && world.fake.messages_to(CAROL).is_empty());
+    assert!(world
+        .audit_actions(&t)
+        .await
+        .contains(&"ticket.auto_approve".to_string()));
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn a_user_without_an_email_is_told_why_they_cannot_request() {
+    let world = World::start().await;
+    world.fake.add_user("UNOMAIL", "", "No Mail");
+    let modal = world.open_request("UNOMAIL", "gh").await;
+    assert!(text_of(&modal).contains("no email"), "{modal}");
+    assert!(!has_block(&modal, "roles"));
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn nudge_respects_the_cooldown_and_cancel_updates_every_copy() {
+    let world = World::start().await;
+    let t = world
+        .request(ANN, "gh", &["write"], "Fix the release pipeline", "4h")
+        .await;
+    world.dm_about(BOB, &t).await;
+    let open = world.fake.open_home(ANN);
+    world.ack(&open).await;
+    let home = world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.home_view(ANN).filter(|h| text_of(h).contains(&t))
+        })
+        .await
+        .expect("home shows the request");
+    let bob_before = world.fake.messages_to(BOB).len();
+    let nudge = world.fake.click(ANN, &home, "Nudge");
+    world.ack(&nudge).await;
+    world
+        .fake
+        .wait_until(WAIT, |f| {
+            (f.messages_to(BOB).len() > bob_before).then_some(())
+        })
+        .await
+        .expect("a new reminder DM, so Slack notifies");
+    let again = world.fake.click(ANN, &home, "Nudge");
+    world.ack(&again).await;
+    world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.messages_to(ANN)
+                .into_iter()
+                .find(|m| text_of(m).contains("nudge again"))
+        })
+        .await
+        .expect("second nudge refused with when");
+
+    let cancel = world.fake.click(ANN, &home, "Cancel");
+    world.ack(&cancel).await;
+    world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.messages_to(ANN)
+                .into_iter()
+                .find(|m| text_of(m).contains("cancelled"))
+        })
+        .await
+        .expect("requester told");
+    assert_eq!(world.ticket_status(&t).await, Status::Cancelled);
+    for user in [BOB, CAROL] {
+        world
+            .fake
+            .wait_until(WAIT, |f| {
+                let copies: Vec<Value> = f
+                    .messages_to(user)
+                    .into_iter()
+                    .filter(|m| text_of(m).contains(&t))
+                    .collect();
+                (!copies.is_empty() && copies.iter().all(|m| buttons_of(m).is_empty()))
+                    .then_some(())
+            })
+            .await
+            .unwrap_or_else(|| panic!("{user}'s copies still have buttons"));
+    }
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn app_home_shows_what_waits_for_an_approver_and_a_requesters_requests() {
+    let world = World::start().await;
+    let t = world
+        .request(ANN, "gh", &["write"], "Fix the release pipeline", "4h")
+        .await;
+    let open = world.fake.open_home(BOB);
+    world.ack(&open).await;
+    let home = world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.home_view(BOB).filter(|h| text_of(h).contains(&t))
+        })
+        .await
+        .expect("approver's Home lists the ticket");
+    assert!(text_of(&home).contains("Waiting for your approval"));
+    assert!(buttons_of(&home).contains(&"Approve".to_string()));
+
+    // Approving from the Home tab works like from the DM.
+    let click = world.fake.click(BOB, &home, "Approve");
+    world.ack(&click).await;
+    let modal = world
+        .fake
+        .wait_until(WAIT, |f| f.last_modal(BOB))
+        .await
+        .expect("modal");
+    let id = world.fake.submit(BOB, &modal, json!({}));
+    assert_eq!(
+        world.ack(&id).await.map(|a| a["response_action"].clone()),
+        Some("clear".into())
+    );
+
+    let home = world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.home_view(ANN)
+                .filter(|h| !buttons_of(h).contains(&"Nudge".to_string()))
+        })
+        .await
+        .expect("requester's Home refreshed after the decision: no longer an open request");
+    assert!(text_of(&home).contains("Your active access") && text_of(&home).contains(&t));
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_mid_flow_keeps_the_ticket_and_the_dm_still_works() {
+    let mut world = World::start().await;
+    let t = world
+        .request(
+            ANN,
+            "github",
+            &["maintainer"],
+            "Rotate the deploy keys",
+            "6h",
+        )
+        .await;
+    world
+        .decide(DANA, &t, "Approve", "stage one ok", None)
+        .await;
+    world.dm_about(BOB, &t).await;
+    world.restart().await;
+    assert_eq!(world.ticket_status(&t).await, Status::Pending);
+    world.decide(BOB, &t, "Approve", "", None).await;
+    world.decide(CAROL, &t, "Approve", "", None).await;
+    assert_eq!(world.ticket_status(&t).await, Status::Approved);
+    let audit = world.audit_actions(&t).await;
+    assert_eq!(
+        audit.iter().filter(|a| *a == "ticket.approve").count(),
+        3,
+        "{audit:?}"
+    );
+    world.stop().await;
+}
