@@ -1,6 +1,7 @@
 //! Socket Mode benchmark against the fake Slack on loopback (`cargo bench`):
-//! ack latency at a sustained envelope rate through the whole daemon, and the
-//! release binary's start-to-connected time and idle RSS.
+//! ack latency at a sustained envelope rate through the whole daemon — for
+//! read-only envelopes and for state-changing approvals (SQLite commit
+//! included) — and the release binary's start-to-connected time and idle RSS.
 //!
 //! Figures are printed, not asserted: DESIGN.md section 8 gives the targets.
 
@@ -10,7 +11,10 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::daemon::Daemon;
+use accessd::domain::policy::{Plan, StagePlan};
+use accessd::domain::ticket::Status;
+use accessd::store::{Effects, NewTicket, Store};
+use support::daemon::{config, fast_options, Daemon};
 use support::{payloads, FakeSlack, APP_TOKEN, BOT_TOKEN};
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -18,6 +22,30 @@ fn env_or(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+fn report(what: &str, rate: u64, sent_in: Duration, ids: &[String], mut latencies: Vec<Duration>) {
+    latencies.sort();
+    println!(
+        "{what}: {} envelopes at {rate}/s over {:.1}s: p50 {:?}  p99 {:?}  max {:?}  unacked {}",
+        ids.len(),
+        sent_in.as_secs_f64(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or_default(),
+        ids.len() - latencies.len()
+    );
+}
+
+async fn latencies_of(fake: &FakeSlack, ids: &[String]) -> Vec<Duration> {
+    let mut latencies = Vec::with_capacity(ids.len());
+    for id in ids {
+        match fake.wait_ack(id, Duration::from_secs(10)).await {
+            Some(ack) => latencies.push(ack.latency),
+            None => eprintln!("envelope {id} never acked"),
+        }
+    }
+    latencies
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -69,24 +97,115 @@ async fn ack_latency(rate: u64, seconds: u64) {
         ids.push(fake.send_envelope(None, envelope));
     }
     let sent_in = started.elapsed();
-    let mut latencies = Vec::with_capacity(ids.len());
-    for id in &ids {
-        match fake.wait_ack(id, Duration::from_secs(10)).await {
-            Some(ack) => latencies.push(ack.latency),
-            None => eprintln!("envelope {id} never acked"),
-        }
-    }
-    latencies.sort();
-    let max = latencies.last().copied().unwrap_or_default();
-    println!(
-        "ack latency: {} envelopes at {rate}/s over {:.1}s (2 connections): p50 {:?}  p99 {:?}  max {:?}  unacked {}",
-        ids.len(),
-        sent_in.as_secs_f64(),
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99),
-        max,
-        ids.len() - latencies.len()
+    let latencies = latencies_of(&fake, &ids).await;
+    report(
+        "ack latency, read-only envelopes (2 connections)",
+        rate,
+        sent_in,
+        &ids,
+        latencies,
     );
+    daemon.stop().await.expect("clean stop");
+}
+
+/// Approvals at a sustained rate: each is a view_submission whose handler
+/// re-authorises the approver and commits the decision (IMMEDIATE transaction,
+/// synchronous=FULL, approval + ticket + audit + outbox rows) before the ack.
+async fn approval_latency(rate: u64, seconds: u64) {
+    let fake = FakeSlack::start().await;
+    fake.add_user("UANN", "ann@example.com", "Ann");
+    fake.add_user("UBOB", "bob@example.com", "Bob");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = "[[apps]]\nid = \"github\"\nname = \"GitHub\"\nstages = [{ approvers = [\"bob@example.com\"], required = 1 }]\n[[apps.roles]]\nid = \"write\"\nname = \"Write\"\n";
+    let cfg = config(&fake, dir.path(), 2, catalog);
+    let db = cfg.database.path.clone();
+    let daemon = Daemon::start(cfg.clone(), fast_options(&cfg));
+    fake.wait_until(Duration::from_secs(10), |f| {
+        (f.live_connections().len() >= 2).then_some(())
+    })
+    .await;
+
+    let total = rate * seconds;
+    let store = Store::open(&db).expect("store");
+    let plan = Plan {
+        stages: vec![StagePlan {
+            approvers: vec!["bob@example.com".into()],
+            required: 1,
+            fallback: false,
+            source: "bob".into(),
+        }],
+        auto_approve: false,
+        max_duration_secs: 30 * 24 * 3600,
+    };
+    for _ in 0..=total {
+        let new = NewTicket {
+            requester_slack_id: "UANN".into(),
+            requester_email: "ann@example.com".into(),
+            app_id: "github".into(),
+            roles: vec![],
+            reason: "benchmark".into(),
+            duration_secs: 3600,
+            plan: plan.clone(),
+            status: Status::Pending,
+        };
+        store
+            .create_ticket(new, |_| Effects::default())
+            .await
+            .expect("ticket");
+    }
+    store.close().await;
+
+    // One real approve modal, opened the way Bob opens it; each submission
+    // points it at another ticket.
+    let first = fake.send_envelope(None, fake.block_actions("UBOB", &serde_json::json!({
+        "channel": support::GENERAL_CHANNEL, "ts": "1.0",
+        "blocks": [{ "type": "actions", "block_id": "b", "elements": [
+            { "type": "button", "action_id": "approve_ticket", "value": "1", "text": { "type": "plain_text", "text": "Approve" } }]}]
+    }), &support::find_button(&serde_json::json!({ "blocks": [{ "type": "actions", "block_id": "b", "elements": [
+            { "type": "button", "action_id": "approve_ticket", "value": "1", "text": { "type": "plain_text", "text": "Approve" } }]}]}), "Approve").expect("button")));
+    fake.wait_ack(&first, Duration::from_secs(5))
+        .await
+        .expect("ack");
+    let modal = fake
+        .wait_until(Duration::from_secs(5), |f| f.last_modal("UBOB"))
+        .await
+        .expect("approve modal");
+
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut ids = Vec::with_capacity(total as usize);
+    for n in 0..total {
+        tick.tick().await;
+        let mut view = modal.clone();
+        view["private_metadata"] = (n + 1).to_string().into();
+        ids.push(fake.send_envelope(
+            None,
+            fake.view_submission("UBOB", &view, serde_json::json!({})),
+        ));
+    }
+    let sent_in = started.elapsed();
+    let latencies = latencies_of(&fake, &ids).await;
+    let cleared = ids
+        .iter()
+        .filter(|id| {
+            fake.acks().iter().any(|a| {
+                &a.envelope_id == *id
+                    && a.payload
+                        .as_ref()
+                        .is_some_and(|p| p["response_action"] == "clear")
+            })
+        })
+        .count();
+    report(
+        "ack latency, approvals committed before ack",
+        rate,
+        sent_in,
+        &ids,
+        latencies,
+    );
+    println!("approvals applied: {cleared} of {}", ids.len());
     daemon.stop().await.expect("clean stop");
 }
 
@@ -147,6 +266,7 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         ack_latency(rate, seconds).await;
+        approval_latency(rate, seconds.min(4)).await;
         binary_start_and_idle_rss().await;
     });
 }

@@ -126,6 +126,7 @@ async fn run_on_store(
     let identity =
         identity::Identity::new(store.clone(), api.clone(), config.identity.link_refresh);
     let app = Arc::new(App {
+        home_refresh: handlers::home::HomeRefresh::default(),
         identity,
         config: Arc::new(config),
         store: store.clone(),
@@ -133,6 +134,7 @@ async fn run_on_store(
         bot,
         outbox,
     });
+    let home_refresh = tokio::spawn(handlers::home::HomeRefresh::run(Arc::downgrade(&app)));
     let transport = Transport::new(
         api,
         store.clone(),
@@ -157,6 +159,7 @@ async fn run_on_store(
     };
     let _ = stop.send(true);
     pruner.abort();
+    home_refresh.abort();
     let drained = tokio::time::timeout(SHUTDOWN_BUDGET, async {
         if !transport_task.is_finished() {
             let _ = (&mut transport_task).await;

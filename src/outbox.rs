@@ -68,6 +68,10 @@ impl Default for OutboxOptions {
 /// this window; a longer backlog is reached as the head drains.
 const SCAN: usize = 500;
 
+/// Least time between two scans: a burst of wake-ups (one per queued message)
+/// costs one scan, not one each.
+const MIN_SCAN_GAP: Duration = Duration::from_millis(25);
+
 pub struct OutboxWorker {
     store: Store,
     api: SlackApi,
@@ -106,6 +110,7 @@ impl OutboxWorker {
             if *shutdown.borrow() {
                 break;
             }
+            let scanned_at = tokio::time::Instant::now();
             let wait = match self.start_due(&mut in_flight, &mut busy).await {
                 Ok(wait) => wait,
                 Err(err) => {
@@ -124,6 +129,7 @@ impl OutboxWorker {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}
             }
+            tokio::time::sleep_until(scanned_at + MIN_SCAN_GAP).await;
         }
         while let Some(joined) = in_flight.join_next().await {
             if let Ok((item, result)) = joined {

@@ -911,3 +911,44 @@ async fn a_restart_mid_flow_keeps_the_ticket_and_the_dm_still_works() {
     );
     world.stop().await;
 }
+
+#[tokio::test]
+async fn the_requester_may_choose_whom_to_ask_when_a_stage_needs_fewer_than_it_lists() {
+    let world = World::start().await;
+    world.open_request(ANN, "gh").await;
+    world
+        .submit(ANN, roles_values(&["write"], "Fix the release pipeline"))
+        .await;
+    let ack = world
+        .submit(
+            ANN,
+            json!({ "duration": { "duration_input": payloads::plain_text_value("4h") } }),
+        )
+        .await
+        .unwrap();
+    let step = &ack["view"];
+    assert!(
+        has_block(step, "approvers_0"),
+        "1 of 2 eng-leads: a choice is offered: {step}"
+    );
+    assert!(text_of(step).contains("<@UBOB>") && text_of(step).contains("<@UCAROL>"));
+
+    let none = json!({ "approvers_0": { "approvers_select": { "type": "multi_static_select", "selected_options": [] } } });
+    let ack = world.submit(ANN, none).await.unwrap();
+    assert_eq!(ack["response_action"], "errors", "{ack}");
+
+    let carol = json!({ "approvers_0": { "approvers_select": { "type": "multi_static_select", "selected_options": [
+        { "text": { "type": "plain_text", "text": "Carol" }, "value": "carol@example.com" } ] } } });
+    let ack = world.submit(ANN, carol).await.unwrap();
+    let t = text_of(&ack)
+        .split('*')
+        .find(|s| s.starts_with("T-"))
+        .unwrap()
+        .to_string();
+    world.dm_about(CAROL, &t).await;
+    assert!(
+        world.fake.messages_to(BOB).is_empty(),
+        "only the chosen approver is asked"
+    );
+    world.stop().await;
+}

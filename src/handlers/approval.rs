@@ -22,7 +22,9 @@ use crate::slack::views::text::mention;
 use crate::slack::views::ticket::{
     approve_modal, approver_message, reject_modal, requester_update,
 };
-use crate::store::{Actor, AuditEvent, Decided, DecisionInput, Effects, NewMessage, Ticket};
+use crate::store::{
+    Actor, AuditEvent, Decided, DecisionInput, Effects, NewMessage, RestatedDm, Ticket,
+};
 
 /// Whether `actor` may decide `ticket` now: re-computed from the current
 /// config and the requester, never taken from the ticket or the payload.
@@ -369,5 +371,15 @@ pub fn update_approver_copies(
             &text,
             blocks,
         ));
+    }
+    // DMs not yet delivered (or being delivered right now) say the same.
+    for slack_id in ids.values() {
+        let (text, blocks) = approver_message(config, ticket, stage_of(slack_id));
+        effects.restate_dms.push(RestatedDm {
+            ticket_id: ticket.id,
+            approver_slack_id: slack_id.clone(),
+            text,
+            blocks,
+        });
     }
 }

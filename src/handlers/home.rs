@@ -30,11 +30,12 @@ pub fn page(app: &Arc<App>, user: String, value: &str) -> Reply {
     Reply::empty().then(async move { publish(&app, &user, pages).await })
 }
 
-/// Re-renders the Home tab of each user (after a change that concerns them).
+/// Asks for the Home tab of each user to be re-rendered (after a change that
+/// concerns them). Requests for a user already queued collapse into one, so a
+/// burst of decisions costs one render per user, off the envelope path.
 pub async fn refresh(app: &Arc<App>, users: &[&str]) {
-    let mut seen = std::collections::BTreeSet::new();
-    for user in users.iter().filter(|u| !u.is_empty() && seen.insert(**u)) {
-        publish(app, user, Pages::default()).await;
+    for user in users.iter().filter(|u| !u.is_empty()) {
+        app.home_refresh.request(user);
     }
 }
 
@@ -65,41 +66,27 @@ pub async fn publish(app: &Arc<App>, user: &str, pages: Pages) {
 
 type Lists = (Vec<Ticket>, Vec<Ticket>, Vec<Ticket>);
 
+/// How many tickets each list loads: ten pages of the Home tab.
+const LIST_LIMIT: usize = 10 * crate::slack::views::home::PAGE;
+
 async fn lists_for(
     app: &Arc<App>,
     user: &str,
 ) -> Result<Lists, Box<dyn std::error::Error + Send + Sync>> {
     let email = app.identity.email_of(user).await?;
-    let pending = app
-        .store
-        .list_tickets(TicketFilter {
-            status: Some(Status::Pending),
-            ..TicketFilter::default()
-        })
-        .await?;
-    let waiting = match &email {
-        Some(email) => pending
-            .iter()
-            .filter(|t| t.requester_slack_id != user)
-            .filter(|t| {
-                t.plan
-                    .stages
-                    .get(t.stage)
-                    .is_some_and(|s| s.approvers.iter().any(|a| a == email))
-            })
-            .filter(|t| {
-                !t.approvals
-                    .iter()
-                    .any(|a| a.stage == t.stage && a.approver_slack_id == user)
-            })
-            .cloned()
-            .collect(),
+    let waiting = match email {
+        Some(email) => {
+            app.store
+                .waiting_for(email, user.to_string(), LIST_LIMIT)
+                .await?
+        }
         None => Vec::new(),
     };
     let mine = app
         .store
         .list_tickets(TicketFilter {
             requester_slack_id: Some(user.to_string()),
+            limit: Some(LIST_LIMIT),
             ..TicketFilter::default()
         })
         .await?;
@@ -115,4 +102,47 @@ async fn lists_for(
         })
         .collect();
     Ok((waiting, open, access))
+}
+
+/// Users whose Home tab is due a re-render, drained by one task.
+#[derive(Default)]
+pub struct HomeRefresh {
+    dirty: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    wake: tokio::sync::Notify,
+}
+
+impl HomeRefresh {
+    pub fn request(&self, user: &str) {
+        self.dirty
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user.to_string());
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()))
+            .into_iter()
+            .collect()
+    }
+
+    /// Publishes queued Home tabs until the app is dropped.
+    pub async fn run(app: std::sync::Weak<App>) {
+        loop {
+            let Some(strong) = app.upgrade() else { return };
+            let users = strong.home_refresh.take();
+            if users.is_empty() {
+                // Bounded, so the task notices when the app is gone.
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    strong.home_refresh.wake.notified(),
+                )
+                .await;
+                continue;
+            }
+            for user in users {
+                publish(&strong, &user, Pages::default()).await;
+            }
+        }
+    }
 }

@@ -55,6 +55,7 @@ pub struct App {
     pub bot: BotIdentity,
     pub outbox: Outbox,
     pub identity: Identity,
+    pub home_refresh: home::HomeRefresh,
 }
 
 pub async fn dispatch(app: &Arc<App>, route: Route) -> Reply {

@@ -40,7 +40,7 @@ pub use migrations::MigrationReport;
 pub use outbox::{NewMessage, OnSent, OutboxItem, OutboxStats};
 pub use tickets::{
     Actor, Approval, ApproverMessage, Changed, Created, Decided, DecisionInput, Effects, NewTicket,
-    Ticket, TicketFilter,
+    RestatedDm, Ticket, TicketFilter,
 };
 
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -117,12 +117,20 @@ pub(crate) fn enqueue_tx(tx: &Transaction<'_>, msg: &NewMessage) -> Result<Optio
     Ok(id)
 }
 
+/// `restated` marks a DM rewritten by a decision while it was being sent:
+/// the copy Slack now shows may be the old one, so it is updated at once.
 fn record_on_sent(
     tx: &Transaction<'_>,
-    on_sent: &OnSent,
+    raw: &str,
     response: &serde_json::Value,
+    sent_payload: &serde_json::Value,
 ) -> Result<()> {
-    match on_sent {
+    let on_sent: OnSent = serde_json::from_str(raw)?;
+    let restated = serde_json::from_str::<serde_json::Value>(raw)?
+        .pointer("/approver_message/restated")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    match &on_sent {
         OnSent::ApproverMessage {
             ticket_id,
             approver_slack_id,
@@ -135,6 +143,17 @@ fn record_on_sent(
                      VALUES (?1, ?2, ?3, ?4)",
                 )?
                 .execute(rusqlite::params![ticket_id, approver_slack_id, channel, message_ts])?;
+                if restated {
+                    let text = sent_payload
+                        .get("text")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default();
+                    let blocks = sent_payload.get("blocks").cloned().unwrap_or_default();
+                    enqueue_tx(
+                        tx,
+                        &NewMessage::update(approver_slack_id, channel, message_ts, text, blocks),
+                    )?;
+                }
             }
         }
     }
@@ -216,9 +235,11 @@ impl Store {
     pub async fn outbox_sent(&self, id: i64, response: serde_json::Value) -> Result<()> {
         self.call(move |conn| {
             let tx = write_tx(conn)?;
-            let on_sent: Option<String> = tx
-                .prepare_cached("SELECT on_sent FROM outbox WHERE id = ?1 AND status = 'pending'")?
-                .query_row([id], |r| r.get(0))
+            let (on_sent, payload): (Option<String>, String) = tx
+                .prepare_cached(
+                    "SELECT on_sent, payload FROM outbox WHERE id = ?1 AND status = 'pending'",
+                )?
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?
                 .ok_or_else(|| not_pending(id))?;
             let text = serde_json::to_string(&response)?;
@@ -228,7 +249,7 @@ impl Store {
             )?
             .execute(rusqlite::params![id, ts(Utc::now()), text])?;
             if let Some(on_sent) = on_sent {
-                record_on_sent(&tx, &serde_json::from_str(&on_sent)?, &response)?;
+                record_on_sent(&tx, &on_sent, &response, &serde_json::from_str(&payload)?)?;
             }
             tx.commit()?;
             Ok(())

@@ -185,3 +185,107 @@ pub fn home_view(data: &HomeData<'_>) -> Value {
     );
     json!({ "type": "home", "blocks": blocks })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::policy::{Plan, StagePlan};
+    use crate::domain::ticket::Status;
+
+    fn ticket(id: i64) -> Ticket {
+        Ticket {
+            id,
+            requester_slack_id: "UANN".into(),
+            requester_email: "ann@example.com".into(),
+            app_id: "github".into(),
+            roles: vec![],
+            reason: "x".repeat(500),
+            duration_secs: 3600,
+            status: Status::Pending,
+            stage: 0,
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+            decided_at: None,
+            last_nudge_at: None,
+            plan: Plan {
+                stages: vec![StagePlan {
+                    approvers: vec!["bob@example.com".into()],
+                    required: 1,
+                    fallback: false,
+                    source: "bob".into(),
+                }],
+                auto_approve: false,
+                max_duration_secs: 3600,
+            },
+            approvals: vec![],
+            approver_messages: vec![],
+        }
+    }
+
+    #[test]
+    fn long_lists_are_paged_within_slacks_block_limit() {
+        let config =
+            crate::config::parse("[slack]\n", std::path::Path::new("/tmp/accessd.toml")).unwrap();
+        let many: Vec<Ticket> = (1..=37).map(ticket).collect();
+        for pages in [
+            Pages::default(),
+            Pages {
+                waiting: 3,
+                requests: 1,
+                access: 2,
+            },
+        ] {
+            let view = home_view(&HomeData {
+                config: &config,
+                waiting: &many,
+                requests: &many,
+                access: &many,
+                pages,
+            });
+            let blocks = view["blocks"].as_array().unwrap();
+            assert!(blocks.len() <= 100, "{} blocks", blocks.len());
+            for block in blocks.iter().filter(|b| b["type"] == "section") {
+                assert!(
+                    block["text"]["text"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .chars()
+                        .count()
+                        <= 3000
+                );
+            }
+        }
+        let first = home_view(&HomeData {
+            config: &config,
+            waiting: &many,
+            requests: &[],
+            access: &[],
+            pages: Pages::default(),
+        });
+        let text = first.to_string();
+        assert!(
+            text.contains("Showing 1–10 of 37")
+                && text.contains("*T-10*")
+                && !text.contains("*T-11*")
+        );
+        let last = home_view(&HomeData {
+            config: &config,
+            waiting: &many,
+            requests: &[],
+            access: &[],
+            pages: Pages {
+                waiting: 3,
+                ..Pages::default()
+            },
+        });
+        assert!(last.to_string().contains("Showing 31–37 of 37"));
+        assert_eq!(
+            parse_pages("3:1:2"),
+            Pages {
+                waiting: 3,
+                requests: 1,
+                access: 2
+            }
+        );
+    }
+}

@@ -1,5 +1,15 @@
 //! Subcommands, each a small function. Exit codes: 0 ok, 1 runtime failure,
 //! 2 usage or configuration error.
+//!
+//! `tickets` and `users` (in their own modules) read and write the store
+//! only: they load the config without asking for the Slack tokens.
+
+mod output;
+mod tickets;
+mod users;
+
+pub use tickets::TicketsCommand;
+pub use users::UsersCommand;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -60,6 +70,16 @@ pub enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Access request tickets.
+    Tickets {
+        #[command(subcommand)]
+        command: TicketsCommand,
+    },
+    /// Slack user ⇄ email links.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,6 +119,8 @@ pub fn execute(cli: Cli) -> ExitCode {
             DbCommand::Migrate => db_migrate(&cli.config),
             DbCommand::Backup { path } => db_backup(&cli.config, &path),
         },
+        Command::Tickets { command } => output::finish(tickets::execute(&cli.config, command)),
+        Command::Users { command } => output::finish(users::execute(&cli.config, command)),
     }
 }
 
