@@ -137,10 +137,11 @@ async fn approval_latency(rate: u64, seconds: u64) {
         auto_approve: false,
         max_duration_secs: 30 * 24 * 3600,
     };
-    for _ in 0..=total {
+    // Distinct requesters: one person's second pending request would be a duplicate.
+    for n in 0..=total {
         let new = NewTicket {
-            requester_slack_id: "UANN".into(),
-            requester_email: "ann@example.com".into(),
+            requester_slack_id: format!("UREQ{n}"),
+            requester_email: format!("req{n}@example.com"),
             app_id: "github".into(),
             roles: vec![],
             reason: "benchmark".into(),
@@ -206,6 +207,14 @@ async fn approval_latency(rate: u64, seconds: u64) {
         latencies,
     );
     println!("approvals applied: {cleared} of {}", ids.len());
+    if let Some(other) = fake.acks().iter().find(|a| {
+        ids.contains(&a.envelope_id)
+            && a.payload
+                .as_ref()
+                .is_none_or(|p| p["response_action"] != "clear")
+    }) {
+        println!("  e.g. not applied: {:?}", other.payload);
+    }
     daemon.stop().await.expect("clean stop");
 }
 
