@@ -22,25 +22,48 @@ async fn actor(app: &Arc<App>, user: &str) -> Option<Actor> {
     })
 }
 
-pub async fn nudge(app: &Arc<App>, value: &str, event: SlackInteractionBlockActionsEvent) -> Reply {
-    let user = super::user_of(&event);
-    let channel = channel_of(&event);
-    let Some(id) = parse_ticket_ref(value) else {
-        return Reply::empty();
-    };
+/// Who clicked which of their tickets; `None` (after telling them why, when
+/// they can be told) if the click cannot be acted on.
+struct Click {
+    user: String,
+    channel: Option<String>,
+    actor: Actor,
+    ticket: crate::store::Ticket,
+}
+
+async fn click(
+    app: &Arc<App>,
+    value: &str,
+    event: &SlackInteractionBlockActionsEvent,
+) -> Option<Click> {
+    let user = super::user_of(event);
+    let channel = channel_of(event);
+    let id = parse_ticket_ref(value)?;
     let Some(actor) = actor(app, &user).await else {
-        tell(
-            app,
-            &user,
-            channel.as_deref(),
-            "accessd cannot tell who you are (no email on your Slack account).",
-        )
-        .await;
+        let why = "accessd cannot tell who you are (no email on your Slack account).";
+        tell(app, &user, channel.as_deref(), why).await;
+        return None;
+    };
+    let ticket = app.store.ticket(id).await.ok().flatten()?;
+    Some(Click {
+        user,
+        channel,
+        actor,
+        ticket,
+    })
+}
+
+pub async fn nudge(app: &Arc<App>, value: &str, event: SlackInteractionBlockActionsEvent) -> Reply {
+    let Some(Click {
+        user,
+        channel,
+        actor,
+        ticket,
+    }) = click(app, value, &event).await
+    else {
         return Reply::empty();
     };
-    let Ok(Some(ticket)) = app.store.ticket(id).await else {
-        return Reply::empty();
-    };
+    let id = ticket.id;
     let ids = app
         .identity
         .slack_ids_of(
@@ -111,24 +134,16 @@ pub async fn cancel(
     value: &str,
     event: SlackInteractionBlockActionsEvent,
 ) -> Reply {
-    let user = super::user_of(&event);
-    let channel = channel_of(&event);
-    let Some(id) = parse_ticket_ref(value) else {
+    let Some(Click {
+        user,
+        channel,
+        actor,
+        ticket,
+    }) = click(app, value, &event).await
+    else {
         return Reply::empty();
     };
-    let Some(actor) = actor(app, &user).await else {
-        tell(
-            app,
-            &user,
-            channel.as_deref(),
-            "accessd cannot tell who you are (no email on your Slack account).",
-        )
-        .await;
-        return Reply::empty();
-    };
-    let Ok(Some(ticket)) = app.store.ticket(id).await else {
-        return Reply::empty();
-    };
+    let id = ticket.id;
     let ids = app
         .identity
         .slack_ids_of(ticket.plan.stages.iter().flat_map(|s| s.approvers.clone()))

@@ -314,6 +314,27 @@ fn set_status(
     Ok(())
 }
 
+/// Only the requester cancels or nudges; anyone else is refused, audited.
+fn refuse_non_requester(
+    tx: Transaction<'_>,
+    ticket: Ticket,
+    actor: &Actor,
+    verb: &str,
+) -> Result<Changed> {
+    let reason = format!("only the requester can {verb} a request");
+    append_audit_tx(
+        &tx,
+        &AuditEvent::new(
+            actor.email.clone(),
+            format!("ticket.{verb}_refused"),
+            ticket.reference(),
+            serde_json::json!({ "slack_id": actor.slack_id, "reason": reason }),
+        ),
+    )?;
+    tx.commit()?;
+    Ok(Changed::Refused { ticket, reason })
+}
+
 impl Store {
     /// Creates a ticket unless the requester already has one pending for the
     /// same app and an overlapping role.
@@ -537,18 +558,7 @@ impl Store {
             let tx = write_tx(conn)?;
             let ticket = load_required(&tx, id)?;
             if ticket.requester_slack_id != actor.slack_id {
-                let reason = "only the requester can cancel a request".to_string();
-                append_audit_tx(
-                    &tx,
-                    &AuditEvent::new(
-                        actor.email.clone(),
-                        "ticket.cancel_refused",
-                        ticket.reference(),
-                        serde_json::json!({ "slack_id": actor.slack_id, "reason": reason }),
-                    ),
-                )?;
-                tx.commit()?;
-                return Ok(Changed::Refused { ticket, reason });
+                return refuse_non_requester(tx, ticket, &actor, "cancel");
             }
             let Ok(status) = ticket::cancel(ticket.status) else {
                 return Ok(Changed::NotApplicable(ticket));
@@ -584,18 +594,7 @@ impl Store {
             let tx = write_tx(conn)?;
             let ticket = load_required(&tx, id)?;
             if ticket.requester_slack_id != actor.slack_id {
-                let reason = "only the requester can nudge a request".to_string();
-                append_audit_tx(
-                    &tx,
-                    &AuditEvent::new(
-                        actor.email.clone(),
-                        "ticket.nudge_refused",
-                        ticket.reference(),
-                        serde_json::json!({ "slack_id": actor.slack_id, "reason": reason }),
-                    ),
-                )?;
-                tx.commit()?;
-                return Ok(Changed::Refused { ticket, reason });
+                return refuse_non_requester(tx, ticket, &actor, "nudge");
             }
             if !ticket.status.is_pending() {
                 return Ok(Changed::NotApplicable(ticket));
