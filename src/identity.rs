@@ -100,11 +100,33 @@ impl Identity {
         &self,
         emails: impl IntoIterator<Item = String>,
     ) -> HashMap<String, String> {
-        let lookups = emails.into_iter().map(|email| async move {
+        let wanted: std::collections::BTreeSet<String> =
+            emails.into_iter().map(|e| e.to_lowercase()).collect();
+        let mut out = HashMap::new();
+        // Fresh cached links in one store round trip; only the rest ask Slack.
+        match self
+            .store
+            .links_for_emails(wanted.iter().cloned().collect())
+            .await
+        {
+            Ok(links) => {
+                for link in links
+                    .into_iter()
+                    .filter(|l| self.is_fresh(&l.source, l.refreshed_at))
+                {
+                    out.insert(link.email.to_lowercase(), link.slack_id);
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "could not read cached user links"),
+        }
+        let missing: Vec<String> = wanted
+            .into_iter()
+            .filter(|e| !out.contains_key(e))
+            .collect();
+        let lookups = missing.into_iter().map(|email| async move {
             let found = self.slack_id_of(&email).await;
             (email, found)
         });
-        let mut out = HashMap::new();
         for (email, found) in futures_util::future::join_all(lookups).await {
             match found {
                 Ok(Some(id)) => {

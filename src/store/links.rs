@@ -58,6 +58,25 @@ impl Store {
         .await
     }
 
+    /// The links of many emails in one round trip (a manual link wins).
+    pub async fn links_for_emails(&self, emails: Vec<String>) -> Result<Vec<UserLink>> {
+        self.call(move |conn| {
+            let sql = format!(
+                "SELECT {LINK_COLUMNS} FROM user_links WHERE email = ?1
+                 ORDER BY source = 'manual' DESC, refreshed_at DESC LIMIT 1"
+            );
+            let mut st = conn.prepare_cached(&sql)?;
+            let mut out = Vec::new();
+            for email in emails {
+                if let Some(link) = st.query_row([email], link_row).optional()? {
+                    out.push(link);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Caches what Slack said; never overwrites a manual link.
     pub async fn save_slack_link(&self, slack_id: String, email: String) -> Result<()> {
         self.call(move |conn| {
