@@ -15,6 +15,7 @@ pub mod domain;
 pub mod handlers;
 pub mod identity;
 pub mod outbox;
+pub mod provision;
 pub mod router;
 pub mod slack;
 pub mod store;
