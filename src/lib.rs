@@ -40,6 +40,9 @@ pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(8);
 /// How long handled envelope ids are remembered for dedupe across restarts.
 const SEEN_RETENTION: Duration = Duration::from_secs(3 * 24 * 3600);
 
+/// A request modal left open longer than this starts over.
+const DRAFT_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("database: {0}")]
@@ -144,7 +147,7 @@ async fn run_on_store(
     );
     let status = transport.status();
     tokio::spawn(notify_systemd_when_connected(status));
-    let pruner = tokio::spawn(prune_seen_periodically(store.clone()));
+    let pruner = tokio::spawn(prune_periodically(store.clone()));
     let mut transport_task = tokio::spawn(transport.run(stopped));
 
     let result = tokio::select! {
@@ -202,7 +205,9 @@ async fn notify_systemd_when_connected(status: Arc<TransportStatus>) {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 }
 
-async fn prune_seen_periodically(store: Store) {
+/// Forgets what only matters for a while: handled envelope ids and request
+/// drafts abandoned in a closed modal.
+async fn prune_periodically(store: Store) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
@@ -212,6 +217,11 @@ async fn prune_seen_periodically(store: Store) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(pruned = n, "forgot old envelope ids"),
             Err(err) => tracing::warn!(error = %err, "could not prune envelope ids"),
+        }
+        let cutoff =
+            chrono::Utc::now() - chrono::Duration::from_std(DRAFT_RETENTION).unwrap_or_default();
+        if let Err(err) = store.prune_drafts(cutoff).await {
+            tracing::warn!(error = %err, "could not prune request drafts");
         }
     }
 }

@@ -253,6 +253,13 @@ fn step_app(
     ))
 }
 
+/// The draft's app was removed from the config since the modal opened.
+fn app_gone() -> Reply {
+    update(views::notice(
+        "That app is no longer in the catalog. Start again with `/access`.",
+    ))
+}
+
 fn app_of<'a>(app: &'a Arc<App>, draft: &Draft) -> Option<&'a AppConfig> {
     draft.app.as_deref().and_then(|id| app.config.app(id))
 }
@@ -282,9 +289,7 @@ async fn step_roles(
     draft_id: &str,
 ) -> Reply {
     let Some(found) = app_of(app, draft) else {
-        return update(views::notice(
-            "That app is no longer in the catalog. Start again with `/access`.",
-        ));
+        return app_gone();
     };
     let roles: Vec<String> = input(values, ROLES_BLOCK, ROLES_ACTION)
         .and_then(|v| v.selected_options.as_ref())
@@ -319,7 +324,11 @@ async fn step_roles(
         }
     }
     if problems.is_empty() {
-        if let Some(open) = duplicate_of(app, email, &found.id, &roles).await {
+        let duplicate = app
+            .store
+            .pending_duplicate(email.to_string(), found.id.clone(), roles.clone())
+            .await;
+        if let Ok(Some(open)) = duplicate {
             problems.push((ROLES_BLOCK, format!("You already have {open} pending for this; nudge or cancel it from the Home tab.")));
         }
     }
@@ -360,32 +369,6 @@ fn role_names(found: &AppConfig, roles: &[String]) -> (String, String) {
     )
 }
 
-/// A pending ticket of this requester for the app and an overlapping role.
-async fn duplicate_of(
-    app: &Arc<App>,
-    email: &str,
-    app_id: &str,
-    roles: &[String],
-) -> Option<String> {
-    let pending = app
-        .store
-        .list_tickets(crate::store::TicketFilter {
-            status: Some(Status::Pending),
-            ..Default::default()
-        })
-        .await
-        .ok()?;
-    pending
-        .into_iter()
-        .find(|t| {
-            t.requester_email.eq_ignore_ascii_case(email)
-                && t.app_id == app_id
-                && (roles.is_empty() && t.roles.is_empty()
-                    || t.roles.iter().any(|r| roles.contains(r)))
-        })
-        .map(|t| t.reference())
-}
-
 /// `8h`, `2d`, `90m`: humantime; bare numbers are hours, as people type them.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -420,9 +403,7 @@ async fn step_duration(
     draft_id: &str,
 ) -> Reply {
     let Some(found) = app_of(app, draft) else {
-        return update(views::notice(
-            "That app is no longer in the catalog. Start again with `/access`.",
-        ));
+        return app_gone();
     };
     let cap = policy::duration_cap(found, &draft.roles).unwrap_or(found.max_duration);
     let text = input(values, DURATION_BLOCK, DURATION_ACTION)
@@ -525,9 +506,7 @@ async fn step_submit(
     draft_id: &str,
 ) -> Reply {
     let Some(found) = app_of(app, draft) else {
-        return update(views::notice(
-            "That app is no longer in the catalog. Start again with `/access`.",
-        ));
+        return app_gone();
     };
     let plan = match plan_for(app, found, &draft.roles, email) {
         Ok(plan) => plan,

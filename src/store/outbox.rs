@@ -219,17 +219,6 @@ impl Store {
         .await
     }
 
-    /// When the next pending message becomes due (possibly in the past), so
-    /// the worker can sleep until then. `None` when nothing is pending.
-    pub async fn outbox_next_due_at(&self) -> Result<Option<DateTime<Utc>>> {
-        self.call(|conn| {
-            Ok(conn
-                .prepare_cached("SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'")?
-                .query_row([], |r| opt_ts_col(r, 0))?)
-        })
-        .await
-    }
-
     /// Slack accepted the call; keeps its response (e.g. the `ts` of a posted
     /// message, needed for later `chat.update`).
     pub async fn outbox_sent(&self, id: i64, response: serde_json::Value) -> Result<()> {
@@ -318,7 +307,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::parse_ts;
     use crate::store::test_support::*;
     use serde_json::json;
 
@@ -370,16 +358,12 @@ mod tests {
             .unwrap();
 
         assert_eq!(ids(&store.outbox_due(now, 10).await.unwrap()), vec![b]);
-        // b is still due now, so that is the next due time.
-        assert!(store.outbox_next_due_at().await.unwrap().unwrap() <= now);
         store
             .outbox_sent(b, json!({ "ok": true, "ts": "1.2" }))
             .await
             .unwrap();
-        assert_eq!(
-            store.outbox_next_due_at().await.unwrap(),
-            Some(parse_ts(&ts(later)).unwrap())
-        );
+        // a waits for its retry: not due now, due at `later`.
+        assert!(store.outbox_due(now, 10).await.unwrap().is_empty());
         let due = store.outbox_due(later, 10).await.unwrap();
         assert_eq!(ids(&due), vec![a]);
         assert_eq!(due[0].attempts, 1);
@@ -414,7 +398,6 @@ mod tests {
                 oldest_pending: None
             }
         );
-        assert_eq!(store.outbox_next_due_at().await.unwrap(), None);
 
         let a = store.enqueue(msg("C", "a", None)).await.unwrap().unwrap();
         let b = store.enqueue(msg("C", "b", None)).await.unwrap().unwrap();

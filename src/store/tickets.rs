@@ -335,7 +335,43 @@ fn refuse_non_requester(
     Ok(Changed::Refused { ticket, reason })
 }
 
+/// The requester's pending ticket for `app_id` with a role in common (or, for
+/// apps without roles, any pending one). Emails are lowercased as stored:
+/// `COLLATE NOCASE` folds only ASCII.
+fn pending_duplicate(
+    conn: &rusqlite::Connection,
+    email: &str,
+    app_id: &str,
+    roles: &[String],
+) -> Result<Option<i64>> {
+    let roles = serde_json::to_string(roles)?;
+    Ok(conn
+        .prepare_cached(
+            "SELECT id FROM tickets
+             WHERE requester_email = ?1 AND app_id = ?2 AND status = 'pending'
+               AND (EXISTS (SELECT 1 FROM json_each(tickets.roles) r, json_each(?3) n WHERE r.value = n.value)
+                    OR (json_array_length(tickets.roles) = 0 AND json_array_length(?3) = 0))
+             ORDER BY id LIMIT 1",
+        )?
+        .query_row(rusqlite::params![email.to_lowercase(), app_id, roles], |r| r.get(0))
+        .optional()?)
+}
+
 impl Store {
+    /// The reference of a pending ticket that a new request for `app_id` and
+    /// `roles` would duplicate (checked again when the ticket is created).
+    pub async fn pending_duplicate(
+        &self,
+        email: String,
+        app_id: String,
+        roles: Vec<String>,
+    ) -> Result<Option<String>> {
+        self.call(move |conn| {
+            Ok(pending_duplicate(conn, &email, &app_id, &roles)?.map(ticket::ticket_ref))
+        })
+        .await
+    }
+
     /// Creates a ticket unless the requester already has one pending for the
     /// same app and an overlapping role.
     pub async fn create_ticket(
@@ -345,23 +381,10 @@ impl Store {
     ) -> Result<Created> {
         self.call(move |conn| {
             let tx = write_tx(conn)?;
-            let sql = format!(
-                "SELECT {TICKET_COLUMNS} FROM tickets
-                 WHERE requester_email = ?1 AND app_id = ?2 AND status = 'pending'
-                   AND (EXISTS (SELECT 1 FROM json_each(tickets.roles) r, json_each(?3) n WHERE r.value = n.value)
-                        OR (json_array_length(tickets.roles) = 0 AND json_array_length(?3) = 0))
-                 ORDER BY id LIMIT 1"
-            );
             let roles = serde_json::to_string(&new.roles)?;
-            let duplicate = tx
-                .prepare_cached(&sql)?
-                .query_row(
-                    rusqlite::params![new.requester_email.to_lowercase(), new.app_id, roles],
-                    ticket_row,
-                )
-                .optional()?;
+            let duplicate = pending_duplicate(&tx, &new.requester_email, &new.app_id, &new.roles)?;
             if let Some(duplicate) = duplicate {
-                return Ok(Created::Duplicate(load_required(&tx, duplicate.id)?));
+                return Ok(Created::Duplicate(load_required(&tx, duplicate)?));
             }
             let now = Utc::now();
             let decided = (!new.status.is_pending()).then(|| ts(now));
