@@ -18,6 +18,18 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// A secret kept in a file (surrounding whitespace trimmed). The error
+    /// names the file and never the content.
+    pub fn from_file(path: &Path) -> Result<Secret, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let value = text.trim();
+        if value.is_empty() {
+            return Err(format!("{} is empty", path.display()));
+        }
+        Ok(Secret(value.to_string()))
+    }
 }
 
 impl fmt::Debug for Secret {
