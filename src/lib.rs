@@ -14,9 +14,11 @@ pub mod config;
 pub mod domain;
 pub mod handlers;
 pub mod identity;
+pub mod lifecycle;
 pub mod outbox;
 pub mod provision;
 pub mod router;
+pub mod scheduler;
 pub mod slack;
 pub mod store;
 
@@ -55,6 +57,8 @@ pub enum RunError {
     Transport(#[from] TransportError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Provisioner(String),
 }
 
 /// Knobs that are not part of the config file: protocol timings tests shorten.
@@ -63,6 +67,7 @@ pub struct RunOptions {
     pub transport: TransportOptions,
     pub outbox: OutboxOptions,
     pub api_timeout: Duration,
+    pub jobs: scheduler::JobOptions,
 }
 
 impl RunOptions {
@@ -74,6 +79,7 @@ impl RunOptions {
             },
             outbox: OutboxOptions::default(),
             api_timeout: Duration::from_secs(10),
+            jobs: scheduler::JobOptions::default(),
         }
     }
 }
@@ -111,6 +117,8 @@ async fn run_on_store(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     tokio::pin!(shutdown);
+    let provisioners =
+        provision::Provisioners::from_config(&config).map_err(RunError::Provisioner)?;
     let api = SlackApi::new(&config.slack.api_url, &tokens, options.api_timeout)?;
     let bot = tokio::select! {
         bot = check_bot_token(&api, &options.transport) => bot?,
@@ -137,7 +145,11 @@ async fn run_on_store(
         api: api.clone(),
         bot,
         outbox,
+        provisioners,
+        jobs: scheduler::Wake::default(),
+        job_options: options.jobs.clone(),
     });
+    let job_runner = tokio::spawn(scheduler::run(app.clone(), stopped.clone()));
     let home_refresh = tokio::spawn(handlers::home::HomeRefresh::run(Arc::downgrade(&app)));
     let transport = Transport::new(
         api,
@@ -168,6 +180,7 @@ async fn run_on_store(
         if !transport_task.is_finished() {
             let _ = (&mut transport_task).await;
         }
+        let _ = job_runner.await;
         let _ = outbox_task.await;
     })
     .await;

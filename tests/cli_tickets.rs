@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use accessd::domain::policy::{Plan, StagePlan};
-use accessd::domain::ticket::{Status, Verdict};
+use accessd::domain::ticket::{Kind, Status, Verdict};
 use accessd::store::{
     Actor, AuditEvent, Created, Decided, DecisionInput, Effects, NewTicket, Store,
 };
@@ -82,6 +82,8 @@ fn request(slack_id: &str, email: &str, app: &str, roles: &[&str], plan: Plan) -
         duration_secs: 8 * 3600,
         plan,
         status: Status::Pending,
+        kind: Kind::Request,
+        parent: None,
     }
 }
 

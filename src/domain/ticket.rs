@@ -57,11 +57,48 @@ impl Status {
     pub fn is_pending(self) -> bool {
         self == Status::Pending
     }
+
+    /// Nothing will happen to the ticket any more (`failed` can be retried
+    /// by an admin, so it is not final).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Status::Expired | Status::Revoked | Status::Rejected | Status::Cancelled | Status::Stale
+        )
+    }
 }
 
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// What a ticket asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// New access.
+    Request,
+    /// More time on an active grant (its parent ticket's); never provisions.
+    Extension,
+    /// Urgent access granted at once, approvers told after the fact.
+    BreakGlass,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Request => "request",
+            Kind::Extension => "extension",
+            Kind::BreakGlass => "break_glass",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Kind> {
+        [Kind::Request, Kind::Extension, Kind::BreakGlass]
+            .into_iter()
+            .find(|k| k.as_str() == text)
     }
 }
 
@@ -313,5 +350,8 @@ mod tests {
         assert_eq!(parse_ticket_ref("T-0"), None);
         assert_eq!(parse_ticket_ref("G-3"), None);
         assert_eq!(ticket_ref(42), "T-42");
+        for kind in [Kind::Request, Kind::Extension, Kind::BreakGlass] {
+            assert_eq!(Kind::parse(kind.as_str()), Some(kind));
+        }
     }
 }

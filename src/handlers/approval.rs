@@ -23,7 +23,7 @@ use crate::slack::views::ticket::{
     approve_modal, approver_message, reject_modal, requester_update,
 };
 use crate::store::{
-    Actor, AuditEvent, Decided, DecisionInput, Effects, NewMessage, RestatedDm, Ticket,
+    Actor, AuditEvent, Decided, DecisionInput, Effects, JobChange, NewMessage, RestatedDm, Ticket,
 };
 
 /// Whether `actor` may decide `ticket` now: re-computed from the current
@@ -281,6 +281,7 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
     match app.store.decide(id, input, check, effects).await {
         Ok(Decided::Applied { ticket, transition }) => {
             app.outbox.wake();
+            app.jobs.wake();
             let refresh = app.clone();
             let mut users = vec![user, ticket.requester_slack_id.clone()];
             if let Transition::NextStage { stage } = transition {
@@ -321,6 +322,25 @@ fn decision_effects(
 ) -> Effects {
     let mut effects = Effects::default();
     update_approver_copies(config, ticket, ids, &mut effects);
+    let reference = ticket.reference();
+    match transition {
+        Transition::Counted { .. } => {}
+        Transition::NextStage { .. } => {
+            effects.jobs = crate::lifecycle::reminder_timers(config, ticket);
+        }
+        Transition::Approved => effects.jobs.push(JobChange::schedule(
+            crate::store::grants::job::PROVISION,
+            &reference,
+            chrono::Utc::now(),
+        )),
+        Transition::Rejected => {}
+    }
+    if !ticket.status.is_pending() {
+        effects.jobs.extend([
+            JobChange::cancel(crate::lifecycle::reminder_job::REMIND, &reference),
+            JobChange::cancel(crate::lifecycle::reminder_job::STALE, &reference),
+        ]);
+    }
     match transition {
         Transition::Counted { .. } => {}
         Transition::NextStage { stage } => {

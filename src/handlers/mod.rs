@@ -45,6 +45,16 @@ pub mod actions {
     pub const COMMENT_ACTION: &str = "comment_input";
     pub const NUDGE: &str = "nudge_ticket";
     pub const CANCEL: &str = "cancel_ticket";
+    pub const EXTEND: &str = "extend_access";
+    pub const EXTEND_MODAL: &str = "extend_access";
+    pub const RELEASE: &str = "release_access";
+    /// An approver revokes break-glass access from their DM.
+    pub const REVOKE: &str = "revoke_access";
+    pub const TASK_DONE: &str = "task_done";
+    pub const TASK_FAILED: &str = "task_failed";
+    /// The request modal's break-glass checkbox.
+    pub const URGENT_BLOCK: &str = "urgent";
+    pub const URGENT_ACTION: &str = "urgent_check";
 }
 
 /// Everything a handler may touch.
@@ -56,6 +66,10 @@ pub struct App {
     pub outbox: Outbox,
     pub identity: Identity,
     pub home_refresh: home::HomeRefresh,
+    pub provisioners: crate::provision::Provisioners,
+    /// Wakes the job runner after a handler committed a job due now.
+    pub jobs: crate::scheduler::Wake,
+    pub job_options: crate::scheduler::JobOptions,
 }
 
 pub async fn dispatch(app: &Arc<App>, route: Route) -> Reply {

@@ -558,6 +558,8 @@ async fn step_submit(
             Status::Pending
         },
         plan,
+        kind: crate::domain::ticket::Kind::Request,
+        parent: None,
     };
     let config = app.config.clone();
     let slack_ids = ids.clone();
@@ -567,6 +569,7 @@ async fn step_submit(
     match created {
         Ok(Created::New(ticket)) => {
             app.outbox.wake();
+            app.jobs.wake();
             let (name, roles) = describe(&app.config, &ticket);
             let text = if ticket.status == Status::Approved {
                 format!("for *{name}* ({roles}) was approved automatically.")
@@ -607,6 +610,15 @@ fn creation_effects(
 ) -> Effects {
     let mut effects = Effects::default();
     let asked = stage_messages(config, ticket, ticket.stage, ids, &mut effects);
+    if ticket.status.is_pending() {
+        effects.jobs = crate::lifecycle::reminder_timers(config, ticket);
+    } else {
+        effects.jobs.push(crate::store::JobChange::schedule(
+            crate::store::grants::job::PROVISION,
+            &ticket.reference(),
+            chrono::Utc::now(),
+        ));
+    }
     if ticket.status == Status::Approved {
         effects.audit.push(crate::store::AuditEvent::new(
             ticket.requester_email.clone(),

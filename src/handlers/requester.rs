@@ -79,31 +79,7 @@ pub async fn nudge(app: &Arc<App>, value: &str, event: SlackInteractionBlockActi
     let cooldown = app.config.requests.nudge_cooldown;
     let effects = move |t: &crate::store::Ticket| {
         let mut effects = Effects::default();
-        let (text, blocks) = reminder(&config, t);
-        let voted: Vec<&str> = t
-            .approvals
-            .iter()
-            .filter(|a| a.stage == t.stage)
-            .map(|a| a.approver_slack_id.as_str())
-            .collect();
-        for email in t
-            .plan
-            .stages
-            .get(t.stage)
-            .map(|s| s.approvers.as_slice())
-            .unwrap_or_default()
-        {
-            if let Some(slack_id) = ids.get(email).filter(|id| !voted.contains(&id.as_str())) {
-                effects.messages.push(
-                    NewMessage::post(slack_id, &text, blocks.clone()).with_on_sent(
-                        OnSent::ApproverMessage {
-                            ticket_id: t.id,
-                            approver_slack_id: slack_id.clone(),
-                        },
-                    ),
-                );
-            }
-        }
+        effects.messages = reminder_messages(&config, t, &ids);
         effects
     };
     let answer = match app.store.nudge_ticket(id, actor, cooldown, effects).await {
@@ -129,6 +105,36 @@ pub async fn nudge(app: &Arc<App>, value: &str, event: SlackInteractionBlockActi
     Reply::empty()
 }
 
+/// A new DM (so Slack notifies) to each approver of the current stage who has
+/// not decided yet; recorded like the first, so a decision updates it too.
+pub fn reminder_messages(
+    config: &crate::config::Config,
+    t: &crate::store::Ticket,
+    ids: &std::collections::HashMap<String, String>,
+) -> Vec<NewMessage> {
+    let (text, blocks) = reminder(config, t);
+    let voted: Vec<&str> = t
+        .approvals
+        .iter()
+        .filter(|a| a.stage == t.stage)
+        .map(|a| a.approver_slack_id.as_str())
+        .collect();
+    t.plan
+        .stages
+        .get(t.stage)
+        .map(|s| s.approvers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|email| ids.get(email).filter(|id| !voted.contains(&id.as_str())))
+        .map(|slack_id| {
+            NewMessage::post(slack_id, &text, blocks.clone()).with_on_sent(OnSent::ApproverMessage {
+                ticket_id: t.id,
+                approver_slack_id: slack_id.clone(),
+            })
+        })
+        .collect()
+}
+
 pub async fn cancel(
     app: &Arc<App>,
     value: &str,
@@ -152,6 +158,10 @@ pub async fn cancel(
     let effects = move |t: &crate::store::Ticket| {
         let mut effects = Effects::default();
         super::approval::update_approver_copies(&config, t, &ids, &mut effects);
+        effects.jobs.extend([
+            crate::store::JobChange::cancel(crate::lifecycle::reminder_job::REMIND, &t.reference()),
+            crate::store::JobChange::cancel(crate::lifecycle::reminder_job::STALE, &t.reference()),
+        ]);
         let (text, blocks) = requester_update(&config, t, &[]);
         effects
             .messages

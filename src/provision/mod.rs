@@ -56,3 +56,64 @@ pub enum Outcome {
 pub trait Provisioner: Send + Sync {
     fn provision(&self, request: &Request) -> impl std::future::Future<Output = Outcome> + Send;
 }
+
+/// A built-in provisioner chosen by the config's `kind`.
+#[derive(Debug)]
+pub enum AnyProvisioner {
+    Command(command::CommandProvisioner),
+    /// A kind this build cannot run yet: every call fails permanently with
+    /// this message, so the ticket shows why instead of hanging.
+    Unsupported(String),
+}
+
+impl Provisioner for AnyProvisioner {
+    async fn provision(&self, request: &Request) -> Outcome {
+        match self {
+            AnyProvisioner::Command(p) => p.provision(request).await,
+            AnyProvisioner::Unsupported(message) => Outcome::Permanent {
+                message: message.clone(),
+            },
+        }
+    }
+}
+
+/// Every `[[provisioners]]` entry, built once at start-up (secrets read then).
+#[derive(Debug, Default)]
+pub struct Provisioners {
+    by_id: std::collections::HashMap<String, std::sync::Arc<AnyProvisioner>>,
+}
+
+impl Provisioners {
+    /// Errors name the `provisioners` entry (a secret file that cannot be
+    /// read, an unusable URL); the message never holds a secret.
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, String> {
+        use crate::config::ProvisionerKind;
+        let mut by_id = std::collections::HashMap::new();
+        for p in &config.provisioners {
+            let built = match &p.kind {
+                ProvisionerKind::Command { command, env } => AnyProvisioner::Command(
+                    command::CommandProvisioner::new(command, env, p.timeout).ok_or_else(
+                        || format!("provisioners.{}.command: empty command", p.id),
+                    )?,
+                ),
+                other => {
+                    tracing::warn!(
+                        provisioner = p.id,
+                        kind = other.name(),
+                        "this provisioner kind is not built in yet; its requests will fail with a clear message"
+                    );
+                    AnyProvisioner::Unsupported(format!(
+                        "the `{}` provisioner kind is not supported by this accessd version",
+                        other.name()
+                    ))
+                }
+            };
+            by_id.insert(p.id.clone(), std::sync::Arc::new(built));
+        }
+        Ok(Self { by_id })
+    }
+
+    pub fn get(&self, id: &str) -> Option<std::sync::Arc<AnyProvisioner>> {
+        self.by_id.get(id).cloned()
+    }
+}

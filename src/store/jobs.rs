@@ -22,6 +22,85 @@ pub struct Job {
     pub attempts: i64,
 }
 
+/// A timer to set or drop together with a state change (see [`Effects`](super::Effects)).
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobChange {
+    Schedule {
+        kind: String,
+        subject: String,
+        run_at: DateTime<Utc>,
+        payload: serde_json::Value,
+    },
+    Cancel {
+        kind: String,
+        subject: String,
+    },
+}
+
+impl JobChange {
+    pub fn schedule(kind: &str, subject: &str, run_at: DateTime<Utc>) -> Self {
+        JobChange::Schedule {
+            kind: kind.into(),
+            subject: subject.into(),
+            run_at,
+            payload: serde_json::Value::Null,
+        }
+    }
+
+    pub fn with_payload(self, payload: serde_json::Value) -> Self {
+        match self {
+            JobChange::Schedule {
+                kind,
+                subject,
+                run_at,
+                ..
+            } => JobChange::Schedule {
+                kind,
+                subject,
+                run_at,
+                payload,
+            },
+            cancel => cancel,
+        }
+    }
+
+    pub fn cancel(kind: &str, subject: &str) -> Self {
+        JobChange::Cancel {
+            kind: kind.into(),
+            subject: subject.into(),
+        }
+    }
+}
+
+pub(crate) fn apply_job_change_tx(tx: &Transaction<'_>, change: &JobChange) -> Result<()> {
+    match change {
+        JobChange::Schedule {
+            kind,
+            subject,
+            run_at,
+            payload,
+        } => {
+            schedule_job_tx(tx, kind, subject, *run_at, payload)?;
+        }
+        JobChange::Cancel { kind, subject } => {
+            cancel_job_tx(tx, kind, subject)?;
+        }
+    }
+    Ok(())
+}
+
+/// Marks a pending job done inside the caller's transaction, so a job's
+/// result and its completion commit together. False when it is no longer
+/// pending (re-scheduled or cancelled meanwhile).
+pub(crate) fn complete_job_tx(tx: &Transaction<'_>, id: i64) -> Result<bool> {
+    let n = tx
+        .prepare_cached(
+            "UPDATE jobs SET status = 'done', updated_at = ?2 WHERE id = ?1 AND status = 'pending'",
+        )?
+        .execute(rusqlite::params![id, ts(Utc::now())])?;
+    Ok(n == 1)
+}
+
 /// Schedules inside the caller's transaction, so a state change and its timer
 /// commit together. Scheduling what is already pending with the same time and
 /// payload is a no-op returning the existing id; otherwise the pending job of

@@ -28,6 +28,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0002_outbox_on_sent",
         sql: include_str!("migrations/0002_outbox_on_sent.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_grant_lifecycle",
+        sql: include_str!("migrations/0003_grant_lifecycle.sql"),
+    },
 ];
 
 /// Schema version this binary writes and understands.

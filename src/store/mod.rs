@@ -15,6 +15,7 @@ pub(crate) mod audit;
 pub(crate) mod backup;
 pub(crate) mod dedupe;
 pub(crate) mod drafts;
+pub(crate) mod grants;
 pub(crate) mod jobs;
 pub(crate) mod links;
 pub(crate) mod migrations;
@@ -34,7 +35,8 @@ use rusqlite::{Connection, OpenFlags, Row, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use audit::{AuditBreak, AuditBreakKind, AuditEvent, AuditRow, AuditVerification};
-pub use jobs::Job;
+pub use grants::{Grant, GrantFilter, GrantStatus, ProvisionStart, RevokeTarget};
+pub use jobs::{Job, JobChange};
 pub use links::UserLink;
 pub use migrations::MigrationReport;
 pub use outbox::{NewMessage, OnSent, OutboxItem, OutboxStats};

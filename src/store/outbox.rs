@@ -67,6 +67,9 @@ pub enum OnSent {
         ticket_id: i64,
         approver_slack_id: String,
     },
+    /// The DM asking an app owner to grant or remove access by hand: kept so
+    /// every owner's copy shows who did it.
+    TaskMessage { ticket_id: i64, owner_slack_id: String },
 }
 
 /// A pending call handed to the outbox worker.
@@ -154,6 +157,20 @@ fn record_on_sent(
                         &NewMessage::update(approver_slack_id, channel, message_ts, text, blocks),
                     )?;
                 }
+            }
+        }
+        OnSent::TaskMessage {
+            ticket_id,
+            owner_slack_id,
+        } => {
+            let channel = response.get("channel").and_then(|v| v.as_str());
+            let message_ts = response.get("ts").and_then(|v| v.as_str());
+            if let (Some(channel), Some(message_ts)) = (channel, message_ts) {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO approver_messages (ticket_id, approver_slack_id, channel, ts, purpose)
+                     VALUES (?1, ?2, ?3, ?4, 'task')",
+                )?
+                .execute(rusqlite::params![ticket_id, owner_slack_id, channel, message_ts])?;
             }
         }
     }

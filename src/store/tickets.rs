@@ -11,10 +11,11 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, Transaction};
 
 use super::audit::append_audit_tx;
+use super::jobs::{apply_job_change_tx, JobChange};
 use super::outbox::enqueue_tx;
 use super::{opt_ts_col, ts, ts_col, write_tx, AuditEvent, NewMessage, Result, Store, StoreError};
 use crate::domain::policy::Plan;
-use crate::domain::ticket::{self, Status, Transition, Verdict};
+use crate::domain::ticket::{self, Kind, Status, Transition, Verdict};
 
 /// A request as submitted.
 #[derive(Debug, Clone)]
@@ -26,8 +27,11 @@ pub struct NewTicket {
     pub reason: String,
     pub duration_secs: i64,
     pub plan: Plan,
-    /// `Pending`, or `Approved` for an auto-approved request.
+    /// `Pending`, or `Approved` for an auto-approved request or break-glass.
     pub status: Status,
+    pub kind: Kind,
+    /// The ticket an extension extends.
+    pub parent: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,10 +50,18 @@ pub struct Ticket {
     pub updated_at: DateTime<Utc>,
     pub decided_at: Option<DateTime<Utc>>,
     pub last_nudge_at: Option<DateTime<Utc>>,
+    pub kind: Kind,
+    pub parent: Option<i64>,
+    /// When the access ends (set once granted; moved by extensions).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Why provisioning failed, for the requester and `tickets show`.
+    pub failure: Option<String>,
     /// The plan frozen at creation: how many stages, how many approvals each.
     pub plan: Plan,
     pub approvals: Vec<Approval>,
     pub approver_messages: Vec<ApproverMessage>,
+    /// The owners' manual-task DMs, updated once someone acts on the task.
+    pub task_messages: Vec<ApproverMessage>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +122,8 @@ pub struct Effects {
     /// queued are rewritten; one being sent right now is marked, so the worker
     /// updates it as soon as Slack says where it landed.
     pub restate_dms: Vec<RestatedDm>,
+    /// Timers set or dropped by the transition (reminders, provisioning, expiry).
+    pub jobs: Vec<JobChange>,
 }
 
 #[derive(Debug, Clone)]
@@ -181,13 +195,15 @@ pub struct TicketFilter {
 
 const TICKET_COLUMNS: &str =
     "id, requester_slack_id, requester_email, app_id, roles, reason, duration_secs, \
-     status, stage, created_at, updated_at, decided_at, last_nudge_at, policy";
+     status, stage, created_at, updated_at, decided_at, last_nudge_at, policy, \
+     kind, parent_ticket, expires_at, failure";
 
 fn ticket_row(r: &Row<'_>) -> rusqlite::Result<Ticket> {
     let roles: String = r.get(4)?;
     let status: String = r.get(7)?;
     let stage: i64 = r.get(8)?;
     let policy: Option<String> = r.get(13)?;
+    let kind: String = r.get(14)?;
     let corrupt = |what: &str, idx: usize| {
         rusqlite::Error::FromSqlConversionFailure(
             idx,
@@ -209,6 +225,10 @@ fn ticket_row(r: &Row<'_>) -> rusqlite::Result<Ticket> {
         updated_at: ts_col(r, 10)?,
         decided_at: opt_ts_col(r, 11)?,
         last_nudge_at: opt_ts_col(r, 12)?,
+        kind: Kind::parse(&kind).ok_or_else(|| corrupt("kind", 14))?,
+        parent: r.get(15)?,
+        expires_at: opt_ts_col(r, 16)?,
+        failure: r.get(17)?,
         plan: policy
             .as_deref()
             .map(serde_json::from_str)
@@ -221,6 +241,7 @@ fn ticket_row(r: &Row<'_>) -> rusqlite::Result<Ticket> {
             }),
         approvals: Vec::new(),
         approver_messages: Vec::new(),
+        task_messages: Vec::new(),
     })
 }
 
@@ -254,25 +275,38 @@ fn load(conn: &rusqlite::Connection, id: i64) -> Result<Option<Ticket>> {
         })?
         .collect::<rusqlite::Result<_>>()?;
     let mut messages = conn.prepare_cached(
-        "SELECT approver_slack_id, channel, ts FROM approver_messages WHERE ticket_id = ?1 ORDER BY id",
+        "SELECT approver_slack_id, channel, ts, purpose FROM approver_messages WHERE ticket_id = ?1 ORDER BY id",
     )?;
-    ticket.approver_messages = messages
+    let all: Vec<(ApproverMessage, String)> = messages
         .query_map([id], |r| {
-            Ok(ApproverMessage {
-                approver_slack_id: r.get(0)?,
-                channel: r.get(1)?,
-                ts: r.get(2)?,
-            })
+            Ok((
+                ApproverMessage {
+                    approver_slack_id: r.get(0)?,
+                    channel: r.get(1)?,
+                    ts: r.get(2)?,
+                },
+                r.get(3)?,
+            ))
         })?
         .collect::<rusqlite::Result<_>>()?;
+    for (message, purpose) in all {
+        if purpose == "task" {
+            ticket.task_messages.push(message);
+        } else {
+            ticket.approver_messages.push(message);
+        }
+    }
     Ok(Some(ticket))
 }
 
-fn load_required(conn: &rusqlite::Connection, id: i64) -> Result<Ticket> {
+pub(crate) fn load_required(conn: &rusqlite::Connection, id: i64) -> Result<Ticket> {
     load(conn, id)?.ok_or(StoreError::NotFound { what: "ticket", id })
 }
 
-fn write_effects(tx: &Transaction<'_>, effects: &Effects) -> Result<()> {
+pub(crate) fn write_effects(tx: &Transaction<'_>, effects: &Effects) -> Result<()> {
+    for change in &effects.jobs {
+        apply_job_change_tx(tx, change)?;
+    }
     for message in &effects.messages {
         enqueue_tx(tx, message)?;
     }
@@ -298,7 +332,7 @@ fn write_effects(tx: &Transaction<'_>, effects: &Effects) -> Result<()> {
     Ok(())
 }
 
-fn set_status(
+pub(crate) fn set_status(
     tx: &Transaction<'_>,
     id: i64,
     status: Status,
@@ -390,8 +424,9 @@ impl Store {
             let decided = (!new.status.is_pending()).then(|| ts(now));
             tx.prepare_cached(
                 "INSERT INTO tickets (kind, requester_slack_id, requester_email, app_id, roles, reason,
-                                      duration_secs, status, stage, created_at, updated_at, decided_at, policy)
-                 VALUES ('request', ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?9, ?10)",
+                                      duration_secs, status, stage, created_at, updated_at, decided_at, policy,
+                                      parent_ticket)
+                 VALUES (?11, ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?9, ?10, ?12)",
             )?
             .execute(rusqlite::params![
                 new.requester_slack_id,
@@ -404,6 +439,8 @@ impl Store {
                 ts(now),
                 decided,
                 serde_json::to_string(&new.plan)?,
+                new.kind.as_str(),
+                new.parent,
             ])?;
             let ticket = load_required(&tx, tx.last_insert_rowid())?;
             write_effects(&tx, &effects(&ticket))?;
@@ -655,6 +692,79 @@ impl Store {
         .await
     }
 
+    /// Queues reminder DMs for a still-pending ticket and sets the next
+    /// reminder, in one transaction (the running reminder job is replaced).
+    pub async fn send_reminders(
+        &self,
+        id: i64,
+        messages: Vec<NewMessage>,
+        next_at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.call(move |conn| {
+            let tx = write_tx(conn)?;
+            let ticket = load_required(&tx, id)?;
+            if !ticket.status.is_pending() {
+                return Ok(());
+            }
+            let reminded: Vec<&str> = messages.iter().map(|m| m.channel.as_str()).collect();
+            write_effects(
+                &tx,
+                &Effects {
+                    messages: messages.clone(),
+                    audit: vec![AuditEvent::new(
+                        "accessd",
+                        "ticket.remind",
+                        ticket.reference(),
+                        serde_json::json!({ "stage": ticket.stage, "approvers": reminded }),
+                    )],
+                    jobs: vec![JobChange::schedule(
+                        crate::lifecycle::reminder_job::REMIND,
+                        &ticket.reference(),
+                        next_at,
+                    )],
+                    ..Effects::default()
+                },
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A ticket nobody decided within `stale_after` ends as `stale`.
+    pub async fn expire_pending(
+        &self,
+        id: i64,
+        job_id: i64,
+        effects: impl FnOnce(&Ticket) -> Effects + Send + 'static,
+    ) -> Result<Changed> {
+        self.call(move |conn| {
+            let tx = write_tx(conn)?;
+            let ticket = load_required(&tx, id)?;
+            super::jobs::complete_job_tx(&tx, job_id)?;
+            if !ticket.status.is_pending() {
+                tx.commit()?;
+                return Ok(Changed::NotApplicable(ticket));
+            }
+            set_status(&tx, id, Status::Stale, ticket.stage, Utc::now())?;
+            let after = load_required(&tx, id)?;
+            let mut effects = effects(&after);
+            effects.audit.insert(
+                0,
+                AuditEvent::new(
+                    "accessd",
+                    "ticket.stale",
+                    after.reference(),
+                    serde_json::json!({ "stage": ticket.stage, "created_at": ts(ticket.created_at) }),
+                ),
+            );
+            write_effects(&tx, &effects)?;
+            tx.commit()?;
+            Ok(Changed::Done(after))
+        })
+        .await
+    }
+
     /// Number of tickets in any status.
     pub async fn count_tickets(&self) -> Result<i64> {
         self.call(|conn| Ok(conn.query_row("SELECT count(*) FROM tickets", [], |r| r.get(0))?))
@@ -696,6 +806,8 @@ mod tests {
             duration_secs: 3600,
             plan: plan(required),
             status: Status::Pending,
+            kind: Kind::Request,
+            parent: None,
         }
     }
 
@@ -730,6 +842,7 @@ mod tests {
                 serde_json::json!({ "status": t.status.as_str() }),
             )],
             restate_dms: vec![],
+            jobs: vec![],
         }
     }
 
@@ -1132,6 +1245,7 @@ mod tests {
                 })
                 .collect(),
             restate_dms: vec![],
+            jobs: vec![],
         };
         let created = store
             .create_ticket(request("gh", &["admin"], &[2]), many)

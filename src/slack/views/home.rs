@@ -207,6 +207,10 @@ mod tests {
             updated_at: chrono::Utc::now(),
             decided_at: None,
             last_nudge_at: None,
+            kind: crate::domain::ticket::Kind::Request,
+            parent: None,
+            expires_at: None,
+            failure: None,
             plan: Plan {
                 stages: vec![StagePlan {
                     approvers: vec!["bob@example.com".into()],
@@ -219,6 +223,7 @@ mod tests {
             },
             approvals: vec![],
             approver_messages: vec![],
+            task_messages: vec![],
         }
     }
 

@@ -231,6 +231,10 @@ pub fn requester_update(config: &Config, ticket: &Ticket, asked: &[String]) -> (
             )
         }
         Status::Cancelled => format!(":heavy_minus_sign: You cancelled your request for {what}."),
+        Status::Stale => format!(
+            ":hourglass: Your request for {what} got no decision within {} and was closed. Request it again if you still need it.",
+            fmt_duration(config.requests.stale_after)
+        ),
         other => format!("Your request for {what} is now {other}."),
     };
     (strip_markup(&text), json!([section(&text)]))

@@ -1,0 +1,81 @@
+//! What each durable job does: provisioning after approval, revocation at
+//! expiry or on request, the expiry warning, approver reminders and
+//! staleness. Every step re-reads the ticket and grant from SQLite, so a job
+//! that runs late or twice finds the state as it is and does the right thing.
+
+mod expiry;
+mod provision;
+mod reminders;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::domain::ticket::parse_ticket_ref;
+use crate::handlers::App;
+use crate::scheduler::JobResult;
+use crate::store::grants::{job, parse_grant_ref};
+use crate::store::{Job, NewMessage};
+
+pub use reminders::{job as reminder_job, timers as reminder_timers};
+
+pub async fn run_job(app: &Arc<App>, job: &Job) -> JobResult {
+    let ticket = || parse_ticket_ref(&job.subject);
+    match job.kind.as_str() {
+        job::PROVISION => match ticket() {
+            Some(id) => provision::run(app, job, id).await,
+            None => bad_subject(job),
+        },
+        job::REVOKE => match parse_grant_ref(&job.subject) {
+            Some(id) => expiry::revoke(app, job, id).await,
+            None => bad_subject(job),
+        },
+        job::EXPIRY_WARNING => match ticket() {
+            Some(id) => expiry::warn(app, id).await,
+            None => bad_subject(job),
+        },
+        reminders::job::REMIND => match ticket() {
+            Some(id) => reminders::remind(app, id).await,
+            None => bad_subject(job),
+        },
+        reminders::job::STALE => match ticket() {
+            Some(id) => reminders::stale(app, job, id).await,
+            None => bad_subject(job),
+        },
+        other => {
+            tracing::warn!(kind = other, "unknown job kind; dropped");
+            JobResult::Fail(format!("unknown job kind {other}"))
+        }
+    }
+}
+
+fn bad_subject(job: &Job) -> JobResult {
+    JobResult::Fail(format!("bad subject {:?} for a {} job", job.subject, job.kind))
+}
+
+/// Store errors are retried: the database is local, so they are brief.
+fn store_error(app: &Arc<App>, err: crate::store::StoreError) -> JobResult {
+    tracing::error!(error = %err, "job could not use the database");
+    JobResult::Retry {
+        after: app.job_options.retry_base,
+        error: err.to_string(),
+    }
+}
+
+/// Slack ids of the app's owners (emails resolved through the link cache).
+async fn owner_ids(app: &Arc<App>, app_id: &str) -> HashMap<String, String> {
+    let owners = app
+        .config
+        .app(app_id)
+        .map(|a| a.owners.clone())
+        .unwrap_or_default();
+    app.identity.slack_ids_of(owners).await
+}
+
+/// A post to an alert channel, if the config routes that kind anywhere.
+fn alert(channel: Option<&String>, text: &str, blocks: Value) -> Option<NewMessage> {
+    channel
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| NewMessage::post(c, text, blocks))
+}

@@ -1,0 +1,188 @@
+//! The `provision` job: an approved ticket becomes access. With a
+//! provisioner each pending grant is called (attempt committed first, same
+//! idempotency key on every retry); without one the owners get a manual task.
+//! Extensions never provision: they move the parent's expiry.
+
+use std::sync::Arc;
+
+use super::{alert, owner_ids, store_error};
+use crate::domain::ticket::Kind;
+use crate::handlers::App;
+use crate::provision::{Action, Outcome, Person, Provisioner, Request};
+use crate::scheduler::JobResult;
+use crate::slack::views::grant as views;
+use crate::store::grants::{GrantResult, GrantSpec};
+use crate::store::{Effects, GrantStatus, Job, NewMessage, OnSent, ProvisionStart, Ticket};
+
+pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
+    let ticket = match app.store.ticket(ticket_id).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return JobResult::Fail(format!("no ticket {ticket_id}")),
+        Err(err) => return store_error(app, err),
+    };
+    if ticket.kind == Kind::Extension {
+        return extend(app, job, ticket_id).await;
+    }
+    let Some(found) = app.config.app(&ticket.app_id) else {
+        return JobResult::Fail(format!(
+            "{} is for {}, which is no longer in the catalog",
+            ticket.reference(),
+            ticket.app_id
+        ));
+    };
+    let specs: Vec<GrantSpec> = if ticket.roles.is_empty() {
+        vec![GrantSpec {
+            role_id: String::new(),
+            entitlement: found.id.clone(),
+        }]
+    } else {
+        ticket
+            .roles
+            .iter()
+            .map(|r| GrantSpec {
+                role_id: r.clone(),
+                entitlement: found.role(r).map_or_else(|| r.clone(), |role| role.entitlement.clone()),
+            })
+            .collect()
+    };
+    let provisioner = found
+        .provisioner
+        .as_deref()
+        .and_then(|id| app.provisioners.get(id));
+    let manual = provisioner.is_none();
+    let owners = if manual {
+        owner_ids(app, &ticket.app_id).await
+    } else {
+        Default::default()
+    };
+    let config = app.config.clone();
+    let start = app
+        .store
+        .start_provisioning(ticket_id, specs, manual, move |t, _| {
+            let mut effects = Effects::default();
+            if manual {
+                for slack_id in owners.values() {
+                    let (text, blocks) = views::manual_task(&config, t, None);
+                    effects.messages.push(
+                        NewMessage::post(slack_id, &text, blocks).with_on_sent(OnSent::TaskMessage {
+                            ticket_id: t.id,
+                            owner_slack_id: slack_id.clone(),
+                        }),
+                    );
+                }
+                let (text, blocks) = views::waiting_for_owners(&config, t);
+                effects
+                    .messages
+                    .push(NewMessage::post(&t.requester_slack_id, &text, blocks));
+            }
+            effects
+        })
+        .await;
+    let grants = match start {
+        Ok(ProvisionStart::Proceed { grants, .. }) => grants,
+        Ok(ProvisionStart::NotApplicable(_)) => return JobResult::Done,
+        Err(err) => return store_error(app, err),
+    };
+    let Some(provisioner) = provisioner else {
+        app.home_refresh.request(&ticket.requester_slack_id);
+        return JobResult::Done;
+    };
+    for grant in grants.iter().filter(|g| g.status == GrantStatus::Pending) {
+        if let Err(err) = app.store.grant_attempt(grant.id).await {
+            return store_error(app, err);
+        }
+        let request = Request {
+            action: Action::Grant,
+            idempotency_key: grant.idempotency_key.clone(),
+            ticket: ticket.reference(),
+            app: ticket.app_id.clone(),
+            role: grant.role_id.clone(),
+            entitlement: grant.entitlement.clone(),
+            user: Person {
+                email: ticket.requester_email.clone(),
+                slack_id: ticket.requester_slack_id.clone(),
+            },
+            // The clock starts once every grant is in place, so the final
+            // expiry is a little later than this; it is what we know now.
+            expires_at: Some(chrono::Utc::now() + chrono::Duration::seconds(ticket.duration_secs)),
+        };
+        let result = match provisioner.provision(&request).await {
+            Outcome::Applied => GrantResult::Applied,
+            Outcome::AlreadyInState => GrantResult::AlreadyPresent,
+            Outcome::Permanent { message } => GrantResult::Failed(message),
+            Outcome::Transient {
+                message,
+                retry_after,
+            } => {
+                if job.attempts + 1 < app.job_options.max_attempts {
+                    return JobResult::Retry {
+                        after: app.job_options.backoff(job.attempts, retry_after),
+                        error: format!("{}: {message}", grant.reference()),
+                    };
+                }
+                GrantResult::Failed(format!(
+                    "gave up after {} attempts: {message}",
+                    job.attempts + 1
+                ))
+            }
+        };
+        if let Err(err) = app.store.record_grant(grant.id, result).await {
+            return store_error(app, err);
+        }
+    }
+    let config = app.config.clone();
+    let warning = config.requests.expiry_warning;
+    let finished = app
+        .store
+        .finish_provisioning(ticket_id, Some(job.id), warning, move |t, grants| {
+            finished_effects(&config, t, grants)
+        })
+        .await;
+    match finished {
+        Ok(t) => {
+            app.home_refresh.request(&t.requester_slack_id);
+            JobResult::Done
+        }
+        Err(err) => store_error(app, err),
+    }
+}
+
+fn finished_effects(config: &crate::config::Config, ticket: &Ticket, grants: &[crate::store::Grant]) -> Effects {
+    let mut effects = Effects::default();
+    let (text, blocks) = views::provisioned(config, ticket, grants);
+    effects
+        .messages
+        .push(NewMessage::post(&ticket.requester_slack_id, &text, blocks));
+    if let Some(failure) = ticket.failure.as_deref() {
+        let (text, blocks) = views::provisioning_failed_alert(config, ticket, failure);
+        effects.messages.extend(alert(
+            config.alerts.channels.provisioning_failed.as_ref(),
+            &text,
+            blocks,
+        ));
+    }
+    effects
+}
+
+async fn extend(app: &Arc<App>, job: &Job, extension_id: i64) -> JobResult {
+    let config = app.config.clone();
+    let warning = config.requests.expiry_warning;
+    let applied = app
+        .store
+        .apply_extension(extension_id, Some(job.id), warning, move |ext, parent| {
+            let mut effects = Effects::default();
+            let (text, blocks) = views::extended(&config, ext, parent);
+            effects
+                .messages
+                .push(NewMessage::post(&ext.requester_slack_id, &text, blocks));
+            effects
+        })
+        .await;
+    match applied {
+        Ok(t) => {
+            app.home_refresh.request(&t.requester_slack_id);
+            JobResult::Done
+        }
+        Err(err) => store_error(app, err),
+    }
+}

@@ -1,0 +1,102 @@
+//! Approver reminders (`reminder_after`, then every `reminder_every`, while
+//! the ticket is pending) and staleness (`stale_after`: the ticket ends as
+//! `stale`, everyone involved is told, the approver DMs lose their buttons).
+
+use std::sync::Arc;
+
+use super::store_error;
+use crate::handlers::requester::reminder_messages;
+use crate::handlers::App;
+use crate::scheduler::JobResult;
+use crate::slack::views::ticket::requester_update;
+use crate::store::{Changed, Effects, Job, JobChange, NewMessage, Ticket};
+
+pub mod job {
+    /// Subject `T-42`: remind the current stage's approvers.
+    pub const REMIND: &str = "remind";
+    /// Subject `T-42`: end the ticket as stale if still pending.
+    pub const STALE: &str = "stale";
+}
+
+/// The timers a new pending ticket (or one that moved to its next stage) gets.
+pub fn timers(config: &crate::config::Config, ticket: &Ticket) -> Vec<JobChange> {
+    let now = chrono::Utc::now();
+    let after = |d: std::time::Duration| now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX / 2);
+    let mut jobs = vec![JobChange::schedule(
+        job::REMIND,
+        &ticket.reference(),
+        after(config.requests.reminder_after),
+    )];
+    if ticket.stage == 0 {
+        let stale_at = ticket.created_at
+            + chrono::Duration::from_std(config.requests.stale_after).unwrap_or(chrono::Duration::MAX / 2);
+        jobs.push(JobChange::schedule(job::STALE, &ticket.reference(), stale_at));
+    }
+    jobs
+}
+
+pub async fn remind(app: &Arc<App>, ticket_id: i64) -> JobResult {
+    let ticket = match app.store.ticket(ticket_id).await {
+        Ok(Some(t)) if t.status.is_pending() => t,
+        Ok(_) => return JobResult::Done,
+        Err(err) => return store_error(app, err),
+    };
+    let ids = app
+        .identity
+        .slack_ids_of(
+            ticket
+                .plan
+                .stages
+                .get(ticket.stage)
+                .map(|s| s.approvers.clone())
+                .unwrap_or_default(),
+        )
+        .await;
+    let next = chrono::Utc::now()
+        + chrono::Duration::from_std(app.config.requests.reminder_every)
+            .unwrap_or(chrono::Duration::MAX / 2);
+    let messages = reminder_messages(&app.config, &ticket, &ids);
+    match app.store.send_reminders(ticket.id, messages, next).await {
+        Ok(()) => {
+            app.outbox.wake();
+            JobResult::Done
+        }
+        Err(err) => store_error(app, err),
+    }
+}
+
+pub async fn stale(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
+    let ticket = match app.store.ticket(ticket_id).await {
+        Ok(Some(t)) if t.status.is_pending() => t,
+        Ok(_) => return JobResult::Done,
+        Err(err) => return store_error(app, err),
+    };
+    let ids = app
+        .identity
+        .slack_ids_of(ticket.plan.stages.iter().flat_map(|s| s.approvers.clone()))
+        .await;
+    let config = app.config.clone();
+    let job_id = job.id;
+    let changed = app
+        .store
+        .expire_pending(ticket_id, job_id, move |t| {
+            let mut effects = Effects::default();
+            crate::handlers::approval::update_approver_copies(&config, t, &ids, &mut effects);
+            let (text, blocks) = requester_update(&config, t, &[]);
+            effects
+                .messages
+                .push(NewMessage::post(&t.requester_slack_id, &text, blocks));
+            effects.jobs.push(JobChange::cancel(job::REMIND, &t.reference()));
+            effects
+        })
+        .await;
+    match changed {
+        Ok(Changed::Done(t)) => {
+            app.outbox.wake();
+            app.home_refresh.request(&t.requester_slack_id);
+            JobResult::Done
+        }
+        Ok(_) => JobResult::Done,
+        Err(err) => store_error(app, err),
+    }
+}

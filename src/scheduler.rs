@@ -1,0 +1,176 @@
+//! The durable job runner: picks up due rows of the `jobs` table (also
+//! overdue ones after downtime, in the order they fell due), runs each on its
+//! own task with bounded concurrency, and records retry or failure. What a
+//! job *does* lives in [`crate::lifecycle`]; this module only owns timing.
+//!
+//! Jobs scheduled by another process (the CLI) are noticed within `poll`;
+//! handlers in this process call [`Wake::wake`] to start theirs at once.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{watch, Notify, Semaphore};
+
+use crate::handlers::App;
+use crate::store::Job;
+
+/// Retry and polling knobs (tests shorten them).
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    /// First retry delay after a transient failure; doubles per attempt.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Transient failures tolerated before a grant is given up as failed.
+    pub max_attempts: i64,
+    /// Longest sleep between looks at the table.
+    pub poll: Duration,
+    /// Jobs running at once (provisioner calls are mostly waiting on I/O).
+    pub concurrency: usize,
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        Self {
+            retry_base: Duration::from_secs(30),
+            retry_max: Duration::from_secs(30 * 60),
+            max_attempts: 8,
+            poll: Duration::from_secs(5),
+            concurrency: 16,
+        }
+    }
+}
+
+impl JobOptions {
+    /// Exponential backoff from `retry_base`, capped; a server's Retry-After
+    /// wins when it asks for longer.
+    pub fn backoff(&self, attempts: i64, retry_after: Option<Duration>) -> Duration {
+        let exp = u32::try_from(attempts.clamp(0, 20)).unwrap_or(20);
+        let delay = self
+            .retry_base
+            .saturating_mul(2u32.saturating_pow(exp))
+            .min(self.retry_max);
+        retry_after.map_or(delay, |r| r.max(delay))
+    }
+}
+
+/// What a job run came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobResult {
+    /// Finished (the lifecycle may already have marked it done in its own
+    /// transaction; marking again is a no-op).
+    Done,
+    Retry { after: Duration, error: String },
+    /// Given up; kept in the table for inspection.
+    Fail(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Wake(Arc<Notify>);
+
+impl Wake {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Runs due jobs until `stop` turns true; in-flight jobs are then awaited
+/// (the caller bounds that with the shutdown budget; an interrupted job is
+/// still pending and re-runs with the same idempotency key).
+pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let options = app.job_options.clone();
+    let running: Arc<Mutex<HashSet<i64>>> = Arc::default();
+    let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let now = Utc::now();
+        let due = match app.store.due_jobs(now, 256).await {
+            Ok(due) => due,
+            Err(err) => {
+                tracing::error!(error = %err, "could not read due jobs");
+                Vec::new()
+            }
+        };
+        for job in due {
+            if !lock(&running).insert(job.id) {
+                continue;
+            }
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let app = app.clone();
+            let running = running.clone();
+            tasks.spawn(async move {
+                let id = job.id;
+                run_one(&app, job).await;
+                lock(&running).remove(&id);
+                drop(permit);
+                app.jobs.wake();
+            });
+        }
+        while tasks.try_join_next().is_some() {}
+        let wait = match app.store.next_job_at().await {
+            Ok(Some(next)) => (next - Utc::now()).to_std().unwrap_or_default(),
+            _ => options.poll,
+        }
+        .min(options.poll);
+        // A due job already running would make `wait` zero: wait for a
+        // finished task's wake instead of spinning.
+        let wait = if wait.is_zero() { options.poll } else { wait };
+        tokio::select! {
+            _ = app.jobs.0.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+fn lock(running: &Mutex<HashSet<i64>>) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+    running.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn run_one(app: &Arc<App>, job: Job) {
+    let started = std::time::Instant::now();
+    let result = crate::lifecycle::run_job(app, &job).await;
+    tracing::debug!(job = job.id, kind = job.kind, subject = job.subject, ?result, elapsed = ?started.elapsed(), "job ran");
+    let recorded = match &result {
+        JobResult::Done => app.store.complete_job(job.id).await,
+        JobResult::Retry { after, error } => {
+            tracing::warn!(kind = job.kind, subject = job.subject, attempts = job.attempts + 1, retry_in = ?after, error, "job failed; will retry");
+            let at = Utc::now() + chrono::Duration::from_std(*after).unwrap_or_default();
+            app.store.retry_job(job.id, at, error.clone()).await
+        }
+        JobResult::Fail(error) => {
+            tracing::error!(kind = job.kind, subject = job.subject, error, "job failed for good");
+            app.store.fail_job(job.id, error.clone()).await
+        }
+    };
+    if let Err(err) = recorded {
+        tracing::error!(job = job.id, error = %err, "could not record a job's result");
+    }
+    app.outbox.wake();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_yields_to_retry_after() {
+        let o = JobOptions {
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(60),
+            ..JobOptions::default()
+        };
+        assert_eq!(o.backoff(0, None), Duration::from_secs(2));
+        assert_eq!(o.backoff(3, None), Duration::from_secs(16));
+        assert_eq!(o.backoff(10, None), Duration::from_secs(60));
+        assert_eq!(o.backoff(0, Some(Duration::from_secs(9))), Duration::from_secs(9));
+        assert_eq!(o.backoff(5, Some(Duration::from_secs(1))), Duration::from_secs(60));
+    }
+}
