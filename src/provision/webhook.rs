@@ -21,7 +21,8 @@
 //! # How a receiver verifies it
 //!
 //! 1. Read the body as raw bytes, before any JSON parsing.
-//! 2. Reject the request if `X-Accessd-Timestamp` is not an integer or is more
+//! 2. Reject the request if `X-Accessd-Timestamp` is not all ASCII digits
+//!    (which also keeps the `:`-joined signed text unambiguous) or is more
 //!    than 5 minutes away from the receiver's clock (replay protection).
 //! 3. Compute `v1=` + hex(HMAC-SHA256(secret, "v1:" + timestamp + ":" + body))
 //!    and compare it with `X-Accessd-Signature` in constant time; reject on a
@@ -307,12 +308,6 @@ mod tests {
         assert_ne!(base, signature(b"key2", "1700000000", b"{}"));
         assert_ne!(base, signature(b"key", "1700000001", b"{}"));
         assert_ne!(base, signature(b"key", "1700000000", b"{ }"));
-        // The separator is part of the signed text: moving bytes between the
-        // timestamp and the body changes the signature.
-        assert_ne!(
-            signature(b"key", "17", b"1:x"),
-            signature(b"key", "17:1", b"x")
-        );
         // Known answer: HMAC-SHA256("key", "v1:1700000000:{}").
         assert_eq!(
             base,
