@@ -61,7 +61,10 @@ pub enum JobResult {
     /// Finished (the lifecycle may already have marked it done in its own
     /// transaction; marking again is a no-op).
     Done,
-    Retry { after: Duration, error: String },
+    Retry {
+        after: Duration,
+        error: String,
+    },
     /// Given up; kept in the table for inspection.
     Fail(String),
 }
@@ -146,7 +149,12 @@ async fn run_one(app: &Arc<App>, job: Job) {
             app.store.retry_job(job.id, at, error.clone()).await
         }
         JobResult::Fail(error) => {
-            tracing::error!(kind = job.kind, subject = job.subject, error, "job failed for good");
+            tracing::error!(
+                kind = job.kind,
+                subject = job.subject,
+                error,
+                "job failed for good"
+            );
             app.store.fail_job(job.id, error.clone()).await
         }
     };
@@ -170,7 +178,13 @@ mod tests {
         assert_eq!(o.backoff(0, None), Duration::from_secs(2));
         assert_eq!(o.backoff(3, None), Duration::from_secs(16));
         assert_eq!(o.backoff(10, None), Duration::from_secs(60));
-        assert_eq!(o.backoff(0, Some(Duration::from_secs(9))), Duration::from_secs(9));
-        assert_eq!(o.backoff(5, Some(Duration::from_secs(1))), Duration::from_secs(60));
+        assert_eq!(
+            o.backoff(0, Some(Duration::from_secs(9))),
+            Duration::from_secs(9)
+        );
+        assert_eq!(
+            o.backoff(5, Some(Duration::from_secs(1))),
+            Duration::from_secs(60)
+        );
     }
 }

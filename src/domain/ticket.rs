@@ -63,7 +63,11 @@ impl Status {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            Status::Expired | Status::Revoked | Status::Rejected | Status::Cancelled | Status::Stale
+            Status::Expired
+                | Status::Revoked
+                | Status::Rejected
+                | Status::Cancelled
+                | Status::Stale
         )
     }
 }

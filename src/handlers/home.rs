@@ -95,10 +95,12 @@ async fn lists_for(
     let access = rest
         .into_iter()
         .filter(|t| {
-            matches!(
-                t.status,
-                Status::Approved | Status::Provisioning | Status::Active
-            )
+            // An active extension is shown through the access it extends.
+            t.kind != crate::domain::ticket::Kind::Extension
+                && matches!(
+                    t.status,
+                    Status::Approved | Status::Provisioning | Status::Active
+                )
         })
         .collect();
     Ok((waiting, open, access))

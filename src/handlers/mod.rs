@@ -2,6 +2,7 @@
 //! calls with a typed route. Handlers commit state before they return (the ack
 //! follows) and push slow work (Web API calls) into [`Reply::then`].
 
+pub mod access;
 pub mod approval;
 pub mod command;
 pub mod home;
@@ -88,6 +89,13 @@ pub async fn dispatch(app: &Arc<App>, route: Route) -> Reply {
                 }
                 actions::NUDGE => requester::nudge(app, &value, *event).await,
                 actions::CANCEL => requester::cancel(app, &value, *event).await,
+                actions::EXTEND => access::extend_clicked(app, &value, *event).await,
+                actions::RELEASE | actions::REVOKE => {
+                    access::revoke(app, &action.action_id.0, &value, *event).await
+                }
+                actions::TASK_DONE | actions::TASK_FAILED => {
+                    access::task(app, &action.action_id.0, &value, *event).await
+                }
                 // Selects inside the request modal fire block actions too; the
                 // modal reads them on submission.
                 actions::APP_ACTION | actions::ROLES_ACTION | actions::APPROVERS_ACTION => {
@@ -105,6 +113,7 @@ pub async fn dispatch(app: &Arc<App>, route: Route) -> Reply {
                 actions::APPROVE_MODAL | actions::REJECT_MODAL => {
                     approval::submitted(app, *submission).await
                 }
+                actions::EXTEND_MODAL => access::extend_submitted(app, *submission).await,
                 other => {
                     tracing::info!(
                         callback_id = other,

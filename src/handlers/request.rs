@@ -175,7 +175,7 @@ fn errors(field_errors: &[(&str, String)]) -> Reply {
     Reply::payload(json!({ "response_action": "errors", "errors": map }))
 }
 
-fn update(view: Value) -> Reply {
+pub(super) fn update(view: Value) -> Reply {
     Reply::payload(json!({ "response_action": "update", "view": view }))
 }
 
@@ -264,7 +264,7 @@ fn app_of<'a>(app: &'a Arc<App>, draft: &Draft) -> Option<&'a AppConfig> {
     draft.app.as_deref().and_then(|id| app.config.app(id))
 }
 
-fn plan_for(
+pub(super) fn plan_for(
     app: &Arc<App>,
     found: &AppConfig,
     roles: &[String],
@@ -441,7 +441,7 @@ async fn step_duration(
 /// Restricts each stage to the approvers who can be reached in Slack and, where
 /// the requester chose, to those chosen. A stage left short falls back to the
 /// fallback approvers; if even they cannot satisfy it, the request cannot go on.
-fn reachable_plan(
+pub(super) fn reachable_plan(
     app: &Arc<App>,
     mut plan: Plan,
     ids: &HashMap<String, String>,
@@ -603,7 +603,7 @@ async fn step_submit(
 
 /// The DMs that announce a new ticket: to each approver of its first stage
 /// (their copies are recorded for later updates) and to the requester.
-fn creation_effects(
+pub(super) fn creation_effects(
     config: &crate::config::Config,
     ticket: &Ticket,
     ids: &HashMap<String, String>,

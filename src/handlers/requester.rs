@@ -127,10 +127,12 @@ pub fn reminder_messages(
         .iter()
         .filter_map(|email| ids.get(email).filter(|id| !voted.contains(&id.as_str())))
         .map(|slack_id| {
-            NewMessage::post(slack_id, &text, blocks.clone()).with_on_sent(OnSent::ApproverMessage {
-                ticket_id: t.id,
-                approver_slack_id: slack_id.clone(),
-            })
+            NewMessage::post(slack_id, &text, blocks.clone()).with_on_sent(
+                OnSent::ApproverMessage {
+                    ticket_id: t.id,
+                    approver_slack_id: slack_id.clone(),
+                },
+            )
         })
         .collect()
 }

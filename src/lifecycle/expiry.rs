@@ -96,7 +96,9 @@ pub async fn revoke(app: &Arc<App>, job: &Job, grant_id: i64) -> JobResult {
                 .push(NewMessage::post(&t.requester_slack_id, &text, blocks));
             for owner in owners.values() {
                 let (text, blocks) = views::manual_removal(&config, t, g);
-                effects.messages.push(NewMessage::post(owner, &text, blocks));
+                effects
+                    .messages
+                    .push(NewMessage::post(owner, &text, blocks));
             }
             effects
         })
@@ -111,7 +113,8 @@ pub async fn revoke(app: &Arc<App>, job: &Job, grant_id: i64) -> JobResult {
 }
 
 async fn revoke_alert(app: &Arc<App>, target: &RevokeTarget, error: &str) {
-    let (text, blocks) = views::revoke_failed_alert(&app.config, &target.ticket, &target.grant, error);
+    let (text, blocks) =
+        views::revoke_failed_alert(&app.config, &target.ticket, &target.grant, error);
     if let Some(message) = alert(
         app.config.alerts.channels.provisioning_failed.as_ref(),
         &text,

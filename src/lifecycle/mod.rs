@@ -51,7 +51,10 @@ pub async fn run_job(app: &Arc<App>, job: &Job) -> JobResult {
 }
 
 fn bad_subject(job: &Job) -> JobResult {
-    JobResult::Fail(format!("bad subject {:?} for a {} job", job.subject, job.kind))
+    JobResult::Fail(format!(
+        "bad subject {:?} for a {} job",
+        job.subject, job.kind
+    ))
 }
 
 /// Store errors are retried: the database is local, so they are brief.

@@ -41,7 +41,9 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
             .iter()
             .map(|r| GrantSpec {
                 role_id: r.clone(),
-                entitlement: found.role(r).map_or_else(|| r.clone(), |role| role.entitlement.clone()),
+                entitlement: found
+                    .role(r)
+                    .map_or_else(|| r.clone(), |role| role.entitlement.clone()),
             })
             .collect()
     };
@@ -63,12 +65,14 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
             if manual {
                 for slack_id in owners.values() {
                     let (text, blocks) = views::manual_task(&config, t, None);
-                    effects.messages.push(
-                        NewMessage::post(slack_id, &text, blocks).with_on_sent(OnSent::TaskMessage {
-                            ticket_id: t.id,
-                            owner_slack_id: slack_id.clone(),
-                        }),
-                    );
+                    effects
+                        .messages
+                        .push(NewMessage::post(slack_id, &text, blocks).with_on_sent(
+                            OnSent::TaskMessage {
+                                ticket_id: t.id,
+                                owner_slack_id: slack_id.clone(),
+                            },
+                        ));
                 }
                 let (text, blocks) = views::waiting_for_owners(&config, t);
                 effects
@@ -147,7 +151,11 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
     }
 }
 
-fn finished_effects(config: &crate::config::Config, ticket: &Ticket, grants: &[crate::store::Grant]) -> Effects {
+fn finished_effects(
+    config: &crate::config::Config,
+    ticket: &Ticket,
+    grants: &[crate::store::Grant],
+) -> Effects {
     let mut effects = Effects::default();
     let (text, blocks) = views::provisioned(config, ticket, grants);
     effects

@@ -21,7 +21,9 @@ pub mod job {
 /// The timers a new pending ticket (or one that moved to its next stage) gets.
 pub fn timers(config: &crate::config::Config, ticket: &Ticket) -> Vec<JobChange> {
     let now = chrono::Utc::now();
-    let after = |d: std::time::Duration| now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX / 2);
+    let after = |d: std::time::Duration| {
+        now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX / 2)
+    };
     let mut jobs = vec![JobChange::schedule(
         job::REMIND,
         &ticket.reference(),
@@ -29,8 +31,13 @@ pub fn timers(config: &crate::config::Config, ticket: &Ticket) -> Vec<JobChange>
     )];
     if ticket.stage == 0 {
         let stale_at = ticket.created_at
-            + chrono::Duration::from_std(config.requests.stale_after).unwrap_or(chrono::Duration::MAX / 2);
-        jobs.push(JobChange::schedule(job::STALE, &ticket.reference(), stale_at));
+            + chrono::Duration::from_std(config.requests.stale_after)
+                .unwrap_or(chrono::Duration::MAX / 2);
+        jobs.push(JobChange::schedule(
+            job::STALE,
+            &ticket.reference(),
+            stale_at,
+        ));
     }
     jobs
 }
@@ -86,7 +93,9 @@ pub async fn stale(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
             effects
                 .messages
                 .push(NewMessage::post(&t.requester_slack_id, &text, blocks));
-            effects.jobs.push(JobChange::cancel(job::REMIND, &t.reference()));
+            effects
+                .jobs
+                .push(JobChange::cancel(job::REMIND, &t.reference()));
             effects
         })
         .await;

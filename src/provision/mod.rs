@@ -62,6 +62,7 @@ pub trait Provisioner: Send + Sync {
 #[derive(Debug)]
 pub enum AnyProvisioner {
     Command(command::CommandProvisioner),
+    Webhook(webhook::WebhookProvisioner),
     /// A kind this build cannot run yet: every call fails permanently with
     /// this message, so the ticket shows why instead of hanging.
     Unsupported(String),
@@ -71,6 +72,7 @@ impl Provisioner for AnyProvisioner {
     async fn provision(&self, request: &Request) -> Outcome {
         match self {
             AnyProvisioner::Command(p) => p.provision(request).await,
+            AnyProvisioner::Webhook(p) => p.provision(request).await,
             AnyProvisioner::Unsupported(message) => Outcome::Permanent {
                 message: message.clone(),
             },
@@ -93,10 +95,17 @@ impl Provisioners {
         for p in &config.provisioners {
             let built = match &p.kind {
                 ProvisionerKind::Command { command, env } => AnyProvisioner::Command(
-                    command::CommandProvisioner::new(command, env, p.timeout).ok_or_else(
-                        || format!("provisioners.{}.command: empty command", p.id),
-                    )?,
+                    command::CommandProvisioner::new(command, env, p.timeout)
+                        .ok_or_else(|| format!("provisioners.{}.command: empty command", p.id))?,
                 ),
+                ProvisionerKind::Webhook { url, secret_file } => {
+                    let secret = crate::config::Secret::from_file(secret_file)
+                        .map_err(|e| format!("provisioners.{}.secret_file: {e}", p.id))?;
+                    AnyProvisioner::Webhook(
+                        webhook::WebhookProvisioner::new(url.clone(), secret, p.timeout)
+                            .map_err(|e| format!("provisioners.{}: {e}", p.id))?,
+                    )
+                }
                 other => {
                     tracing::warn!(
                         provisioner = p.id,

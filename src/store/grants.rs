@@ -258,7 +258,13 @@ fn schedule_expiry(
     Ok(())
 }
 
-fn audit(tx: &Transaction<'_>, actor: &str, action: &str, subject: String, detail: serde_json::Value) -> Result<()> {
+fn audit(
+    tx: &Transaction<'_>,
+    actor: &str,
+    action: &str,
+    subject: String,
+    detail: serde_json::Value,
+) -> Result<()> {
     append_audit_tx(tx, &AuditEvent::new(actor, action, subject, detail))?;
     Ok(())
 }
@@ -498,7 +504,11 @@ impl Store {
                 0,
                 AuditEvent::new(
                     "accessd",
-                    if failures.is_empty() { "ticket.active" } else { "ticket.failed" },
+                    if failures.is_empty() {
+                        "ticket.active"
+                    } else {
+                        "ticket.failed"
+                    },
                     after.reference(),
                     serde_json::json!({
                         "expires_at": ts(expires_at),
@@ -765,8 +775,10 @@ impl Store {
                     "UPDATE grants SET expires_at = ?2 WHERE ticket_id = ?1 AND status = 'active'",
                 )?
                 .execute(rusqlite::params![parent.id, ts(expires_at)])?;
-                tx.prepare_cached("UPDATE tickets SET expires_at = ?2, updated_at = ?3 WHERE id = ?1")?
-                    .execute(rusqlite::params![parent.id, ts(expires_at), ts(now)])?;
+                tx.prepare_cached(
+                    "UPDATE tickets SET expires_at = ?2, updated_at = ?3 WHERE id = ?1",
+                )?
+                .execute(rusqlite::params![parent.id, ts(expires_at), ts(now)])?;
                 tx.prepare_cached("UPDATE tickets SET expires_at = ?2 WHERE id = ?1")?
                     .execute(rusqlite::params![extension_id, ts(expires_at)])?;
                 schedule_expiry(&tx, parent.id, expires_at, warning)?;

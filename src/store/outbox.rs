@@ -69,7 +69,10 @@ pub enum OnSent {
     },
     /// The DM asking an app owner to grant or remove access by hand: kept so
     /// every owner's copy shows who did it.
-    TaskMessage { ticket_id: i64, owner_slack_id: String },
+    TaskMessage {
+        ticket_id: i64,
+        owner_slack_id: String,
+    },
 }
 
 /// A pending call handed to the outbox worker.

@@ -19,9 +19,10 @@ fn what(config: &Config, ticket: &Ticket) -> String {
 }
 
 fn until(ticket: &Ticket) -> String {
-    ticket
-        .expires_at
-        .map_or_else(|| "until further notice".into(), |t| format!("until {}", fmt_time(t)))
+    ticket.expires_at.map_or_else(
+        || "until further notice".into(),
+        |t| format!("until {}", fmt_time(t)),
+    )
 }
 
 /// Extend and Release now, for an active ticket.
@@ -43,14 +44,19 @@ pub fn provisioned(config: &Config, ticket: &Ticket, grants: &[Grant]) -> (Strin
         let kept = grants.iter().any(|g| g.preexisting);
         let mut text = format!(":key: Access granted: {what}, {}.", until(ticket));
         if kept {
-            text.push_str(" You already had part of it before this request; that part stays when this ends.");
+            text.push_str(
+                " You already had part of it before this request; that part stays when this ends.",
+            );
         }
         return (
             format!("Access granted ({})", ticket.reference()),
             json!([section(&text), access_buttons(ticket)]),
         );
     }
-    let reason = ticket.failure.as_deref().unwrap_or("the provisioner failed");
+    let reason = ticket
+        .failure
+        .as_deref()
+        .unwrap_or("the provisioner failed");
     let text = format!(
         ":warning: Access could not be granted: {what}.\n{}\nThe accessd admins were alerted and can retry it.",
         quote(&super::text::clip(reason, 500))
@@ -77,7 +83,12 @@ pub fn provisioning_failed_alert(config: &Config, ticket: &Ticket, error: &str) 
 }
 
 /// The alert when a revoke keeps failing: access outlives its expiry.
-pub fn revoke_failed_alert(config: &Config, ticket: &Ticket, grant: &Grant, error: &str) -> (String, Value) {
+pub fn revoke_failed_alert(
+    config: &Config,
+    ticket: &Ticket,
+    grant: &Grant,
+    error: &str,
+) -> (String, Value) {
     let text = format!(
         ":rotating_light: Could not revoke {} ({}) of {} — {}.\n{}\naccessd keeps trying; after fixing the cause you can also run `accessd grants revoke {}`.",
         grant.reference(),
@@ -119,7 +130,11 @@ pub fn manual_task(config: &Config, ticket: &Ticket, acted_by: Option<&str>) -> 
             let outcome = if ticket.status == Status::Failed {
                 format!(":x: {} could not do it.", mention(by))
             } else {
-                format!(":white_check_mark: Done by {}; access {}.", mention(by), until(ticket))
+                format!(
+                    ":white_check_mark: Done by {}; access {}.",
+                    mention(by),
+                    until(ticket)
+                )
             };
             blocks.push(context(&outcome));
         }
@@ -136,19 +151,29 @@ pub fn waiting_for_owners(config: &Config, ticket: &Ticket) -> (String, Value) {
         ":hourglass_flowing_sand: Your request for {} was approved. This app is set up by hand: its owners were asked to grant it, and you will get a DM when they have.",
         what(config, ticket)
     );
-    (format!("Approved, waiting for the app owners ({})", ticket.reference()), json!([section(&text)]))
+    (
+        format!(
+            "Approved, waiting for the app owners ({})",
+            ticket.reference()
+        ),
+        json!([section(&text)]),
+    )
 }
 
 /// The owners' reminder to remove access granted by hand.
 pub fn manual_removal(config: &Config, ticket: &Ticket, grant: &Grant) -> (String, Value) {
-    let text = format!(
+    let text =
+        format!(
         ":broom: Please remove {}'s {} access — {} ended ({}). accessd has recorded it as ended.",
         mention(&ticket.requester_slack_id),
         if grant.role_id.is_empty() { "app" } else { grant.role_id.as_str() },
         what(config, ticket),
         grant.ended_by.as_deref().unwrap_or("expired"),
     );
-    (format!("Remove access by hand ({})", grant.reference()), json!([section(&text)]))
+    (
+        format!("Remove access by hand ({})", grant.reference()),
+        json!([section(&text)]),
+    )
 }
 
 /// Sent `requests.expiry_warning` before the end.
@@ -167,7 +192,9 @@ pub fn expiry_warning(config: &Config, ticket: &Ticket) -> (String, Value) {
 /// Sent when a grant ended.
 pub fn ended(config: &Config, ticket: &Ticket, grant: &Grant) -> (String, Value) {
     let how = match (grant.status, grant.preexisting) {
-        (_, true) => "ended in accessd; you had it before this request, so it was left in place".to_string(),
+        (_, true) => {
+            "ended in accessd; you had it before this request, so it was left in place".to_string()
+        }
         (GrantStatus::Expired, _) => "expired and was removed".to_string(),
         _ => format!(
             "was revoked ({})",
@@ -175,7 +202,10 @@ pub fn ended(config: &Config, ticket: &Ticket, grant: &Grant) -> (String, Value)
         ),
     };
     let text = format!(":lock: Your access to {} {how}.", what(config, ticket));
-    (format!("Your access ended ({})", ticket.reference()), json!([section(&text)]))
+    (
+        format!("Your access ended ({})", ticket.reference()),
+        json!([section(&text)]),
+    )
 }
 
 /// The extension modal: how much longer, and why.
@@ -226,7 +256,10 @@ pub fn extended(config: &Config, extension: &Ticket, parent: Option<&Ticket>) ->
     if let Some(parent) = parent {
         blocks.push(access_buttons(parent));
     }
-    (format!("Extension {}", extension.reference()), Value::Array(blocks))
+    (
+        format!("Extension {}", extension.reference()),
+        Value::Array(blocks),
+    )
 }
 
 /// Break-glass: told to the approvers (with Revoke) and to the alert channel.
@@ -244,8 +277,16 @@ pub fn break_glass_notice(config: &Config, ticket: &Ticket, with_revoke: bool) -
     if with_revoke {
         blocks.push(actions(
             &format!("break_glass_{}", ticket.id),
-            vec![styled_button("Revoke", REVOKE, &ticket.id.to_string(), "danger")],
+            vec![styled_button(
+                "Revoke",
+                REVOKE,
+                &ticket.id.to_string(),
+                "danger",
+            )],
         ));
     }
-    (format!("Break-glass access ({})", ticket.reference()), Value::Array(blocks))
+    (
+        format!("Break-glass access ({})", ticket.reference()),
+        Value::Array(blocks),
+    )
 }

@@ -9,6 +9,7 @@ use super::text::{
 };
 use super::ticket::describe;
 use crate::config::Config;
+use crate::domain::ticket::Status;
 use crate::handlers::actions as ids;
 use crate::store::Ticket;
 
@@ -167,14 +168,23 @@ pub fn home_view(data: &HomeData<'_>) -> Value {
     }
     for ticket in items {
         let (app, roles) = describe(config, ticket);
+        let when = match ticket.expires_at {
+            Some(at) if ticket.status == Status::Active => format!("until {}", fmt_time(at)),
+            _ => format!(
+                "{} for {}",
+                ticket.status,
+                super::text::fmt_duration(std::time::Duration::from_secs(
+                    u64::try_from(ticket.duration_secs).unwrap_or(0)
+                ))
+            ),
+        };
         blocks.push(section(&format!(
-            "*{app}* ({roles}) · {} · {} for {}",
+            "*{app}* ({roles}) · {} · {when}",
             ticket.reference(),
-            ticket.status,
-            super::text::fmt_duration(std::time::Duration::from_secs(
-                u64::try_from(ticket.duration_secs).unwrap_or(0)
-            ))
         )));
+        if ticket.status == Status::Active {
+            blocks.push(super::grant::access_buttons(ticket));
+        }
     }
     pager(
         "access",

@@ -24,7 +24,11 @@ async fn approved(store: &Store, roles: &[&str]) -> Ticket {
         kind: Kind::Request,
         parent: None,
     };
-    match store.create_ticket(new, |_| Effects::default()).await.unwrap() {
+    match store
+        .create_ticket(new, |_| Effects::default())
+        .await
+        .unwrap()
+    {
         Created::New(t) => t,
         Created::Duplicate(t) => panic!("duplicate {}", t.reference()),
     }
@@ -70,7 +74,10 @@ async fn provisioning_creates_one_grant_per_role_and_restarts_with_the_same_rows
     let first = start(&store, &t, &["read", "write"]).await;
     assert_eq!(first.len(), 2);
     assert!(first.iter().all(|g| g.status == GrantStatus::Pending));
-    assert_eq!(first[0].idempotency_key, format!("accessd/{}/read", t.reference()));
+    assert_eq!(
+        first[0].idempotency_key,
+        format!("accessd/{}/read", t.reference())
+    );
     // A re-run after a crash finds the same rows and keys, not new ones.
     let again = start(&store, &t, &["read", "write"]).await;
     assert_eq!(again, first);
@@ -83,13 +90,19 @@ async fn already_present_is_preexisting_only_on_the_first_attempt() {
     let grants = start(&store, &t, &["read", "write"]).await;
     // read: the app had it before the ticket.
     assert_eq!(store.grant_attempt(grants[0].id).await.unwrap(), 1);
-    let read = store.record_grant(grants[0].id, GrantResult::AlreadyPresent).await.unwrap();
+    let read = store
+        .record_grant(grants[0].id, GrantResult::AlreadyPresent)
+        .await
+        .unwrap();
     assert!(read.preexisting);
     // write: our first call applied, then the daemon died before recording;
     // the retry hears "already present" and must not call it preexisting.
     assert_eq!(store.grant_attempt(grants[1].id).await.unwrap(), 1);
     assert_eq!(store.grant_attempt(grants[1].id).await.unwrap(), 2);
-    let write = store.record_grant(grants[1].id, GrantResult::AlreadyPresent).await.unwrap();
+    let write = store
+        .record_grant(grants[1].id, GrantResult::AlreadyPresent)
+        .await
+        .unwrap();
     assert!(!write.preexisting);
     assert_eq!(write.status, GrantStatus::Active);
 }
@@ -100,7 +113,10 @@ async fn finishing_sets_expiry_from_now_and_schedules_each_revoke() {
     let t = approved(&store, &["read"]).await;
     let grants = start(&store, &t, &["read"]).await;
     store.grant_attempt(grants[0].id).await.unwrap();
-    store.record_grant(grants[0].id, GrantResult::Applied).await.unwrap();
+    store
+        .record_grant(grants[0].id, GrantResult::Applied)
+        .await
+        .unwrap();
     let before = Utc::now();
     let active = store
         .finish_provisioning(t.id, None, WARN, |_, _| Effects::default())
@@ -109,7 +125,10 @@ async fn finishing_sets_expiry_from_now_and_schedules_each_revoke() {
     assert_eq!(active.status, Status::Active);
     let expires = active.expires_at.expect("expiry set");
     // Stored with millisecond precision: allow the truncated millisecond.
-    assert!((expires - before).num_milliseconds() >= 3_600_000 - 1, "the clock starts at the grant");
+    assert!(
+        (expires - before).num_milliseconds() >= 3_600_000 - 1,
+        "the clock starts at the grant"
+    );
     assert!((expires - Utc::now()).num_seconds() <= 3600);
     let revokes = pending_jobs(&store, job::REVOKE).await;
     assert_eq!(revokes, vec![(grants[0].reference(), ts(expires))]);
@@ -121,7 +140,10 @@ async fn a_failed_grant_fails_the_ticket_but_applied_ones_still_expire() {
     let (_dir, store) = temp_store();
     let t = approved(&store, &["read", "write"]).await;
     let grants = start(&store, &t, &["read", "write"]).await;
-    store.record_grant(grants[0].id, GrantResult::Applied).await.unwrap();
+    store
+        .record_grant(grants[0].id, GrantResult::Applied)
+        .await
+        .unwrap();
     store
         .record_grant(grants[1].id, GrantResult::Failed("no such team".into()))
         .await
@@ -131,10 +153,21 @@ async fn a_failed_grant_fails_the_ticket_but_applied_ones_still_expire() {
         .await
         .unwrap();
     assert_eq!(failed.status, Status::Failed);
-    assert!(failed.failure.as_deref().unwrap_or_default().contains("no such team"));
-    assert_eq!(pending_jobs(&store, job::REVOKE).await.len(), 1, "the applied grant still has its timer");
+    assert!(failed
+        .failure
+        .as_deref()
+        .unwrap_or_default()
+        .contains("no such team"));
+    assert_eq!(
+        pending_jobs(&store, job::REVOKE).await.len(),
+        1,
+        "the applied grant still has its timer"
+    );
     // Retry: back to approved, the failed grant pending again, same key.
-    assert!(matches!(store.retry_ticket(t.id, "admin".into()).await.unwrap(), crate::store::Changed::Done(_)));
+    assert!(matches!(
+        store.retry_ticket(t.id, "admin".into()).await.unwrap(),
+        crate::store::Changed::Done(_)
+    ));
     let again = start(&store, &t, &["read", "write"]).await;
     assert_eq!(again[1].status, GrantStatus::Pending);
     assert_eq!(again[1].idempotency_key, grants[1].idempotency_key);
@@ -147,20 +180,35 @@ async fn the_last_grant_ending_ends_the_ticket() {
     let t = approved(&store, &["read", "write"]).await;
     let grants = start(&store, &t, &["read", "write"]).await;
     for g in &grants {
-        store.record_grant(g.id, GrantResult::Applied).await.unwrap();
+        store
+            .record_grant(g.id, GrantResult::Applied)
+            .await
+            .unwrap();
     }
     store
         .finish_provisioning(t.id, None, WARN, |_, _| Effects::default())
         .await
         .unwrap();
     let (after, _) = store
-        .end_grant(grants[0].id, None, GrantStatus::Expired, "expired".into(), |_, _| Effects::default())
+        .end_grant(
+            grants[0].id,
+            None,
+            GrantStatus::Expired,
+            "expired".into(),
+            |_, _| Effects::default(),
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!(after.status, Status::Active);
     let (after, g) = store
-        .end_grant(grants[1].id, None, GrantStatus::Expired, "expired".into(), |_, _| Effects::default())
+        .end_grant(
+            grants[1].id,
+            None,
+            GrantStatus::Expired,
+            "expired".into(),
+            |_, _| Effects::default(),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -168,7 +216,13 @@ async fn the_last_grant_ending_ends_the_ticket() {
     assert_eq!(g.status, GrantStatus::Expired);
     // Ending twice changes nothing.
     assert!(store
-        .end_grant(grants[1].id, None, GrantStatus::Revoked, "again".into(), |_, _| Effects::default())
+        .end_grant(
+            grants[1].id,
+            None,
+            GrantStatus::Revoked,
+            "again".into(),
+            |_, _| Effects::default()
+        )
         .await
         .unwrap()
         .is_none());

@@ -1,0 +1,391 @@
+//! Clicks on granted access: the requester's **Extend** (modal → an
+//! extension ticket through the same policy) and **Release now**, an
+//! approver's **Revoke** of break-glass access, and an app owner's **Mark
+//! done** / **Could not do it** on a manual task. Each is re-authorised inside
+//! the transaction that acts on it and committed before the ack.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use slack_morphism::prelude::*;
+
+use super::actions::*;
+use super::tell::{channel_of, tell};
+use super::App;
+use crate::config::Config;
+use crate::domain::policy;
+use crate::domain::ticket::{parse_ticket_ref, Kind, Status};
+use crate::slack::transport::Reply;
+use crate::slack::views::grant as views;
+use crate::slack::views::request::{notice, submitted as submitted_view};
+use crate::store::{Actor, Changed, Created, Effects, NewMessage, NewTicket, Ticket};
+
+/// Who clicked, on which ticket. Answers the user itself when it cannot go on.
+async fn clicked_ticket(
+    app: &Arc<App>,
+    value: &str,
+    event: &SlackInteractionBlockActionsEvent,
+) -> Option<(Actor, Option<String>, Ticket)> {
+    let user = super::user_of(event);
+    let channel = channel_of(event);
+    let ticket = match parse_ticket_ref(value) {
+        Some(id) => app.store.ticket(id).await.ok().flatten(),
+        None => None,
+    };
+    let Some(ticket) = ticket else {
+        tell(
+            app,
+            &user,
+            channel.as_deref(),
+            "That access no longer exists.",
+        )
+        .await;
+        return None;
+    };
+    let Ok(Some(email)) = app.identity.email_of(&user).await else {
+        let why = "accessd cannot tell who you are (no email on your Slack account).";
+        tell(app, &user, channel.as_deref(), why).await;
+        return None;
+    };
+    Some((
+        Actor {
+            slack_id: user,
+            email,
+        },
+        channel,
+        ticket,
+    ))
+}
+
+fn only_requester(actor: &Actor) -> impl FnOnce(&Ticket) -> Result<(), String> + Send + 'static {
+    let slack_id = actor.slack_id.clone();
+    move |t: &Ticket| {
+        if t.requester_slack_id == slack_id {
+            Ok(())
+        } else {
+            Err(format!("Only the requester can release {}.", t.reference()))
+        }
+    }
+}
+
+/// Approvers of any stage of the ticket, or admins; never the requester.
+fn approver_or_admin(
+    config: Arc<Config>,
+    actor: &Actor,
+) -> impl FnOnce(&Ticket) -> Result<(), String> + Send + 'static {
+    let email = actor.email.to_lowercase();
+    move |t: &Ticket| {
+        if t.requester_email.eq_ignore_ascii_case(&email) {
+            return Err("You cannot revoke your own access this way; use Release now.".into());
+        }
+        let approver = t.plan.stages.iter().any(|s| s.approvers.contains(&email));
+        if approver || config.is_admin(&email) {
+            Ok(())
+        } else {
+            Err(format!(
+                "Only the approvers of {} or an admin can revoke it.",
+                t.reference()
+            ))
+        }
+    }
+}
+
+/// Owners of the app, or admins; never the requester.
+fn owner_or_admin(
+    config: Arc<Config>,
+    actor: &Actor,
+) -> impl FnOnce(&Ticket) -> Result<(), String> + Send + 'static {
+    let email = actor.email.to_lowercase();
+    move |t: &Ticket| {
+        if t.requester_email.eq_ignore_ascii_case(&email) {
+            return Err("You cannot complete a task for your own request.".into());
+        }
+        let owner = config
+            .app(&t.app_id)
+            .is_some_and(|a| a.owners.contains(&email));
+        if owner || config.is_admin(&email) {
+            Ok(())
+        } else {
+            Err(format!(
+                "Only the owners of {} or an admin can do this task.",
+                t.app_id
+            ))
+        }
+    }
+}
+
+/// Release now (the requester) or Revoke (an approver, after break-glass).
+pub async fn revoke(
+    app: &Arc<App>,
+    action_id: &str,
+    value: &str,
+    event: SlackInteractionBlockActionsEvent,
+) -> Reply {
+    let Some((actor, channel, ticket)) = clicked_ticket(app, value, &event).await else {
+        return Reply::empty();
+    };
+    let user = actor.slack_id.clone();
+    let (reason, result) = if action_id == RELEASE {
+        let check = only_requester(&actor);
+        (
+            "released",
+            app.store
+                .revoke_now(ticket.id, None, actor, "released".into(), check)
+                .await,
+        )
+    } else {
+        let check = approver_or_admin(app.config.clone(), &actor);
+        (
+            "revoked",
+            app.store
+                .revoke_now(ticket.id, None, actor, "revoked".into(), check)
+                .await,
+        )
+    };
+    let answer = match result {
+        Ok(Changed::Done(t)) => {
+            app.jobs.wake();
+            format!(
+                "Access of {} is being {reason}; you will see it end shortly.",
+                t.reference()
+            )
+        }
+        Ok(Changed::NotApplicable(t)) => format!(
+            "{} has no active access to end ({}).",
+            t.reference(),
+            t.status
+        ),
+        Ok(Changed::Refused { reason, .. }) => reason,
+        Ok(Changed::TooSoon { .. }) => String::new(),
+        Err(err) => {
+            tracing::error!(error = %err, "could not revoke");
+            "accessd could not record that; nothing changed. Please try again.".into()
+        }
+    };
+    tell(app, &user, channel.as_deref(), &answer).await;
+    Reply::empty()
+}
+
+/// Mark done / Could not do it on a manual task.
+pub async fn task(
+    app: &Arc<App>,
+    action_id: &str,
+    value: &str,
+    event: SlackInteractionBlockActionsEvent,
+) -> Reply {
+    let Some((actor, channel, ticket)) = clicked_ticket(app, value, &event).await else {
+        return Reply::empty();
+    };
+    let user = actor.slack_id.clone();
+    let done = action_id == TASK_DONE;
+    let check = owner_or_admin(app.config.clone(), &actor);
+    let config = app.config.clone();
+    let by = user.clone();
+    let effects = move |t: &Ticket, grants: &[crate::store::Grant]| {
+        let mut effects = Effects::default();
+        for copy in &t.task_messages {
+            let (text, blocks) = views::manual_task(&config, t, Some(&by));
+            effects.messages.push(NewMessage::update(
+                &copy.approver_slack_id,
+                &copy.channel,
+                &copy.ts,
+                &text,
+                blocks,
+            ));
+        }
+        let (text, blocks) = views::provisioned(&config, t, grants);
+        effects
+            .messages
+            .push(NewMessage::post(&t.requester_slack_id, &text, blocks));
+        if let (false, Some(failure)) = (done, t.failure.as_deref()) {
+            let (text, blocks) = views::provisioning_failed_alert(&config, t, failure);
+            if let Some(channel) = config.alerts.channels.provisioning_failed.as_ref() {
+                effects
+                    .messages
+                    .push(NewMessage::post(channel, &text, blocks));
+            }
+        }
+        effects
+    };
+    let warning = app.config.requests.expiry_warning;
+    match app
+        .store
+        .settle_manual_task(ticket.id, actor, done, warning, check, effects)
+        .await
+    {
+        Ok(Changed::Done(t)) => {
+            app.outbox.wake();
+            app.jobs.wake();
+            app.home_refresh.request(&t.requester_slack_id);
+        }
+        Ok(Changed::NotApplicable(t)) => {
+            let text = format!("{} is already {}; nothing to do.", t.reference(), t.status);
+            tell(app, &user, channel.as_deref(), &text).await;
+        }
+        Ok(Changed::Refused { reason, .. }) => tell(app, &user, channel.as_deref(), &reason).await,
+        Ok(Changed::TooSoon { .. }) => {}
+        Err(err) => {
+            tracing::error!(error = %err, "could not settle a manual task");
+            let text = "accessd could not record that; nothing changed. Please try again.";
+            tell(app, &user, channel.as_deref(), text).await;
+        }
+    }
+    Reply::empty()
+}
+
+/// The longest extension: the role's (or app's) cap.
+fn extension_cap(config: &Config, ticket: &Ticket) -> std::time::Duration {
+    config
+        .app(&ticket.app_id)
+        .map_or(config.requests.max_duration, |a| {
+            policy::duration_cap(a, &ticket.roles).unwrap_or(a.max_duration)
+        })
+}
+
+/// Extend: opens the modal (after the ack; reads only).
+pub async fn extend_clicked(
+    app: &Arc<App>,
+    value: &str,
+    event: SlackInteractionBlockActionsEvent,
+) -> Reply {
+    let trigger_id = event.trigger_id.0.clone();
+    let app = app.clone();
+    let value = value.to_string();
+    Reply::empty().then(async move {
+        let Some((actor, channel, ticket)) = clicked_ticket(&app, &value, &event).await else {
+            return;
+        };
+        if ticket.requester_slack_id != actor.slack_id || ticket.status != Status::Active {
+            let why = format!(
+                "Only the requester can extend {}, while it is active.",
+                ticket.reference()
+            );
+            return tell(&app, &actor.slack_id, channel.as_deref(), &why).await;
+        }
+        let view = views::extend_modal(&app.config, &ticket, extension_cap(&app.config, &ticket));
+        if let Err(err) = app
+            .api
+            .call(
+                "views.open",
+                &json!({ "trigger_id": trigger_id, "view": view }),
+            )
+            .await
+        {
+            tracing::warn!(error = %err, "could not open the extend modal");
+        }
+    })
+}
+
+fn value_of(
+    submission: &SlackInteractionViewSubmissionEvent,
+    block: &str,
+    action: &str,
+) -> Option<String> {
+    submission
+        .view
+        .state_params
+        .state
+        .as_ref()?
+        .values
+        .get(&SlackBlockId(block.into()))?
+        .get(&SlackActionId(action.into()))?
+        .value
+        .clone()
+}
+
+fn errors(block: &str, why: String) -> Reply {
+    Reply::payload(json!({ "response_action": "errors", "errors": { block: why } }))
+}
+
+/// The extend modal was submitted: an extension ticket, approved like a request.
+pub async fn extend_submitted(
+    app: &Arc<App>,
+    submission: SlackInteractionViewSubmissionEvent,
+) -> Reply {
+    let user = submission.user.id.0.clone();
+    let metadata = match &submission.view.view {
+        SlackView::Modal(m) => m.private_metadata.clone().unwrap_or_default(),
+        SlackView::Home(_) => return Reply::empty(),
+    };
+    let parent = match parse_ticket_ref(&metadata) {
+        Some(id) => app.store.ticket(id).await.ok().flatten(),
+        None => None,
+    };
+    let Some(parent) =
+        parent.filter(|p| p.requester_slack_id == user && p.status == Status::Active)
+    else {
+        return super::request::update(notice(
+            "That access is no longer active, or not yours to extend.",
+        ));
+    };
+    let Some(found) = app.config.app(&parent.app_id) else {
+        return super::request::update(notice("That app is no longer in the catalog."));
+    };
+    let text = value_of(&submission, DURATION_BLOCK, DURATION_ACTION).unwrap_or_default();
+    let duration =
+        match super::request::checked_duration(&text, extension_cap(&app.config, &parent)) {
+            Ok(d) => d,
+            Err(why) => return errors(DURATION_BLOCK, why),
+        };
+    let reason = value_of(&submission, REASON_BLOCK, REASON_ACTION).unwrap_or_default();
+    if reason.trim().is_empty() {
+        return errors(REASON_BLOCK, "Say why you need more time.".into());
+    }
+    let email = parent.requester_email.clone();
+    let plan = match super::request::plan_for(app, found, &parent.roles, &email) {
+        Ok(plan) => plan,
+        Err(err) => return super::request::update(notice(&err.to_string())),
+    };
+    let ids = app
+        .identity
+        .slack_ids_of(
+            plan.stages
+                .iter()
+                .flat_map(|s| s.approvers.clone())
+                .chain(app.config.expand(&app.config.requests.fallback_approvers)),
+        )
+        .await;
+    let plan = match super::request::reachable_plan(app, plan, &ids, &[], &email) {
+        Ok(plan) => plan,
+        Err(why) => return super::request::update(notice(&why)),
+    };
+    let new = NewTicket {
+        requester_slack_id: user.clone(),
+        requester_email: email,
+        app_id: parent.app_id.clone(),
+        roles: parent.roles.clone(),
+        reason: reason.trim().to_string(),
+        duration_secs: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
+        status: if plan.auto_approve {
+            Status::Approved
+        } else {
+            Status::Pending
+        },
+        plan,
+        kind: Kind::Extension,
+        parent: Some(parent.id),
+    };
+    let config = app.config.clone();
+    let effects = move |t: &Ticket| super::request::creation_effects(&config, t, &ids);
+    match app.store.create_ticket(new, effects).await {
+        Ok(Created::New(t)) => {
+            app.outbox.wake();
+            app.jobs.wake();
+            let text = format!(
+                "extends {} and was sent to the approvers.",
+                parent.reference()
+            );
+            super::request::update(submitted_view(&t.reference(), &text))
+        }
+        Ok(Created::Duplicate(open)) => super::request::update(notice(&format!(
+            "You already have {} pending for this access.",
+            open.reference()
+        ))),
+        Err(err) => {
+            tracing::error!(error = %err, "could not create an extension");
+            super::request::update(notice(
+                "accessd could not record your request; nothing was sent. Please try again.",
+            ))
+        }
+    }
+}
