@@ -11,6 +11,7 @@ pub mod payloads;
 pub mod socket;
 pub mod user;
 pub mod web_api;
+pub mod world;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
