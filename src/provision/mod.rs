@@ -4,6 +4,7 @@
 //! tells the caller whether to record, retry, or give up.
 
 pub mod command;
+pub mod scim;
 pub mod webhook;
 
 use std::time::Duration;

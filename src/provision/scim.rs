@@ -1,0 +1,468 @@
+//! The `scim` provisioner: grants and revokes by changing group membership
+//! over SCIM 2.0 (RFC 7643/7644). The entitlement names a group by its
+//! `displayName`; grant = PATCH add the user to `members`, revoke = PATCH
+//! remove `members[value eq "<id>"]` (DESIGN.md §4).
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use url::Url;
+
+use super::{Action, Outcome, Provisioner, Request};
+use crate::config::Secret;
+
+/// How much of an error body a failure message keeps.
+const BODY_EXCERPT: usize = 512;
+const SCIM_JSON: &str = "application/scim+json";
+const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+pub struct ScimProvisioner {
+    base: Url,
+    /// `Bearer <token>`, marked sensitive so reqwest and `http` never print it.
+    auth: HeaderValue,
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+// By hand: the client's Debug lists its headers, and nothing about the token
+// belongs in a log line.
+impl std::fmt::Debug for ScimProvisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScimProvisioner")
+            .field("base", &self.base.as_str())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user or group as far as this provisioner reads it.
+#[derive(Debug, Deserialize)]
+struct Resource {
+    id: String,
+    #[serde(rename = "displayName")]
+    display_name: Option<String>,
+    #[serde(default)]
+    members: Vec<Member>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Member {
+    #[serde(default)]
+    value: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListResponse {
+    // Servers omit `Resources` when nothing matched (RFC 7644 §3.4.2).
+    #[serde(rename = "Resources", default)]
+    resources: Vec<Resource>,
+}
+
+/// Every step either yields a value or ends the call with its outcome.
+type Step<T> = Result<T, Outcome>;
+
+impl ScimProvisioner {
+    /// `base_url` is the SCIM service root (`https://idp.example.com/scim/v2`);
+    /// `timeout` bounds each HTTP call.
+    pub fn new(base_url: String, token: Secret, timeout: Duration) -> Result<Self, String> {
+        let base = Url::parse(&base_url).map_err(|e| format!("SCIM url {base_url:?}: {e}"))?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(format!("SCIM url {base_url:?} must be an http(s) URL"));
+        }
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| "the SCIM token holds characters not allowed in an HTTP header")?;
+        auth.set_sensitive(true);
+        crate::install_crypto_provider();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/scim+json, application/json"),
+        );
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| format!("cannot build the SCIM HTTP client: {e}"))?;
+        Ok(Self {
+            base,
+            auth,
+            client,
+            timeout,
+        })
+    }
+
+    /// The service root plus `segments`, each percent-encoded as one segment,
+    /// so an id from the server can never change the path's shape.
+    fn endpoint(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    /// One call; answers the status, headers and body text, or the outcome
+    /// when the server could not be heard.
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Step<(StatusCode, HeaderMap, String)> {
+        let what = format!("SCIM {method} {}", url.path());
+        let mut call = self
+            .client
+            .request(method, url)
+            .header(AUTHORIZATION, self.auth.clone());
+        if let Some(body) = body {
+            call = call.header(CONTENT_TYPE, SCIM_JSON).body(body.to_string());
+        }
+        let response = call.send().await.map_err(|e| unreachable(&what, &e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.map_err(|e| unreachable(&what, &e))?;
+        Ok((status, headers, text))
+    }
+
+    /// `GET /{kind}?filter=…`: the first page of matches is plenty for the
+    /// unique-ish attributes looked up here.
+    async fn search(&self, kind: &str, filter: &str, attributes: &str) -> Step<Vec<Resource>> {
+        let mut url = self.endpoint(&[kind]);
+        url.query_pairs_mut()
+            .append_pair("filter", filter)
+            .append_pair("attributes", attributes);
+        let what = format!("SCIM search of {kind} ({filter})");
+        let (status, headers, text) = self.send(Method::GET, url, None).await?;
+        if !status.is_success() {
+            return Err(failed(&what, status, &headers, &text));
+        }
+        serde_json::from_str::<ListResponse>(&text)
+            .map(|list| list.resources)
+            .map_err(|e| Outcome::Permanent {
+                message: format!("{what}: unreadable answer ({e}): {}", excerpt(&text)),
+            })
+    }
+
+    /// The user's id: by `userName`, else by email (many IdPs use an
+    /// employee id or handle as `userName`).
+    async fn find_user(&self, email: &str) -> Step<Option<String>> {
+        let value = filter_string(email);
+        for filter in [
+            format!("userName eq {value}"),
+            format!("emails.value eq {value}"),
+        ] {
+            let mut found = self.search("Users", &filter, "id").await?;
+            match found.len() {
+                0 => continue,
+                1 => return Ok(found.pop().map(|user| user.id)),
+                n => {
+                    return Err(Outcome::Permanent {
+                        message: format!("{n} SCIM users match {email}; cannot tell which one"),
+                    })
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The group named `name`, with its members. `displayName` compares
+    /// case-insensitively (RFC 7643 §4.2), so an exact spelling wins a tie.
+    async fn find_group(&self, name: &str) -> Step<Option<Resource>> {
+        let filter = format!("displayName eq {}", filter_string(name));
+        let mut found = self
+            .search("Groups", &filter, "id,displayName,members")
+            .await?;
+        if found.len() > 1 {
+            found.retain(|g| g.display_name.as_deref() == Some(name));
+        }
+        match found.len() {
+            0 => Ok(None),
+            1 => Ok(found.pop()),
+            n => Err(Outcome::Permanent {
+                message: format!("{n} SCIM groups are named {name:?}; cannot tell which one"),
+            }),
+        }
+    }
+
+    /// PATCH one operation on a group; the caller reads the answer, since a
+    /// 404 or 409 means different things to a grant and a revoke.
+    async fn patch_group(&self, group: &str, operation: Value) -> Step<Answer> {
+        let body = json!({ "schemas": [PATCH_OP], "Operations": [operation] });
+        let url = self.endpoint(&["Groups", group]);
+        let (status, headers, text) = self.send(Method::PATCH, url, Some(&body)).await?;
+        Ok(Answer {
+            what: format!("SCIM PATCH of group {group}"),
+            status,
+            headers,
+            text,
+        })
+    }
+
+    async fn grant(&self, request: &Request) -> Step<Outcome> {
+        let email = &request.user.email;
+        let entitlement = &request.entitlement;
+        let Some(user) = self.find_user(email).await? else {
+            return Ok(Outcome::Permanent {
+                message: format!("no SCIM user has userName or email {email}"),
+            });
+        };
+        let Some(group) = self.find_group(entitlement).await? else {
+            return Ok(Outcome::Permanent {
+                message: format!("no SCIM group is named {entitlement:?}"),
+            });
+        };
+        if group.members.iter().any(|m| m.value == user) {
+            return Ok(Outcome::AlreadyInState);
+        }
+        let add = json!({ "op": "add", "path": "members", "value": [{ "value": user }] });
+        let answer = self.patch_group(&group.id, add).await?;
+        Ok(match answer.status {
+            s if s.is_success() => Outcome::Applied,
+            // Added by someone else since the lookup, on a server that
+            // refuses duplicates instead of ignoring them (RFC 7644 §3.12).
+            StatusCode::CONFLICT => Outcome::AlreadyInState,
+            StatusCode::BAD_REQUEST
+                if answer.scim_type() == Some("uniqueness")
+                    || says_already_member(&answer.text) =>
+            {
+                Outcome::AlreadyInState
+            }
+            _ => answer.failed(),
+        })
+    }
+
+    async fn revoke(&self, request: &Request) -> Step<Outcome> {
+        let Some(user) = self.find_user(&request.user.email).await? else {
+            return Ok(Outcome::AlreadyInState);
+        };
+        let Some(group) = self.find_group(&request.entitlement).await? else {
+            return Ok(Outcome::AlreadyInState);
+        };
+        if !group.members.iter().any(|m| m.value == user) {
+            return Ok(Outcome::AlreadyInState);
+        }
+        let path = format!("members[value eq {}]", filter_string(&user));
+        let remove = json!({ "op": "remove", "path": path });
+        let answer = self.patch_group(&group.id, remove).await?;
+        Ok(match answer.status {
+            s if s.is_success() => Outcome::Applied,
+            // Gone since the lookup: the group, or the member, which RFC 7644
+            // §3.5.2.2 reports as 400 noTarget.
+            StatusCode::NOT_FOUND => Outcome::AlreadyInState,
+            StatusCode::BAD_REQUEST if answer.scim_type() == Some("noTarget") => {
+                Outcome::AlreadyInState
+            }
+            _ => answer.failed(),
+        })
+    }
+}
+
+/// A server's answer to a change.
+struct Answer {
+    what: String,
+    status: StatusCode,
+    headers: HeaderMap,
+    text: String,
+}
+
+impl Answer {
+    /// The `scimType` of an RFC 7644 §3.12 error body, if it is one.
+    fn scim_type(&self) -> Option<&str> {
+        #[derive(Deserialize)]
+        struct ScimError<'a> {
+            #[serde(rename = "scimType", borrow)]
+            scim_type: Option<&'a str>,
+        }
+        serde_json::from_str::<ScimError>(&self.text)
+            .ok()
+            .and_then(|e| e.scim_type)
+    }
+
+    fn failed(&self) -> Outcome {
+        failed(&self.what, self.status, &self.headers, &self.text)
+    }
+}
+
+impl Provisioner for ScimProvisioner {
+    async fn provision(&self, request: &Request) -> Outcome {
+        let done = match request.action {
+            Action::Grant => self.grant(request).await,
+            Action::Revoke => self.revoke(request).await,
+        };
+        done.unwrap_or_else(|outcome| outcome)
+    }
+}
+
+/// A filter comparison value: RFC 7644 §3.4.2.2 takes JSON string syntax, so
+/// quotes and backslashes in a name cannot end the string early.
+fn filter_string(value: &str) -> String {
+    Value::String(value.to_string()).to_string()
+}
+
+/// No answer at all: the server may be back soon.
+fn unreachable(what: &str, err: &reqwest::Error) -> Outcome {
+    let why = if err.is_timeout() {
+        "timed out".to_string()
+    } else if err.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "no answer".to_string()
+    };
+    // reqwest's message names the URL, never the headers.
+    Outcome::Transient {
+        message: format!("{what}: {why}: {err}"),
+        retry_after: None,
+    }
+}
+
+/// A non-2xx answer. Rate limits and server errors are worth retrying;
+/// other 4xx mean the request or the setup is wrong.
+fn failed(what: &str, status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome {
+    let message = format!("{what} answered {} {}", status.as_u16(), excerpt(body));
+    let message = message.trim_end().to_string();
+    if status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error()
+    {
+        Outcome::Transient {
+            message,
+            retry_after: headers
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(retry_after),
+        }
+    } else {
+        Outcome::Permanent { message }
+    }
+}
+
+/// Some servers refuse a duplicate member with a plain 400 whose text says so.
+fn says_already_member(body: &str) -> bool {
+    let lower = body.to_lowercase();
+    lower.contains("already") && (lower.contains("member") || lower.contains("exist"))
+}
+
+/// `Retry-After` as seconds or an HTTP date (RFC 9110 §10.2.3).
+fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// At most 512 bytes of a body, cut on a character boundary, whitespace
+/// folded so a message stays one line.
+fn excerpt(body: &str) -> String {
+    let folded = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut end = folded.len().min(BODY_EXCERPT);
+    while !folded.is_char_boundary(end) {
+        end -= 1;
+    }
+    folded[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn statuses_map_to_outcomes() {
+        let none = HeaderMap::new();
+        assert_eq!(
+            failed(
+                "x",
+                StatusCode::TOO_MANY_REQUESTS,
+                &headers(&[("retry-after", "7")]),
+                ""
+            ),
+            Outcome::Transient {
+                message: "x answered 429".into(),
+                retry_after: Some(Duration::from_secs(7)),
+            }
+        );
+        assert!(matches!(
+            failed("x", StatusCode::BAD_GATEWAY, &none, "<html>oops</html>"),
+            Outcome::Transient { message, retry_after: None } if message.contains("502 <html>oops")
+        ));
+        assert!(matches!(
+            failed("x", StatusCode::FORBIDDEN, &none, "{\"detail\":\"no\"}"),
+            Outcome::Permanent { message } if message == "x answered 403 {\"detail\":\"no\"}"
+        ));
+        let date = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
+        let wait = retry_after(&date).unwrap();
+        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon"), None);
+    }
+
+    #[test]
+    fn duplicates_are_recognised_and_bodies_are_cut() {
+        assert!(says_already_member("User is already a member of the group"));
+        assert!(says_already_member(
+            "{\"detail\": \"Member already exists\"}"
+        ));
+        assert!(!says_already_member("invalid path"));
+        let answer = |text: &str| Answer {
+            what: "x".into(),
+            status: StatusCode::BAD_REQUEST,
+            headers: HeaderMap::new(),
+            text: text.into(),
+        };
+        assert_eq!(
+            answer(r#"{"status":"400","scimType":"noTarget"}"#).scim_type(),
+            Some("noTarget")
+        );
+        assert_eq!(answer("<html>").scim_type(), None);
+        let long = excerpt(&"é".repeat(600));
+        assert!(long.len() <= BODY_EXCERPT && long.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn filter_values_are_json_strings_and_ids_stay_one_segment() {
+        assert_eq!(
+            filter_string(r#"ops "blue" \ team"#),
+            r#""ops \"blue\" \\ team""#
+        );
+        let p = ScimProvisioner::new(
+            "https://idp.example.com/scim/v2/".into(),
+            Secret::new("tok".into()),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(
+            p.endpoint(&["Groups", "a/../b?c"]).as_str(),
+            "https://idp.example.com/scim/v2/Groups/a%2F..%2Fb%3Fc"
+        );
+        assert!(ScimProvisioner::new(
+            "ftp://x".into(),
+            Secret::new("t".into()),
+            Duration::from_secs(1)
+        )
+        .is_err());
+        let err = ScimProvisioner::new(
+            "http://x".into(),
+            Secret::new("bad\ntoken".into()),
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert!(!err.contains("bad"), "{err}");
+    }
+}

@@ -1,0 +1,383 @@
+//! The SCIM provisioner against a real SCIM 2.0 server, `scim2-server` from
+//! PyPI, over HTTP on loopback. CI starts one and sets ACCESSD_TEST_SCIM_URL;
+//! otherwise the first test starts one on a free port and all tests share it,
+//! each with its own users and groups.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use accessd::config::Secret;
+use accessd::provision::scim::ScimProvisioner;
+use accessd::provision::{Action, Outcome, Person, Provisioner, Request};
+use serde_json::{json, Value};
+
+/// The bearer token the test server is started with (.ci/run uses the same).
+const TOKEN: &str = "accessd-test-scim-token";
+const INSTALL: &str = "pip install scim2-server==0.8.3";
+
+struct ScimServer {
+    url: String,
+    child: Option<Child>,
+    /// The wrapper shell stops the server when this pipe closes, which also
+    /// happens when the test process exits without running drops (statics).
+    _lifeline: Option<ChildStdin>,
+}
+
+impl Drop for ScimServer {
+    fn drop(&mut self) {
+        self._lifeline.take();
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl ScimServer {
+    fn start() -> ScimServer {
+        if let Ok(url) = std::env::var("ACCESSD_TEST_SCIM_URL") {
+            return ScimServer {
+                url: url.trim_end_matches('/').to_string(),
+                child: None,
+                _lifeline: None,
+            };
+        }
+        match Command::new("scim2-server")
+            .arg("--help")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+        {
+            Ok(status) if status.success() => {}
+            _ => panic!(
+                "the SCIM tests need scim2-server on PATH: {INSTALL} \
+                 (or set ACCESSD_TEST_SCIM_URL to a running one)"
+            ),
+        }
+        let port = free_port();
+        let script =
+            "scim2-server --hostname 127.0.0.1 --port \"$1\" --bearer-token \"$2\" </dev/null & \
+                      server=$!; cat >/dev/null; kill $server";
+        let mut child = Command::new("sh")
+            .args(["-c", script, "scim2-server", &port.to_string(), TOKEN])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run sh");
+        let lifeline = child.stdin.take();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut err) = child.stderr.take() {
+                    let _ = err.read_to_string(&mut stderr);
+                }
+                panic!("scim2-server exited ({status}) before listening: {stderr}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "scim2-server did not listen on {addr} within 20s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ScimServer {
+            url: format!("http://{addr}"),
+            child: Some(child),
+            _lifeline: lifeline,
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a loopback port")
+        .port()
+}
+
+fn server() -> &'static ScimServer {
+    static SERVER: OnceLock<ScimServer> = OnceLock::new();
+    SERVER.get_or_init(ScimServer::start)
+}
+
+fn provisioner(url: &str, token: &str) -> ScimProvisioner {
+    accessd::install_crypto_provider();
+    ScimProvisioner::new(
+        url.into(),
+        Secret::new(token.into()),
+        Duration::from_secs(5),
+    )
+    .expect("valid provisioner")
+}
+
+/// A name no other test (or earlier run against the same server) uses.
+fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Direct SCIM calls for setting up and checking, beside the provisioner.
+struct Admin {
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Admin {
+    fn new() -> Admin {
+        accessd::install_crypto_provider();
+        Admin {
+            url: server().url.clone(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn post(&self, kind: &str, body: Value) -> String {
+        let response = self
+            .http
+            .post(format!("{}/{kind}", self.url))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/scim+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("POST to scim2-server");
+        assert_eq!(response.status(), 201, "POST /{kind} {body}");
+        let created: Value = response.json().await.expect("JSON");
+        created["id"].as_str().expect("an id").to_string()
+    }
+
+    async fn user(&self, user_name: &str, email: &str) -> String {
+        self.post(
+            "Users",
+            json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": user_name,
+                "emails": [{ "value": email, "primary": true }],
+            }),
+        )
+        .await
+    }
+
+    async fn group(&self, name: &str) -> String {
+        self.post(
+            "Groups",
+            json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": name,
+            }),
+        )
+        .await
+    }
+
+    async fn members(&self, group: &str) -> Vec<String> {
+        let group: Value = self
+            .http
+            .get(format!("{}/Groups/{group}", self.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("GET group")
+            .json()
+            .await
+            .expect("JSON");
+        group["members"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|m| m["value"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn request(action: Action, email: &str, entitlement: &str) -> Request {
+    Request {
+        action,
+        idempotency_key: unique("key"),
+        ticket: "T-1".into(),
+        app: "idp".into(),
+        role: "member".into(),
+        entitlement: entitlement.into(),
+        user: Person {
+            email: email.into(),
+            slack_id: "U1".into(),
+        },
+        expires_at: None,
+    }
+}
+
+#[tokio::test]
+async fn grant_adds_the_member_once() {
+    let admin = Admin::new();
+    let email = format!("{}@example.com", unique("ann"));
+    let user = admin.user(&email, &email).await;
+    let other = admin.user(&unique("bob"), &unique("bob@x")).await;
+    // Quotes and a backslash: the filter must escape them to find the group.
+    let name = format!(r#"ops "blue" \ {}"#, unique("team"));
+    let group = admin.group(&name).await;
+    let p = provisioner(&server().url, TOKEN);
+
+    let grant = request(Action::Grant, &email, &name);
+    assert_eq!(p.provision(&grant).await, Outcome::Applied);
+    assert_eq!(admin.members(&group).await, vec![user.clone()]);
+    assert_eq!(p.provision(&grant).await, Outcome::AlreadyInState);
+    assert_eq!(admin.members(&group).await, vec![user]);
+    assert!(!admin.members(&group).await.contains(&other));
+}
+
+#[tokio::test]
+async fn grant_finds_the_user_by_email_when_the_user_name_differs() {
+    let admin = Admin::new();
+    let email = format!("{}@example.com", unique("cho"));
+    let user = admin.user(&unique("cho-handle"), &email).await;
+    let name = unique("readers");
+    let group = admin.group(&name).await;
+    let p = provisioner(&server().url, TOKEN);
+
+    assert_eq!(
+        p.provision(&request(Action::Grant, &email, &name)).await,
+        Outcome::Applied
+    );
+    assert_eq!(admin.members(&group).await, vec![user]);
+}
+
+#[tokio::test]
+async fn revoke_removes_only_that_member_once() {
+    let admin = Admin::new();
+    let email = format!("{}@example.com", unique("dee"));
+    let user = admin.user(&email, &email).await;
+    let stay_email = format!("{}@example.com", unique("eve"));
+    let stays = admin.user(&stay_email, &stay_email).await;
+    let name = unique("admins");
+    let group = admin.group(&name).await;
+    let p = provisioner(&server().url, TOKEN);
+    for who in [&email, &stay_email] {
+        assert_eq!(
+            p.provision(&request(Action::Grant, who, &name)).await,
+            Outcome::Applied
+        );
+    }
+    let mut members = admin.members(&group).await;
+    members.sort();
+    let mut both = vec![user.clone(), stays.clone()];
+    both.sort();
+    assert_eq!(members, both);
+
+    let revoke = request(Action::Revoke, &email, &name);
+    assert_eq!(p.provision(&revoke).await, Outcome::Applied);
+    assert_eq!(admin.members(&group).await, vec![stays]);
+    assert_eq!(p.provision(&revoke).await, Outcome::AlreadyInState);
+}
+
+#[tokio::test]
+async fn unknown_users_and_groups() {
+    let admin = Admin::new();
+    let email = format!("{}@example.com", unique("fay"));
+    admin.user(&email, &email).await;
+    let name = unique("devs");
+    admin.group(&name).await;
+    let p = provisioner(&server().url, TOKEN);
+
+    let nobody = format!("{}@example.com", unique("nobody"));
+    let outcome = p.provision(&request(Action::Grant, &nobody, &name)).await;
+    assert!(
+        matches!(&outcome, Outcome::Permanent { message } if message.contains(&nobody)),
+        "{outcome:?}"
+    );
+    let missing = unique("no-such-group");
+    let outcome = p.provision(&request(Action::Grant, &email, &missing)).await;
+    assert!(
+        matches!(&outcome, Outcome::Permanent { message } if message.contains(&missing)),
+        "{outcome:?}"
+    );
+    // Nothing to take away.
+    assert_eq!(
+        p.provision(&request(Action::Revoke, &nobody, &name)).await,
+        Outcome::AlreadyInState
+    );
+    assert_eq!(
+        p.provision(&request(Action::Revoke, &email, &missing))
+            .await,
+        Outcome::AlreadyInState
+    );
+    assert_eq!(
+        p.provision(&request(Action::Revoke, &email, &name)).await,
+        Outcome::AlreadyInState
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_is_down_is_retried_later() {
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let p = provisioner(&dead, TOKEN);
+    let started = Instant::now();
+    let outcome = p
+        .provision(&request(Action::Grant, "ann@example.com", "g"))
+        .await;
+    assert!(
+        matches!(&outcome, Outcome::Transient { message, .. } if message.contains("connect")),
+        "{outcome:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_and_is_retried_later() {
+    // Accepts connections (the kernel backlog does) but never replies.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", silent.local_addr().expect("addr"));
+    accessd::install_crypto_provider();
+    let p = ScimProvisioner::new(url, Secret::new(TOKEN.into()), Duration::from_millis(300))
+        .expect("valid provisioner");
+    let started = Instant::now();
+    let outcome = p
+        .provision(&request(Action::Revoke, "ann@example.com", "g"))
+        .await;
+    assert!(
+        matches!(&outcome, Outcome::Transient { message, .. } if message.contains("timed out")),
+        "{outcome:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn the_token_is_sent_and_never_shown() {
+    let secret = "sk-scim-0123456789-very-secret";
+    let p = provisioner(&server().url, secret);
+    let shown = format!("{p:?}");
+    assert!(
+        !shown.contains(secret) && !shown.contains("0123456789"),
+        "{shown}"
+    );
+    assert!(shown.contains(&server().url), "{shown}");
+
+    // The server was started with another token: refused, and the refusal
+    // does not echo the one sent.
+    let outcome = p
+        .provision(&request(Action::Grant, "ann@example.com", "g"))
+        .await;
+    let Outcome::Permanent { message } = &outcome else {
+        panic!("a refused token is permanent: {outcome:?}");
+    };
+    assert!(message.contains("401"), "{message}");
+    assert!(
+        !message.contains(secret) && !message.contains("0123456789"),
+        "{message}"
+    );
+    assert!(!format!("{outcome:?}").contains("0123456789"));
+}
