@@ -282,6 +282,12 @@ async fn revoke_removes_only_that_member_once() {
     assert_eq!(p.provision(&revoke).await, Outcome::Applied);
     assert_eq!(admin.members(&group).await, vec![stays]);
     assert_eq!(p.provision(&revoke).await, Outcome::AlreadyInState);
+
+    // The last member: an empty group comes back without `members` at all.
+    let revoke = request(Action::Revoke, &stay_email, &name);
+    assert_eq!(p.provision(&revoke).await, Outcome::Applied);
+    assert!(admin.members(&group).await.is_empty());
+    assert_eq!(p.provision(&revoke).await, Outcome::AlreadyInState);
 }
 
 #[tokio::test]

@@ -44,8 +44,9 @@ struct Resource {
     id: String,
     #[serde(rename = "displayName")]
     display_name: Option<String>,
-    #[serde(default)]
-    members: Vec<Member>,
+    /// `None` when the server left it out: an empty group (RFC 7643 §2.5
+    /// omits empty attributes) or a server that does not list members.
+    members: Option<Vec<Member>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,23 +129,24 @@ impl ScimProvisioner {
         Ok((status, headers, text))
     }
 
-    /// `GET /{kind}?filter=…`: the first page of matches is plenty for the
-    /// unique-ish attributes looked up here.
-    async fn search(&self, kind: &str, filter: &str, attributes: &str) -> Step<Vec<Resource>> {
+    /// `GET /{kind}?filter=…`, answered as is. The first page of matches is
+    /// plenty for the unique-ish attributes looked up here.
+    async fn query(&self, kind: &str, filter: &str, attributes: &str) -> Step<Answer> {
         let mut url = self.endpoint(&[kind]);
         url.query_pairs_mut()
             .append_pair("filter", filter)
             .append_pair("attributes", attributes);
-        let what = format!("SCIM search of {kind} ({filter})");
         let (status, headers, text) = self.send(Method::GET, url, None).await?;
-        if !status.is_success() {
-            return Err(failed(&what, status, &headers, &text));
-        }
-        serde_json::from_str::<ListResponse>(&text)
-            .map(|list| list.resources)
-            .map_err(|e| Outcome::Permanent {
-                message: format!("{what}: unreadable answer ({e}): {}", excerpt(&text)),
-            })
+        Ok(Answer {
+            what: format!("SCIM search of {kind} ({filter})"),
+            status,
+            headers,
+            text,
+        })
+    }
+
+    async fn search(&self, kind: &str, filter: &str, attributes: &str) -> Step<Vec<Resource>> {
+        self.query(kind, filter, attributes).await?.resources()
     }
 
     /// The user's id: by `userName`, else by email (many IdPs use an
@@ -188,6 +190,27 @@ impl ScimProvisioner {
         }
     }
 
+    /// Whether `user` is in `group`; `None` when the server will not say.
+    /// An omitted `members` is asked about with a filter rather than taken as
+    /// empty, so a server that never lists members cannot make a revoke look
+    /// done when it is not.
+    async fn is_member(&self, group: &Resource, user: &str) -> Step<Option<bool>> {
+        if let Some(members) = &group.members {
+            return Ok(Some(members.iter().any(|m| m.value == user)));
+        }
+        let filter = format!(
+            "id eq {} and members.value eq {}",
+            filter_string(&group.id),
+            filter_string(user)
+        );
+        let answer = self.query("Groups", &filter, "id").await?;
+        if answer.status == StatusCode::BAD_REQUEST {
+            // invalidFilter: no filtering on members here; the PATCH decides.
+            return Ok(None);
+        }
+        Ok(Some(answer.resources()?.iter().any(|g| g.id == group.id)))
+    }
+
     /// PATCH one operation on a group; the caller reads the answer, since a
     /// 404 or 409 means different things to a grant and a revoke.
     async fn patch_group(&self, group: &str, operation: Value) -> Step<Answer> {
@@ -215,7 +238,7 @@ impl ScimProvisioner {
                 message: format!("no SCIM group is named {entitlement:?}"),
             });
         };
-        if group.members.iter().any(|m| m.value == user) {
+        if self.is_member(&group, &user).await? == Some(true) {
             return Ok(Outcome::AlreadyInState);
         }
         let add = json!({ "op": "add", "path": "members", "value": [{ "value": user }] });
@@ -242,7 +265,7 @@ impl ScimProvisioner {
         let Some(group) = self.find_group(&request.entitlement).await? else {
             return Ok(Outcome::AlreadyInState);
         };
-        if !group.members.iter().any(|m| m.value == user) {
+        if self.is_member(&group, &user).await? == Some(false) {
             return Ok(Outcome::AlreadyInState);
         }
         let path = format!("members[value eq {}]", filter_string(&user));
@@ -280,6 +303,22 @@ impl Answer {
         serde_json::from_str::<ScimError>(&self.text)
             .ok()
             .and_then(|e| e.scim_type)
+    }
+
+    /// The resources of a list response; any other answer ends the call.
+    fn resources(self) -> Step<Vec<Resource>> {
+        if !self.status.is_success() {
+            return Err(self.failed());
+        }
+        serde_json::from_str::<ListResponse>(&self.text)
+            .map(|list| list.resources)
+            .map_err(|e| Outcome::Permanent {
+                message: format!(
+                    "{}: unreadable answer ({e}): {}",
+                    self.what,
+                    excerpt(&self.text)
+                ),
+            })
     }
 
     fn failed(&self) -> Outcome {
