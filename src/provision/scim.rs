@@ -122,10 +122,10 @@ impl ScimProvisioner {
         if let Some(body) = body {
             call = call.header(CONTENT_TYPE, SCIM_JSON).body(body.to_string());
         }
-        let response = call.send().await.map_err(|e| unreachable(&what, &e))?;
+        let response = call.send().await.map_err(|e| no_answer(&what, &e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let text = response.text().await.map_err(|e| unreachable(&what, &e))?;
+        let text = response.text().await.map_err(|e| no_answer(&what, &e))?;
         Ok((status, headers, text))
     }
 
@@ -249,7 +249,7 @@ impl ScimProvisioner {
             // refuses duplicates instead of ignoring them (RFC 7644 §3.12).
             StatusCode::CONFLICT => Outcome::AlreadyInState,
             StatusCode::BAD_REQUEST
-                if answer.scim_type() == Some("uniqueness")
+                if answer.scim_type().as_deref() == Some("uniqueness")
                     || says_already_member(&answer.text) =>
             {
                 Outcome::AlreadyInState
@@ -276,7 +276,7 @@ impl ScimProvisioner {
             // Gone since the lookup: the group, or the member, which RFC 7644
             // §3.5.2.2 reports as 400 noTarget.
             StatusCode::NOT_FOUND => Outcome::AlreadyInState,
-            StatusCode::BAD_REQUEST if answer.scim_type() == Some("noTarget") => {
+            StatusCode::BAD_REQUEST if answer.scim_type().as_deref() == Some("noTarget") => {
                 Outcome::AlreadyInState
             }
             _ => answer.failed(),
@@ -294,11 +294,11 @@ struct Answer {
 
 impl Answer {
     /// The `scimType` of an RFC 7644 §3.12 error body, if it is one.
-    fn scim_type(&self) -> Option<&str> {
+    fn scim_type(&self) -> Option<String> {
         #[derive(Deserialize)]
-        struct ScimError<'a> {
-            #[serde(rename = "scimType", borrow)]
-            scim_type: Option<&'a str>,
+        struct ScimError {
+            #[serde(rename = "scimType")]
+            scim_type: Option<String>,
         }
         serde_json::from_str::<ScimError>(&self.text)
             .ok()
@@ -343,7 +343,7 @@ fn filter_string(value: &str) -> String {
 }
 
 /// No answer at all: the server may be back soon.
-fn unreachable(what: &str, err: &reqwest::Error) -> Outcome {
+fn no_answer(what: &str, err: &reqwest::Error) -> Outcome {
     let why = if err.is_timeout() {
         "timed out".to_string()
     } else if err.is_connect() {
@@ -466,7 +466,9 @@ mod tests {
             text: text.into(),
         };
         assert_eq!(
-            answer(r#"{"status":"400","scimType":"noTarget"}"#).scim_type(),
+            answer(r#"{"status":"400","scimType":"noTarget"}"#)
+                .scim_type()
+                .as_deref(),
             Some("noTarget")
         );
         assert_eq!(answer("<html>").scim_type(), None);
