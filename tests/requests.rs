@@ -5,12 +5,10 @@
 
 mod support;
 
-
 use accessd::domain::ticket::Status;
 use serde_json::{json, Value};
 use support::payloads;
 use support::world::*;
-
 
 const CATALOG: &str = r#"
 [requests]

@@ -64,6 +64,7 @@ pub trait Provisioner: Send + Sync {
 pub enum AnyProvisioner {
     Command(command::CommandProvisioner),
     Webhook(webhook::WebhookProvisioner),
+    Scim(scim::ScimProvisioner),
     /// A kind this build cannot run yet: every call fails permanently with
     /// this message, so the ticket shows why instead of hanging.
     Unsupported(String),
@@ -74,6 +75,7 @@ impl Provisioner for AnyProvisioner {
         match self {
             AnyProvisioner::Command(p) => p.provision(request).await,
             AnyProvisioner::Webhook(p) => p.provision(request).await,
+            AnyProvisioner::Scim(p) => p.provision(request).await,
             AnyProvisioner::Unsupported(message) => Outcome::Permanent {
                 message: message.clone(),
             },
@@ -104,6 +106,14 @@ impl Provisioners {
                         .map_err(|e| format!("provisioners.{}.secret_file: {e}", p.id))?;
                     AnyProvisioner::Webhook(
                         webhook::WebhookProvisioner::new(url.clone(), secret, p.timeout)
+                            .map_err(|e| format!("provisioners.{}: {e}", p.id))?,
+                    )
+                }
+                ProvisionerKind::Scim { url, token_file } => {
+                    let token = crate::config::Secret::from_file(token_file)
+                        .map_err(|e| format!("provisioners.{}.token_file: {e}", p.id))?;
+                    AnyProvisioner::Scim(
+                        scim::ScimProvisioner::new(url.clone(), token, p.timeout)
                             .map_err(|e| format!("provisioners.{}: {e}", p.id))?,
                     )
                 }

@@ -270,4 +270,3 @@ pub fn buttons_of(message: &Value) -> Vec<String> {
         .map(|b| b.text)
         .collect()
 }
-
