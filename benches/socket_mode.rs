@@ -148,6 +148,8 @@ async fn approval_latency(rate: u64, seconds: u64) {
             duration_secs: 3600,
             plan: plan.clone(),
             status: Status::Pending,
+            kind: accessd::domain::ticket::Kind::Request,
+            parent: None,
         };
         store
             .create_ticket(new, |_| Effects::default())

@@ -77,10 +77,9 @@ pub async fn nudge(app: &Arc<App>, value: &str, event: SlackInteractionBlockActi
         .await;
     let config = app.config.clone();
     let cooldown = app.config.requests.nudge_cooldown;
-    let effects = move |t: &crate::store::Ticket| {
-        let mut effects = Effects::default();
-        effects.messages = reminder_messages(&config, t, &ids);
-        effects
+    let effects = move |t: &crate::store::Ticket| Effects {
+        messages: reminder_messages(&config, t, &ids),
+        ..Effects::default()
     };
     let answer = match app.store.nudge_ticket(id, actor, cooldown, effects).await {
         Ok(Changed::Done(t)) => {

@@ -384,17 +384,16 @@ impl Store {
     /// the call is made; returns the attempt number.
     pub async fn grant_attempt(&self, grant_id: i64) -> Result<i64> {
         self.call(move |conn| {
-            Ok(conn
-                .prepare_cached(
-                    "UPDATE grants SET attempts = attempts + 1 WHERE id = ?1 AND status = 'pending'
-                     RETURNING attempts",
-                )?
-                .query_row([grant_id], |r| r.get(0))
-                .optional()?
-                .ok_or(StoreError::NotFound {
-                    what: "pending grant",
-                    id: grant_id,
-                })?)
+            conn.prepare_cached(
+                "UPDATE grants SET attempts = attempts + 1 WHERE id = ?1 AND status = 'pending'
+                 RETURNING attempts",
+            )?
+            .query_row([grant_id], |r| r.get(0))
+            .optional()?
+            .ok_or(StoreError::NotFound {
+                what: "pending grant",
+                id: grant_id,
+            })
         })
         .await
     }
@@ -413,8 +412,7 @@ impl Store {
                 return Ok(grant);
             }
             let now = ts(Utc::now());
-            let detail;
-            match &result {
+            let detail = match &result {
                 GrantResult::Applied | GrantResult::AlreadyPresent => {
                     let preexisting = result == GrantResult::AlreadyPresent && grant.attempts <= 1;
                     tx.prepare_cached(
@@ -422,20 +420,20 @@ impl Store {
                          WHERE id = ?1",
                     )?
                     .execute(rusqlite::params![grant_id, now, preexisting])?;
-                    detail = serde_json::json!({
+                    serde_json::json!({
                         "result": if result == GrantResult::Applied { "applied" } else { "already_present" },
                         "preexisting": preexisting,
                         "attempts": grant.attempts,
-                    });
+                    })
                 }
                 GrantResult::Failed(message) => {
                     tx.prepare_cached(
                         "UPDATE grants SET status = 'failed', last_error = ?2 WHERE id = ?1",
                     )?
                     .execute(rusqlite::params![grant_id, message])?;
-                    detail = serde_json::json!({ "result": "failed", "error": message, "attempts": grant.attempts });
+                    serde_json::json!({ "result": "failed", "error": message, "attempts": grant.attempts })
                 }
-            }
+            };
             audit(&tx, "accessd", "grant.provision", grant.reference(), detail)?;
             let after = load_grant(&tx, grant_id)?.ok_or(StoreError::NotFound {
                 what: "grant",

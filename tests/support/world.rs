@@ -23,9 +23,12 @@ pub const EVE: &str = "UEVE";
 pub const ZED: &str = "UZED";
 pub const SEC: &str = "USEC";
 
+/// Changes a test makes to the daemon's run options (shorter timers).
+pub type AdjustOptions = Box<dyn Fn(&mut accessd::RunOptions) + Send + Sync>;
+
 pub struct World {
     pub catalog: String,
-    pub options: Option<Box<dyn Fn(&mut accessd::RunOptions) + Send + Sync>>,
+    pub options: Option<AdjustOptions>,
     pub fake: FakeSlack,
     pub dir: tempfile::TempDir,
     pub daemon: Option<Daemon>,

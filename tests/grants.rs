@@ -1,0 +1,525 @@
+//! Just-in-time access end to end: approved requests provisioned through a
+//! real `command` provisioner (a shell script that logs every call and keeps
+//! its own state keyed by idempotency key), expiry, Release now, extensions,
+//! manual tasks, failures and retries, reminders and staleness, and restarts
+//! of the real binary killed with SIGKILL at the worst moments.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use accessd::domain::ticket::{parse_ticket_ref, Status};
+use accessd::store::{GrantStatus, Store};
+use serde_json::json;
+use support::payloads;
+use support::world::*;
+use support::{APP_TOKEN, BOT_TOKEN};
+
+const ALERTS: &str = "CALERTS";
+
+/// Logs `action key` to calls.log for every call; `hang`, `fail` and
+/// `tempfail` files in its folder steer it; state.log makes it idempotent
+/// (a second grant with the same key exits 3, "already present").
+const SCRIPT: &str = r#"#!/bin/sh
+input=$(cat)
+action=$(printf '%s' "$input" | sed -n 's/.*"action":"\([a-z]*\)".*/\1/p')
+key=$(printf '%s' "$input" | sed -n 's/.*"idempotency_key":"\([^"]*\)".*/\1/p')
+dir=$(dirname "$0")
+echo "$action $key" >> "$dir/calls.log"
+if [ -f "$dir/hang" ]; then sleep 30; fi
+if [ -f "$dir/fail" ]; then echo "no such team: $(cat "$dir/fail")" >&2; exit 1; fi
+if [ -f "$dir/tempfail" ]; then rm -f "$dir/tempfail"; echo "busy" >&2; exit 75; fi
+if grep -qx "$action $key" "$dir/state.log" 2>/dev/null; then exit 3; fi
+echo "$action $key" >> "$dir/state.log"
+exit 0
+"#;
+
+fn catalog(script: &Path, requests: &str) -> String {
+    format!(
+        r#"
+[requests]
+default_duration = "8h"
+max_duration = "30d"
+fallback_approvers = ["group:it"]
+admins = ["secops@example.com"]
+{requests}
+
+[groups]
+it = ["ivan@example.com"]
+
+[alerts.channels]
+provisioning_failed = "{ALERTS}"
+
+[[provisioners]]
+id = "script"
+kind = "command"
+command = ["/bin/sh", "{script}"]
+timeout = "20s"
+
+[[apps]]
+id = "github"
+name = "GitHub"
+owners = ["dana@example.com"]
+provisioner = "script"
+stages = [{{ approvers = ["bob@example.com"], required = 1 }}]
+
+  [[apps.roles]]
+  id = "write"
+  name = "Write"
+  entitlement = "gh-writers"
+
+[[apps]]
+id = "legacy"
+name = "Legacy ERP"
+owners = ["dana@example.com"]
+stages = [{{ approvers = ["bob@example.com"], required = 1 }}]
+"#,
+        script = script.display()
+    )
+}
+
+struct Jit {
+    world: World,
+    tools: tempfile::TempDir,
+}
+
+impl Jit {
+    async fn start(requests: &str) -> Jit {
+        let tools = tempfile::tempdir().unwrap();
+        let script = tools.path().join("provision.sh");
+        std::fs::write(&script, SCRIPT).unwrap();
+        let mut world = World::start_with(&catalog(&script, requests)).await;
+        world.fake.add_channel(ALERTS, "access-alerts");
+        world.options = Some(Box::new(|o: &mut accessd::RunOptions| {
+            o.jobs.retry_base = Duration::from_millis(100);
+            o.jobs.retry_max = Duration::from_millis(400);
+            o.jobs.poll = Duration::from_millis(200);
+            o.jobs.max_attempts = 3;
+        }));
+        world.restart().await;
+        Jit { world, tools }
+    }
+
+    fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.tools.path().join("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn steer(&self, file: &str, content: Option<&str>) {
+        let path = self.tools.path().join(file);
+        match content {
+            Some(c) => std::fs::write(path, c).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
+    async fn store(&self) -> Store {
+        Store::open(&self.world.dir.path().join("accessd.db")).unwrap()
+    }
+
+    async fn wait_status(&self, t: &str, want: Status) {
+        let id = parse_ticket_ref(t).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let store = self.store().await;
+            let status = store.ticket(id).await.unwrap().unwrap().status;
+            store.close().await;
+            if status == want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{t} is {status}, never became {want}; calls {:?}",
+                self.calls()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Requests GitHub write for Ann and has Bob approve it.
+    async fn approved(&self, duration: &str) -> String {
+        let t = self
+            .world
+            .request(ANN, "github", &["write"], "Ship the hotfix", duration)
+            .await;
+        self.world.decide(BOB, &t, "Approve", "ok", None).await;
+        t
+    }
+
+    /// An ephemeral answer to `user` (a refused click, where they clicked).
+    async fn told(&self, user: &str, needle: &str) {
+        self.world
+            .fake
+            .wait_until(Duration::from_secs(10), |f| {
+                f.ephemerals_to(user)
+                    .into_iter()
+                    .find(|m| m.to_string().contains(needle))
+            })
+            .await
+            .unwrap_or_else(|| panic!("{user} was not told {needle:?}"));
+    }
+
+    async fn dm_containing(&self, user: &str, needle: &str) -> serde_json::Value {
+        self.world
+            .fake
+            .wait_until(Duration::from_secs(15), |f| {
+                f.messages_to(user)
+                    .into_iter()
+                    .rev()
+                    .find(|m| m.to_string().contains(needle))
+            })
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "no message to {user} containing {needle:?}: {:#?}",
+                    self.world.fake.messages_to(user)
+                )
+            })
+    }
+}
+
+#[tokio::test]
+async fn approval_provisions_once_and_expiry_revokes_once() {
+    let jit = Jit::start("expiry_warning = \"2s\"").await;
+    let t = jit.approved("4s").await;
+    jit.wait_status(&t, Status::Active).await;
+    let granted = jit.dm_containing(ANN, "Access granted").await;
+    assert_eq!(
+        support::buttons(&granted)
+            .into_iter()
+            .map(|b| b.text)
+            .collect::<Vec<_>>(),
+        ["Extend", "Release now"]
+    );
+    let key = format!("accessd/{t}/write");
+    assert_eq!(jit.calls(), [format!("grant {key}")]);
+    // The warning comes before the end, with the same buttons.
+    jit.dm_containing(ANN, "ends").await;
+    jit.wait_status(&t, Status::Expired).await;
+    jit.dm_containing(ANN, "expired and was removed").await;
+    assert_eq!(
+        jit.calls(),
+        [format!("grant {key}"), format!("revoke {key}/revoke")]
+    );
+    let store = jit.store().await;
+    let grants = store
+        .grants_of_ticket(parse_ticket_ref(&t).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].status, GrantStatus::Expired);
+    assert_eq!(grants[0].entitlement, "gh-writers");
+    let granted_at = grants[0].granted_at.unwrap();
+    let expires_at = grants[0].expires_at.unwrap();
+    assert_eq!(
+        (expires_at - granted_at).num_seconds(),
+        4,
+        "the clock starts at the grant"
+    );
+    store.close().await;
+    let audit = jit.world.audit_actions(&t).await;
+    for action in ["ticket.approve", "ticket.provisioning", "ticket.active"] {
+        assert!(audit.contains(&action.to_string()), "{audit:?}");
+    }
+    jit.world.stop().await;
+}
+
+#[tokio::test]
+async fn release_now_revokes_at_once_and_the_requester_is_told() {
+    let jit = Jit::start("").await;
+    let t = jit.approved("2h").await;
+    jit.wait_status(&t, Status::Active).await;
+    let granted = jit.dm_containing(ANN, "Access granted").await;
+    // Only the requester may release it.
+    let click = jit.world.fake.click(BOB, &granted, "Release now");
+    jit.world.ack(&click).await;
+    jit.told(BOB, "Only the requester").await;
+    let click = jit.world.fake.click(ANN, &granted, "Release now");
+    jit.world.ack(&click).await;
+    jit.wait_status(&t, Status::Revoked).await;
+    jit.dm_containing(ANN, "was revoked").await;
+    assert_eq!(jit.calls().len(), 2, "{:?}", jit.calls());
+    assert!(jit.calls()[1].starts_with("revoke "));
+    jit.world.stop().await;
+}
+
+#[tokio::test]
+async fn an_extension_goes_through_policy_and_moves_the_expiry_without_provisioning() {
+    let jit = Jit::start("").await;
+    let t = jit.approved("1h").await;
+    jit.wait_status(&t, Status::Active).await;
+    let id = parse_ticket_ref(&t).unwrap();
+    let store = jit.store().await;
+    let before = store.ticket(id).await.unwrap().unwrap().expires_at.unwrap();
+    store.close().await;
+    let granted = jit.dm_containing(ANN, "Access granted").await;
+    let click = jit.world.fake.click(ANN, &granted, "Extend");
+    jit.world.ack(&click).await;
+    jit.world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.last_modal(ANN)
+                .filter(|m| m["callback_id"] == "extend_access")
+        })
+        .await
+        .expect("extend modal");
+    // Too long for the app's cap is answered inline.
+    let ack = jit
+        .world
+        .submit(
+            ANN,
+            json!({
+                "duration": { "duration_input": payloads::plain_text_value("90d") },
+                "reason": { "reason_input": payloads::plain_text_value("release slipped") },
+            }),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(ack["response_action"], "errors", "{ack}");
+    let ack = jit
+        .world
+        .submit(
+            ANN,
+            json!({
+                "duration": { "duration_input": payloads::plain_text_value("2h") },
+                "reason": { "reason_input": payloads::plain_text_value("release slipped") },
+            }),
+        )
+        .await
+        .expect("answered");
+    let text = ack["view"]["blocks"][0]["text"]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let ext = text
+        .split('*')
+        .nth(1)
+        .filter(|t| t.starts_with("T-"))
+        .unwrap_or_else(|| panic!("no extension ticket in {ack}"))
+        .to_string();
+    jit.world.decide(BOB, &ext, "Approve", "fine", None).await;
+    jit.wait_status(&ext, Status::Active).await;
+    jit.dm_containing(ANN, &format!("Extension {ext} approved"))
+        .await;
+    let store = jit.store().await;
+    let after = store.ticket(id).await.unwrap().unwrap().expires_at.unwrap();
+    store.close().await;
+    assert_eq!((after - before).num_seconds(), 7200);
+    assert_eq!(jit.calls().len(), 1, "no second grant: {:?}", jit.calls());
+    jit.world.stop().await;
+}
+
+#[tokio::test]
+async fn a_permanent_failure_alerts_and_an_admin_retry_provisions_it() {
+    let jit = Jit::start("").await;
+    jit.steer("fail", Some("gh-writers"));
+    let t = jit.approved("1h").await;
+    jit.wait_status(&t, Status::Failed).await;
+    let told = jit.dm_containing(ANN, "could not be granted").await;
+    assert!(
+        told.to_string().contains("no such team: gh-writers"),
+        "{told}"
+    );
+    let alert = jit.dm_containing(ALERTS, "Provisioning failed").await;
+    assert!(alert
+        .to_string()
+        .contains(&format!("accessd tickets retry {t}")));
+    jit.steer("fail", None);
+    let store = jit.store().await;
+    store
+        .retry_ticket(parse_ticket_ref(&t).unwrap(), "secops@example.com".into())
+        .await
+        .unwrap();
+    store.close().await;
+    jit.wait_status(&t, Status::Active).await;
+    let key = format!("grant accessd/{t}/write");
+    assert_eq!(jit.calls(), [key.clone(), key], "the retry keeps the key");
+    jit.world.stop().await;
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_with_the_same_key() {
+    let jit = Jit::start("").await;
+    jit.steer("tempfail", Some(""));
+    let t = jit.approved("1h").await;
+    jit.wait_status(&t, Status::Active).await;
+    let key = format!("grant accessd/{t}/write");
+    assert_eq!(jit.calls(), [key.clone(), key]);
+    let store = jit.store().await;
+    let grant = &store
+        .grants_of_ticket(parse_ticket_ref(&t).unwrap())
+        .await
+        .unwrap()[0];
+    assert_eq!(grant.attempts, 2);
+    assert!(!grant.preexisting);
+    store.close().await;
+    jit.world.stop().await;
+}
+
+#[tokio::test]
+async fn an_app_without_provisioner_is_a_manual_task_for_its_owners() {
+    let jit = Jit::start("").await;
+    let t = jit
+        .world
+        .request(ANN, "legacy", &[], "Month-end close", "8h")
+        .await;
+    jit.world.decide(BOB, &t, "Approve", "", None).await;
+    jit.wait_status(&t, Status::Provisioning).await;
+    jit.dm_containing(ANN, "waiting for the app owners").await;
+    let task = jit.dm_containing(DANA, "Please grant").await;
+    // Someone who is not an owner is refused.
+    let click = jit.world.fake.click(EVE, &task, "Mark done");
+    jit.world.ack(&click).await;
+    jit.told(EVE, "Only the owners").await;
+    let click = jit.world.fake.click(DANA, &task, "Mark done");
+    jit.world.ack(&click).await;
+    jit.wait_status(&t, Status::Active).await;
+    jit.dm_containing(ANN, "Access granted").await;
+    // The owner's copy says who did it and loses its buttons.
+    let updated = jit.dm_containing(DANA, "Done by").await;
+    assert!(support::buttons(&updated).is_empty());
+    assert!(jit.calls().is_empty(), "no provisioner was called");
+    jit.world.stop().await;
+}
+
+#[tokio::test]
+async fn approvers_are_reminded_and_an_unanswered_request_goes_stale() {
+    let jit =
+        Jit::start("reminder_after = \"1s\"\nreminder_every = \"1s\"\nstale_after = \"3s\"").await;
+    let t = jit
+        .world
+        .request(ANN, "github", &["write"], "Ship the hotfix", "1h")
+        .await;
+    jit.dm_containing(BOB, "still waiting").await;
+    jit.wait_status(&t, Status::Stale).await;
+    jit.dm_containing(ANN, "got no decision").await;
+    // Every copy Bob has (the first DM and the reminders) lost its buttons.
+    let copies = jit
+        .world
+        .fake
+        .wait_until(Duration::from_secs(10), |f| {
+            let all: Vec<_> = f
+                .messages_to(BOB)
+                .into_iter()
+                .filter(|m| m.to_string().contains(&t))
+                .collect();
+            all.iter()
+                .all(|m| support::buttons(m).is_empty())
+                .then_some(all)
+        })
+        .await
+        .expect("approver copies updated");
+    assert!(copies.len() >= 2, "the first DM and at least one reminder");
+    assert!(jit
+        .world
+        .audit_actions(&t)
+        .await
+        .contains(&"ticket.stale".to_string()));
+    jit.world.stop().await;
+}
+
+// --- The real binary, killed with SIGKILL -----------------------------------
+
+fn spawn_binary(config: &Path, log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_accessd"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("SLACK_APP_TOKEN", APP_TOKEN)
+        .env("SLACK_BOT_TOKEN", BOT_TOKEN)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        )
+        .spawn()
+        .unwrap()
+}
+
+fn kill_9(child: &mut Child) {
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+}
+
+/// Swaps the in-process daemon for the binary on the same config and database.
+async fn binary_world(requests: &str) -> (Jit, PathBuf, PathBuf, Child) {
+    let mut jit = Jit::start(requests).await;
+    if let Some(daemon) = jit.world.daemon.take() {
+        daemon.stop().await.expect("clean stop");
+    }
+    let config = jit.world.dir.path().join("accessd.toml");
+    let log = jit.world.dir.path().join("daemon.log");
+    let child = spawn_binary(&config, &log);
+    jit.world
+        .fake
+        .wait_for_connections(2, Duration::from_secs(20))
+        .await;
+    (jit, config, log, child)
+}
+
+#[tokio::test]
+async fn an_expiry_missed_while_killed_runs_once_at_start_up() {
+    let (jit, config, log, mut child) = binary_world("").await;
+    let t = jit.approved("3s").await;
+    jit.wait_status(&t, Status::Active).await;
+    kill_9(&mut child);
+    // The expiry passes while the daemon is down.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(jit.calls().len(), 1);
+    let mut child = spawn_binary(&config, &log);
+    jit.wait_status(&t, Status::Expired).await;
+    let key = format!("accessd/{t}/write");
+    assert_eq!(
+        jit.calls(),
+        [format!("grant {key}"), format!("revoke {key}/revoke")],
+        "granted once, revoked once"
+    );
+    kill_9(&mut child);
+}
+
+#[tokio::test]
+async fn a_kill_during_the_provisioner_call_does_not_grant_twice() {
+    let (jit, config, log, mut child) = binary_world("").await;
+    jit.steer("hang", Some(""));
+    let t = jit.approved("1h").await;
+    let key = format!("grant accessd/{t}/write");
+    jit.world
+        .fake
+        .wait_until(Duration::from_secs(15), |_| {
+            jit.calls().contains(&key).then_some(())
+        })
+        .await
+        .expect("the provisioner was called");
+    // The grant is applied (in state.log) but the daemon dies before it
+    // hears back and commits.
+    std::fs::write(jit.tools.path().join("state.log"), format!("{key}\n")).unwrap();
+    kill_9(&mut child);
+    jit.steer("hang", None);
+    let mut child = spawn_binary(&config, &log);
+    jit.wait_status(&t, Status::Active).await;
+    assert_eq!(jit.calls(), [key.clone(), key], "retried with the same key");
+    let store = jit.store().await;
+    let grant = &store
+        .grants_of_ticket(parse_ticket_ref(&t).unwrap())
+        .await
+        .unwrap()[0];
+    assert_eq!(grant.status, GrantStatus::Active);
+    assert!(
+        !grant.preexisting,
+        "our own earlier call applied it: it must be revoked at expiry"
+    );
+    store.close().await;
+    let state = std::fs::read_to_string(jit.tools.path().join("state.log")).unwrap();
+    assert_eq!(state.lines().count(), 1, "applied once in the app");
+    kill_9(&mut child);
+}
