@@ -120,6 +120,19 @@ impl Jit {
         }
     }
 
+    /// Runs the real CLI on the daemon's config, as an admin would.
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_accessd"))
+            .args(args)
+            .arg("--config")
+            .arg(self.world.dir.path().join("accessd.toml"))
+            .env_remove("SLACK_APP_TOKEN")
+            .env_remove("SLACK_BOT_TOKEN")
+            .env("USER", "ops-admin")
+            .output()
+            .unwrap()
+    }
+
     async fn store(&self) -> Store {
         Store::open(&self.world.dir.path().join("accessd.db")).unwrap()
     }
@@ -332,13 +345,14 @@ async fn a_permanent_failure_alerts_and_an_admin_retry_provisions_it() {
         .to_string()
         .contains(&format!("accessd tickets retry {t}")));
     jit.steer("fail", None);
-    let store = jit.store().await;
-    store
-        .retry_ticket(parse_ticket_ref(&t).unwrap(), "secops@example.com".into())
-        .await
-        .unwrap();
-    store.close().await;
+    let out = jit.cli(&["tickets", "retry", &t]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     jit.wait_status(&t, Status::Active).await;
+    // Only a failed ticket can be retried.
+    let out = jit.cli(&["tickets", "retry", &t]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only a failed request"));
+    assert!(jit.world.audit_actions(&t).await.contains(&"ticket.retry".to_string()));
     let key = format!("grant accessd/{t}/write");
     assert_eq!(jit.calls(), [key.clone(), key], "the retry keeps the key");
     jit.world.stop().await;
@@ -422,6 +436,38 @@ async fn approvers_are_reminded_and_an_unanswered_request_goes_stale() {
         .audit_actions(&t)
         .await
         .contains(&"ticket.stale".to_string()));
+    jit.world.stop().await;
+}
+
+#[tokio::test]
+async fn an_admin_lists_and_revokes_grants_from_the_cli() {
+    let jit = Jit::start("").await;
+    let t = jit.approved("2h").await;
+    jit.wait_status(&t, Status::Active).await;
+    let out = jit.cli(&["grants", "list", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let grant = &list[0];
+    assert_eq!(grant["ticket"], t.as_str());
+    assert_eq!(grant["status"], "active");
+    assert_eq!(grant["person"], "ann@example.com");
+    assert_eq!(grant["entitlement"], "gh-writers");
+    let id = grant["id"].as_str().unwrap().to_string();
+    let out = jit.cli(&["grants", "revoke", &id, "--reason", "left the project"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    jit.wait_status(&t, Status::Revoked).await;
+    jit.dm_containing(ANN, "left the project by cli:ops-admin").await;
+    let out = jit.cli(&["grants", "revoke", &id]);
+    assert_eq!(out.status.code(), Some(1), "not active any more");
+    let out = jit.cli(&["grants", "list", "--status", "revoked"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains(&id) && table.contains("left the project"), "{table}");
+    let store = jit.store().await;
+    let audit = store.audit_rows(None).await.unwrap();
+    store.close().await;
+    assert!(audit
+        .iter()
+        .any(|r| r.action == "grant.revoke_requested" && r.actor == "cli:ops-admin" && r.subject == id));
     jit.world.stop().await;
 }
 

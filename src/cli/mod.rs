@@ -1,13 +1,15 @@
 //! Subcommands, each a small function. Exit codes: 0 ok, 1 runtime failure,
 //! 2 usage or configuration error.
 //!
-//! `tickets` and `users` (in their own modules) read and write the store
+//! `tickets`, `grants` and `users` (in their own modules) read and write the store
 //! only: they load the config without asking for the Slack tokens.
 
+mod grants;
 mod output;
 mod tickets;
 mod users;
 
+pub use grants::GrantsCommand;
 pub use tickets::TicketsCommand;
 pub use users::UsersCommand;
 
@@ -75,6 +77,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TicketsCommand,
     },
+    /// Access granted through tickets: list, revoke now.
+    Grants {
+        #[command(subcommand)]
+        command: GrantsCommand,
+    },
     /// Slack user ⇄ email links.
     Users {
         #[command(subcommand)]
@@ -120,6 +127,7 @@ pub fn execute(cli: Cli) -> ExitCode {
             DbCommand::Backup { path } => db_backup(&cli.config, &path),
         },
         Command::Tickets { command } => output::finish(tickets::execute(&cli.config, command)),
+        Command::Grants { command } => output::finish(grants::execute(&cli.config, command)),
         Command::Users { command } => output::finish(users::execute(&cli.config, command)),
     }
 }

@@ -1,5 +1,6 @@
-//! `accessd tickets list|show`: read-only views of tickets, their frozen
-//! approval plans, approvals and audit rows. People appear by email.
+//! `accessd tickets list|show|retry`: views of tickets, their frozen
+//! approval plans, approvals and audit rows (people appear by email), and
+//! the admin's retry of a failed provisioning.
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,10 +10,12 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::output::{clean, emit, or_dash, rfc3339_short, with_store, Failure, Outcome, Table};
+use super::output::{
+    clean, emit, or_dash, print_out, rfc3339_short, with_store, Failure, Outcome, Table,
+};
 use crate::domain::policy::StagePlan;
 use crate::domain::ticket::{parse_ticket_ref, ticket_ref, Status};
-use crate::store::{Approval, AuditRow, Store, Ticket, TicketFilter};
+use crate::store::{Approval, AuditRow, Changed, Store, Ticket, TicketFilter};
 
 #[derive(Debug, Subcommand)]
 pub enum TicketsCommand {
@@ -37,6 +40,13 @@ pub enum TicketsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Provision a failed ticket again (same idempotency keys; the running
+    /// daemon picks it up within seconds; audited).
+    Retry {
+        /// Ticket id: `T-42` or `42`.
+        #[arg(value_name = "ID", value_parser = parse_id)]
+        id: i64,
+    },
 }
 
 /// Clap lists the valid statuses in `--help` and in its usage error (exit 2).
@@ -57,6 +67,7 @@ pub(crate) fn execute(config: &Path, command: TicketsCommand) -> Outcome {
             json,
         } => with_store(config, |store| list(store, status, limit, json)),
         TicketsCommand::Show { id, json } => with_store(config, |store| show(store, id, json)),
+        TicketsCommand::Retry { id } => with_store(config, |store| retry(store, id)),
     }
 }
 
@@ -70,6 +81,26 @@ async fn list(store: Store, status: Option<Status>, limit: Option<usize>, json: 
         .await?;
     let views: Vec<TicketView> = tickets.iter().map(TicketView::from).collect();
     emit(json, &views, || list_table(&views))
+}
+
+async fn retry(store: Store, id: i64) -> Outcome {
+    match store.retry_ticket(id, super::grants::cli_actor()).await {
+        Ok(Changed::Done(t)) => print_out(&format!(
+            "{}: provisioning again; the running daemon picks it up within seconds",
+            t.reference()
+        )),
+        Ok(Changed::NotApplicable(t))
+        | Ok(Changed::Refused { ticket: t, .. })
+        | Ok(Changed::TooSoon { ticket: t, .. }) => Err(Failure::runtime(format!(
+            "{} is {}; only a failed request can be retried",
+            t.reference(),
+            t.status
+        ))),
+        Err(crate::store::StoreError::NotFound { .. }) => {
+            Err(Failure::runtime(format!("no ticket {}", ticket_ref(id))))
+        }
+        Err(err) => Err(err.into()),
+    }
 }
 
 async fn show(store: Store, id: i64, json: bool) -> Outcome {

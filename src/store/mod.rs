@@ -15,7 +15,7 @@ pub(crate) mod audit;
 pub(crate) mod backup;
 pub(crate) mod dedupe;
 pub(crate) mod drafts;
-pub(crate) mod grants;
+pub mod grants;
 pub(crate) mod jobs;
 pub(crate) mod links;
 pub(crate) mod migrations;
