@@ -18,6 +18,7 @@ use support::world::*;
 use support::{APP_TOKEN, BOT_TOKEN};
 
 const ALERTS: &str = "CALERTS";
+const SECURITY: &str = "CSECURITY";
 
 /// Logs `action key` to calls.log for every call; `hang`, `fail` and
 /// `tempfail` files in its folder steer it; state.log makes it idempotent
@@ -51,6 +52,7 @@ it = ["ivan@example.com"]
 
 [alerts.channels]
 provisioning_failed = "{ALERTS}"
+break_glass = "{SECURITY}"
 
 [[provisioners]]
 id = "script"
@@ -69,6 +71,13 @@ stages = [{{ approvers = ["bob@example.com"], required = 1 }}]
   id = "write"
   name = "Write"
   entitlement = "gh-writers"
+
+  [[apps.roles]]
+  id = "admin"
+  name = "Org admin"
+  entitlement = "gh-admins"
+  max_duration = "1h"
+  break_glass = true
 
 [[apps]]
 id = "legacy"
@@ -92,6 +101,7 @@ impl Jit {
         std::fs::write(&script, SCRIPT).unwrap();
         let mut world = World::start_with(&catalog(&script, requests)).await;
         world.fake.add_channel(ALERTS, "access-alerts");
+        world.fake.add_channel(SECURITY, "security");
         world.options = Some(Box::new(|o: &mut accessd::RunOptions| {
             o.jobs.retry_base = Duration::from_millis(100);
             o.jobs.retry_max = Duration::from_millis(400);
@@ -346,13 +356,21 @@ async fn a_permanent_failure_alerts_and_an_admin_retry_provisions_it() {
         .contains(&format!("accessd tickets retry {t}")));
     jit.steer("fail", None);
     let out = jit.cli(&["tickets", "retry", &t]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     jit.wait_status(&t, Status::Active).await;
     // Only a failed ticket can be retried.
     let out = jit.cli(&["tickets", "retry", &t]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("only a failed request"));
-    assert!(jit.world.audit_actions(&t).await.contains(&"ticket.retry".to_string()));
+    assert!(jit
+        .world
+        .audit_actions(&t)
+        .await
+        .contains(&"ticket.retry".to_string()));
     let key = format!("grant accessd/{t}/write");
     assert_eq!(jit.calls(), [key.clone(), key], "the retry keeps the key");
     jit.world.stop().await;
@@ -445,7 +463,11 @@ async fn an_admin_lists_and_revokes_grants_from_the_cli() {
     let t = jit.approved("2h").await;
     jit.wait_status(&t, Status::Active).await;
     let out = jit.cli(&["grants", "list", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let grant = &list[0];
     assert_eq!(grant["ticket"], t.as_str());
@@ -454,20 +476,109 @@ async fn an_admin_lists_and_revokes_grants_from_the_cli() {
     assert_eq!(grant["entitlement"], "gh-writers");
     let id = grant["id"].as_str().unwrap().to_string();
     let out = jit.cli(&["grants", "revoke", &id, "--reason", "left the project"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     jit.wait_status(&t, Status::Revoked).await;
-    jit.dm_containing(ANN, "left the project by cli:ops-admin").await;
+    jit.dm_containing(ANN, "left the project by cli:ops-admin")
+        .await;
     let out = jit.cli(&["grants", "revoke", &id]);
     assert_eq!(out.status.code(), Some(1), "not active any more");
     let out = jit.cli(&["grants", "list", "--status", "revoked"]);
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains(&id) && table.contains("left the project"), "{table}");
+    assert!(
+        table.contains(&id) && table.contains("left the project"),
+        "{table}"
+    );
     let store = jit.store().await;
     let audit = store.audit_rows(None).await.unwrap();
     store.close().await;
-    assert!(audit
-        .iter()
-        .any(|r| r.action == "grant.revoke_requested" && r.actor == "cli:ops-admin" && r.subject == id));
+    assert!(audit.iter().any(|r| r.action == "grant.revoke_requested"
+        && r.actor == "cli:ops-admin"
+        && r.subject == id));
+    jit.world.stop().await;
+}
+
+fn urgent_roles(role: &str, reason: &str) -> serde_json::Value {
+    let option = |text: &str, value: &str| json!({ "text": { "type": "plain_text", "text": text, "emoji": true }, "value": value });
+    json!({
+        "roles": { "roles_select": { "type": "checkboxes", "selected_options": [option(role, role)] } },
+        "reason": { "reason_input": payloads::plain_text_value(reason) },
+        "urgent": { "urgent_check": { "type": "checkboxes", "selected_options": [option("Break-glass", "urgent")] } },
+    })
+}
+
+#[tokio::test]
+async fn break_glass_grants_at_once_tells_approvers_and_security_and_can_be_revoked() {
+    let jit = Jit::start("").await;
+    // A role that does not allow it is refused inline.
+    jit.world.open_request(ANN, "github").await;
+    let ack = jit
+        .world
+        .submit(
+            ANN,
+            urgent_roles("write", "Production is down, need it now"),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(ack["response_action"], "errors", "{ack}");
+    assert!(ack["errors"]["urgent"].is_string(), "{ack}");
+
+    jit.world.open_request(ANN, "github").await;
+    let ack = jit
+        .world
+        .submit(
+            ANN,
+            urgent_roles("admin", "Production is down, need it now"),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(ack["response_action"], "update", "{ack}");
+    // Over the role's 1h cap is refused; within it, it is granted.
+    let ack = jit
+        .world
+        .submit(
+            ANN,
+            json!({ "duration": { "duration_input": payloads::plain_text_value("2h") } }),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(ack["response_action"], "errors", "{ack}");
+    let ack = jit
+        .world
+        .submit(
+            ANN,
+            json!({ "duration": { "duration_input": payloads::plain_text_value("30m") } }),
+        )
+        .await
+        .expect("answered");
+    let text = ack["view"]["blocks"][0]["text"]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(text.contains("break-glass"), "{text}");
+    let t = text.split('*').nth(1).unwrap().to_string();
+    jit.wait_status(&t, Status::Active).await;
+    assert_eq!(jit.calls(), [format!("grant accessd/{t}/admin")]);
+    jit.dm_containing(ANN, "Access granted").await;
+    jit.dm_containing(SECURITY, "Break-glass").await;
+    let notice = jit.dm_containing(BOB, "Break-glass").await;
+    assert!(notice.to_string().contains("Production is down"));
+    let audit = jit.world.audit_actions(&t).await;
+    assert!(
+        audit.contains(&"ticket.break_glass".to_string()),
+        "{audit:?}"
+    );
+    // Someone who is neither approver nor admin cannot revoke it; Bob can.
+    let click = jit.world.fake.click(EVE, &notice, "Revoke");
+    jit.world.ack(&click).await;
+    jit.told(EVE, "Only the approvers").await;
+    let click = jit.world.fake.click(BOB, &notice, "Revoke");
+    jit.world.ack(&click).await;
+    jit.wait_status(&t, Status::Revoked).await;
+    jit.dm_containing(ANN, "revoked by bob@example.com").await;
     jit.world.stop().await;
 }
 

@@ -42,6 +42,9 @@ struct Draft {
     roles: Vec<String>,
     reason: String,
     duration_secs: u64,
+    /// Break-glass: granted at once, approvers told after.
+    #[serde(default)]
+    urgent: bool,
 }
 
 /// What the requester's Slack account is, or why they cannot request.
@@ -122,7 +125,16 @@ async fn first_step(app: &Arc<App>, user: &str, text: Option<&str>) -> Value {
         return views::notice("accessd could not start a request just now; please try again.");
     }
     match draft.app.as_deref().and_then(|id| app.config.app(id)) {
-        Some(found) => views::roles_step(found, &draft_id, &[], ""),
+        Some(found) => {
+            let email = app.identity.email_of(user).await.ok().flatten();
+            views::roles_step(
+                found,
+                &draft_id,
+                &[],
+                "",
+                may_break_glass(app, found, email.as_deref()),
+            )
+        }
         None => views::app_step(&app.config, &draft_id, note.as_deref()),
     }
 }
@@ -205,6 +217,9 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
     let reply = match draft.step {
         Step::App => step_app(app, &mut draft, &values, &email, &draft_id),
         Step::Roles => step_roles(app, &mut draft, &values, &email, &draft_id).await,
+        Step::Duration if draft.urgent => {
+            return break_glass(app, &mut draft, &values, &user, &email, &draft_id).await
+        }
         Step::Duration => step_duration(app, &mut draft, &values, &email, &draft_id).await,
         Step::Approvers => {
             return step_submit(app, &draft, &values, &user, &email, &draft_id).await
@@ -250,7 +265,13 @@ fn step_app(
         draft_id,
         &draft.roles,
         &draft.reason,
+        may_break_glass(app, found, Some(email)),
     ))
+}
+
+/// Whether to offer break-glass at all: admins, or an app with a role that allows it.
+fn may_break_glass(app: &Arc<App>, found: &AppConfig, email: Option<&str>) -> bool {
+    email.is_some_and(|e| app.config.is_admin(e)) || found.roles.iter().any(|r| r.break_glass)
 }
 
 /// The draft's app was removed from the config since the modal opened.
@@ -332,9 +353,25 @@ async fn step_roles(
             problems.push((ROLES_BLOCK, format!("You already have {open} pending for this; nudge or cancel it from the Home tab.")));
         }
     }
+    let urgent = input(values, URGENT_BLOCK, URGENT_ACTION)
+        .and_then(|v| v.selected_options.as_ref())
+        .is_some_and(|opts| !opts.is_empty());
+    if urgent && !app.config.is_admin(email) {
+        let allowed = !roles.is_empty()
+            && roles
+                .iter()
+                .all(|r| found.role(r).is_some_and(|role| role.break_glass));
+        if !allowed {
+            problems.push((
+                URGENT_BLOCK,
+                "Break-glass is for admins, or for roles that allow it; leave it unchecked to ask the approvers.".to_string(),
+            ));
+        }
+    }
     if !problems.is_empty() {
         return errors(&problems);
     }
+    draft.urgent = urgent;
     let cap = policy::duration_cap(found, &roles).unwrap_or(found.max_duration);
     draft.roles = roles;
     draft.reason = reason.trim().to_string();
@@ -436,6 +473,113 @@ async fn step_duration(
     update(views::approvers_step(
         found, &summary, draft_id, &plan, &name_of,
     ))
+}
+
+/// Break-glass: the duration step submits. The ticket is created approved
+/// and provisioned at once; every approver (with **Revoke**) and the
+/// `break_glass` alert channel are told in the same transaction.
+async fn break_glass(
+    app: &Arc<App>,
+    draft: &mut Draft,
+    values: &StateValues,
+    user: &str,
+    email: &str,
+    draft_id: &str,
+) -> Reply {
+    let Some(found) = app_of(app, draft) else {
+        return app_gone();
+    };
+    let cap = policy::duration_cap(found, &draft.roles).unwrap_or(found.max_duration);
+    let text = input(values, DURATION_BLOCK, DURATION_ACTION)
+        .and_then(|v| v.value.clone())
+        .unwrap_or_default();
+    let duration = match checked_duration(&text, cap) {
+        Ok(d) => d,
+        Err(why) => return errors(&[(DURATION_BLOCK, why)]),
+    };
+    let plan = match plan_for(app, found, &draft.roles, email) {
+        Ok(plan) => plan,
+        Err(err) => return errors(&[(DURATION_BLOCK, err.to_string())]),
+    };
+    let ids = app
+        .identity
+        .slack_ids_of(plan.stages.iter().flat_map(|s| s.approvers.clone()))
+        .await;
+    let new = NewTicket {
+        requester_slack_id: user.to_string(),
+        requester_email: email.to_string(),
+        app_id: found.id.clone(),
+        roles: draft.roles.clone(),
+        reason: draft.reason.clone(),
+        duration_secs: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
+        status: Status::Approved,
+        plan,
+        kind: crate::domain::ticket::Kind::BreakGlass,
+        parent: None,
+    };
+    let config = app.config.clone();
+    let effects = move |t: &Ticket| {
+        let mut effects = Effects::default();
+        let (text, blocks) = crate::slack::views::grant::break_glass_notice(&config, t, true);
+        let mut told: Vec<&String> = ids
+            .values()
+            .filter(|id| *id != &t.requester_slack_id)
+            .collect();
+        told.sort();
+        told.dedup();
+        for slack_id in &told {
+            effects
+                .messages
+                .push(NewMessage::post(slack_id, &text, blocks.clone()));
+        }
+        if let Some(channel) = config.alerts.channels.break_glass.as_ref() {
+            effects
+                .messages
+                .push(NewMessage::post(channel, &text, blocks.clone()));
+        }
+        effects.jobs.push(crate::store::JobChange::schedule(
+            crate::store::grants::job::PROVISION,
+            &t.reference(),
+            chrono::Utc::now(),
+        ));
+        effects.audit.push(crate::store::AuditEvent::new(
+            t.requester_email.clone(),
+            "ticket.break_glass",
+            t.reference(),
+            json!({
+                "app": t.app_id,
+                "roles": t.roles,
+                "duration_secs": t.duration_secs,
+                "reason": t.reason,
+                "told": told,
+                "channel": config.alerts.channels.break_glass,
+            }),
+        ));
+        effects
+    };
+    let created = app.store.create_ticket(new, effects).await;
+    let _ = app.store.delete_draft(draft_id.to_string()).await;
+    match created {
+        Ok(Created::New(ticket)) => {
+            app.outbox.wake();
+            app.jobs.wake();
+            let (name, roles) = describe(&app.config, &ticket);
+            update(views::submitted(
+                &ticket.reference(),
+                &format!("for *{name}* ({roles}) is being granted now (break-glass). The approvers and security were told and can revoke it."),
+            ))
+        }
+        Ok(Created::Duplicate(open)) => update(views::notice(&format!(
+            "You already have {} pending for this app and role; cancel it first.",
+            open.reference()
+        ))),
+        Err(err) => {
+            tracing::error!(error = %err, "could not create a break-glass ticket");
+            update(views::notice(
+                "accessd could not record your request; nothing was granted. Please try again.",
+            ))
+        }
+    }
 }
 
 /// Restricts each stage to the approvers who can be reached in Slack and, where

@@ -71,7 +71,14 @@ pub fn app_options(config: &Config, query: &str) -> Value {
 }
 
 /// Step 2: roles and reason.
-pub fn roles_step(app: &AppConfig, draft_id: &str, roles: &[String], reason: &str) -> Value {
+/// Step 2: roles and reason; `urgent` offers the break-glass checkbox.
+pub fn roles_step(
+    app: &AppConfig,
+    draft_id: &str,
+    roles: &[String],
+    reason: &str,
+    urgent: bool,
+) -> Value {
     let mut blocks = vec![section(&format!(
         "*{}*{}",
         app.name,
@@ -122,6 +129,22 @@ pub fn roles_step(app: &AppConfig, draft_id: &str, roles: &[String], reason: &st
         reason_input["initial_value"] = reason.into();
     }
     blocks.push(json!({ "type": "input", "block_id": REASON_BLOCK, "label": plain("Reason"), "element": reason_input }));
+    if urgent {
+        blocks.push(json!({
+            "type": "input",
+            "block_id": URGENT_BLOCK,
+            "optional": true,
+            "label": plain("Emergency"),
+            "element": {
+                "type": "checkboxes",
+                "action_id": URGENT_ACTION,
+                "options": [option(
+                    "Break-glass: grant it now; approvers and security are told at once and can revoke it",
+                    "urgent",
+                )],
+            },
+        }));
+    }
     modal(draft_id, "Next", blocks)
 }
 
