@@ -680,3 +680,42 @@ async fn a_kill_during_the_provisioner_call_does_not_grant_twice() {
     assert_eq!(state.lines().count(), 1, "applied once in the app");
     kill_9(&mut child);
 }
+
+#[tokio::test]
+async fn a_kill_during_the_revoke_call_revokes_once_after_restart() {
+    let (jit, config, log, mut child) = binary_world("").await;
+    let t = jit.approved("2s").await;
+    jit.wait_status(&t, Status::Active).await;
+    jit.steer("hang", Some(""));
+    let revoke = format!("revoke accessd/{t}/write/revoke");
+    jit.world
+        .fake
+        .wait_until(Duration::from_secs(15), |_| {
+            jit.calls().contains(&revoke).then_some(())
+        })
+        .await
+        .expect("the revoke was called");
+    // The app removed it, but the daemon dies before it hears back.
+    let state = std::fs::read_to_string(jit.tools.path().join("state.log")).unwrap();
+    std::fs::write(
+        jit.tools.path().join("state.log"),
+        format!("{state}{revoke}\n"),
+    )
+    .unwrap();
+    kill_9(&mut child);
+    jit.steer("hang", None);
+    let mut child = spawn_binary(&config, &log);
+    jit.wait_status(&t, Status::Expired).await;
+    let calls = jit.calls();
+    assert_eq!(
+        calls.iter().filter(|c| **c == revoke).count(),
+        2,
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.iter().filter(|c| c.starts_with("grant")).count(),
+        1,
+        "{calls:?}"
+    );
+    kill_9(&mut child);
+}

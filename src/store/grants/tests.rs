@@ -227,3 +227,24 @@ async fn the_last_grant_ending_ends_the_ticket() {
         .unwrap()
         .is_none());
 }
+
+#[tokio::test]
+async fn a_restart_after_a_recorded_grant_does_not_call_again() {
+    let (_dir, store) = temp_store();
+    let t = approved(&store, &["read"]).await;
+    let grants = start(&store, &t, &["read"]).await;
+    store.grant_attempt(grants[0].id).await.unwrap();
+    store
+        .record_grant(grants[0].id, GrantResult::Applied)
+        .await
+        .unwrap();
+    // Killed here: the ticket is still provisioning and its job re-runs.
+    let again = start(&store, &t, &["read"]).await;
+    assert_eq!(again[0].status, GrantStatus::Active, "nothing left to call");
+    assert_eq!(again[0].attempts, 1);
+    let active = store
+        .finish_provisioning(t.id, None, WARN, |_, _| Effects::default())
+        .await
+        .unwrap();
+    assert_eq!(active.status, Status::Active);
+}
