@@ -10,6 +10,7 @@ use serde_json::json;
 use slack_morphism::prelude::*;
 
 use super::actions::*;
+use super::approval::value_of;
 use super::tell::{channel_of, tell};
 use super::App;
 use crate::config::Config;
@@ -274,23 +275,6 @@ pub async fn extend_clicked(
             tracing::warn!(error = %err, "could not open the extend modal");
         }
     })
-}
-
-fn value_of(
-    submission: &SlackInteractionViewSubmissionEvent,
-    block: &str,
-    action: &str,
-) -> Option<String> {
-    submission
-        .view
-        .state_params
-        .state
-        .as_ref()?
-        .values
-        .get(&SlackBlockId(block.into()))?
-        .get(&SlackActionId(action.into()))?
-        .value
-        .clone()
 }
 
 fn errors(block: &str, why: String) -> Reply {

@@ -177,7 +177,8 @@ fn decision_cap(config: &Config, ticket: &Ticket) -> Duration {
     now.map_or(frozen, |cap| cap.min(frozen))
 }
 
-fn value_of(
+/// The text a user typed into a modal's input, by block and action id.
+pub(super) fn value_of(
     submission: &SlackInteractionViewSubmissionEvent,
     block: &str,
     action: &str,
