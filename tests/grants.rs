@@ -224,7 +224,7 @@ async fn approval_provisions_once_and_expiry_revokes_once() {
     let key = format!("accessd/{t}/write");
     assert_eq!(jit.calls(), [format!("grant {key}")]);
     // The warning comes before the end, with the same buttons.
-    jit.dm_containing(ANN, "ends").await;
+    jit.dm_containing(ANN, "Extend it or release it now").await;
     jit.wait_status(&t, Status::Expired).await;
     jit.dm_containing(ANN, "expired and was removed").await;
     assert_eq!(
@@ -260,6 +260,19 @@ async fn release_now_revokes_at_once_and_the_requester_is_told() {
     let t = jit.approved("2h").await;
     jit.wait_status(&t, Status::Active).await;
     let granted = jit.dm_containing(ANN, "Access granted").await;
+    // The Home tab lists it with its expiry and the same buttons.
+    jit.world.fake.open_home(ANN);
+    let home = jit
+        .world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.home_view(ANN)
+                .filter(|h| h.to_string().contains(&t) && h.to_string().contains("until"))
+        })
+        .await
+        .expect("home shows the active access");
+    assert!(support::find_button(&home, "Release now").is_some());
+    assert!(support::find_button(&home, "Extend").is_some());
     // Only the requester may release it.
     let click = jit.world.fake.click(BOB, &granted, "Release now");
     jit.world.ack(&click).await;

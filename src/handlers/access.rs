@@ -200,11 +200,11 @@ pub async fn task(
             .push(NewMessage::post(&t.requester_slack_id, &text, blocks));
         if let (false, Some(failure)) = (done, t.failure.as_deref()) {
             let (text, blocks) = views::provisioning_failed_alert(&config, t, failure);
-            if let Some(channel) = config.alerts.channels.provisioning_failed.as_ref() {
-                effects
-                    .messages
-                    .push(NewMessage::post(channel, &text, blocks));
-            }
+            effects.messages.extend(crate::lifecycle::alert(
+                config.alerts.channels.provisioning_failed.as_ref(),
+                &text,
+                blocks,
+            ));
         }
         effects
     };

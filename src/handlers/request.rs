@@ -218,7 +218,7 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
         Step::App => step_app(app, &mut draft, &values, &email, &draft_id),
         Step::Roles => step_roles(app, &mut draft, &values, &email, &draft_id).await,
         Step::Duration if draft.urgent => {
-            return break_glass(app, &mut draft, &values, &user, &email, &draft_id).await
+            return break_glass(app, &draft, &values, &user, &email, &draft_id).await
         }
         Step::Duration => step_duration(app, &mut draft, &values, &email, &draft_id).await,
         Step::Approvers => {
@@ -432,6 +432,25 @@ pub fn checked_duration(text: &str, cap: Duration) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// The duration step's input checked against the cap, and the plan it
+/// leads to; the reply to send instead when either is wrong.
+fn duration_and_plan<'a>(
+    app: &'a Arc<App>,
+    draft: &Draft,
+    values: &StateValues,
+    email: &str,
+) -> Result<(&'a AppConfig, Duration, Plan), Reply> {
+    let found = app_of(app, draft).ok_or_else(app_gone)?;
+    let cap = policy::duration_cap(found, &draft.roles).unwrap_or(found.max_duration);
+    let text = input(values, DURATION_BLOCK, DURATION_ACTION)
+        .and_then(|v| v.value.clone())
+        .unwrap_or_default();
+    let duration = checked_duration(&text, cap).map_err(|why| errors(&[(DURATION_BLOCK, why)]))?;
+    let plan = plan_for(app, found, &draft.roles, email)
+        .map_err(|err| errors(&[(DURATION_BLOCK, err.to_string())]))?;
+    Ok((found, duration, plan))
+}
+
 async fn step_duration(
     app: &Arc<App>,
     draft: &mut Draft,
@@ -439,20 +458,9 @@ async fn step_duration(
     email: &str,
     draft_id: &str,
 ) -> Reply {
-    let Some(found) = app_of(app, draft) else {
-        return app_gone();
-    };
-    let cap = policy::duration_cap(found, &draft.roles).unwrap_or(found.max_duration);
-    let text = input(values, DURATION_BLOCK, DURATION_ACTION)
-        .and_then(|v| v.value.clone())
-        .unwrap_or_default();
-    let duration = match checked_duration(&text, cap) {
-        Ok(d) => d,
-        Err(why) => return errors(&[(DURATION_BLOCK, why)]),
-    };
-    let plan = match plan_for(app, found, &draft.roles, email) {
-        Ok(plan) => plan,
-        Err(err) => return errors(&[(DURATION_BLOCK, err.to_string())]),
+    let (found, duration, plan) = match duration_and_plan(app, draft, values, email) {
+        Ok(checked) => checked,
+        Err(reply) => return reply,
     };
     draft.duration_secs = duration.as_secs();
     draft.step = Step::Approvers;
@@ -480,26 +488,15 @@ async fn step_duration(
 /// `break_glass` alert channel are told in the same transaction.
 async fn break_glass(
     app: &Arc<App>,
-    draft: &mut Draft,
+    draft: &Draft,
     values: &StateValues,
     user: &str,
     email: &str,
     draft_id: &str,
 ) -> Reply {
-    let Some(found) = app_of(app, draft) else {
-        return app_gone();
-    };
-    let cap = policy::duration_cap(found, &draft.roles).unwrap_or(found.max_duration);
-    let text = input(values, DURATION_BLOCK, DURATION_ACTION)
-        .and_then(|v| v.value.clone())
-        .unwrap_or_default();
-    let duration = match checked_duration(&text, cap) {
-        Ok(d) => d,
-        Err(why) => return errors(&[(DURATION_BLOCK, why)]),
-    };
-    let plan = match plan_for(app, found, &draft.roles, email) {
-        Ok(plan) => plan,
-        Err(err) => return errors(&[(DURATION_BLOCK, err.to_string())]),
+    let (found, duration, plan) = match duration_and_plan(app, draft, values, email) {
+        Ok(checked) => checked,
+        Err(reply) => return reply,
     };
     let ids = app
         .identity
@@ -532,11 +529,11 @@ async fn break_glass(
                 .messages
                 .push(NewMessage::post(slack_id, &text, blocks.clone()));
         }
-        if let Some(channel) = config.alerts.channels.break_glass.as_ref() {
-            effects
-                .messages
-                .push(NewMessage::post(channel, &text, blocks.clone()));
-        }
+        effects.messages.extend(crate::lifecycle::alert(
+            config.alerts.channels.break_glass.as_ref(),
+            &text,
+            blocks.clone(),
+        ));
         effects.jobs.push(crate::store::JobChange::schedule(
             crate::store::grants::job::PROVISION,
             &t.reference(),

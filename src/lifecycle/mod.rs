@@ -77,7 +77,7 @@ async fn owner_ids(app: &Arc<App>, app_id: &str) -> HashMap<String, String> {
 }
 
 /// A post to an alert channel, if the config routes that kind anywhere.
-fn alert(channel: Option<&String>, text: &str, blocks: Value) -> Option<NewMessage> {
+pub fn alert(channel: Option<&String>, text: &str, blocks: Value) -> Option<NewMessage> {
     channel
         .filter(|c| !c.trim().is_empty())
         .map(|c| NewMessage::post(c, text, blocks))

@@ -19,12 +19,24 @@ pub const EXIT_ALREADY: i32 = 3;
 /// sysexits' EX_TEMPFAIL: the program asks to be retried.
 pub const EXIT_TEMPFAIL: i32 = 75;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CommandProvisioner {
     program: PathBuf,
     args: Vec<String>,
     env: BTreeMap<String, String>,
     timeout: Duration,
+}
+
+/// `env` often carries the target app's API token: only its names are shown.
+impl std::fmt::Debug for CommandProvisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandProvisioner")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl CommandProvisioner {
@@ -148,6 +160,18 @@ impl Provisioner for CommandProvisioner {
 mod tests {
     use super::*;
     use crate::provision::{Action, Person};
+
+    #[test]
+    fn debug_names_env_variables_without_their_values() {
+        let env = BTreeMap::from([("GH_TOKEN".to_string(), "ghp_secret_value".to_string())]);
+        let p = CommandProvisioner::new(&["/bin/cat".into()], &env, Duration::from_secs(1))
+            .expect("command");
+        let shown = format!("{p:?}");
+        assert!(
+            shown.contains("GH_TOKEN") && !shown.contains("ghp_secret_value"),
+            "{shown}"
+        );
+    }
 
     fn request() -> Request {
         Request {

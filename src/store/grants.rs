@@ -282,16 +282,10 @@ impl Store {
     pub async fn list_grants(&self, filter: GrantFilter) -> Result<Vec<Grant>> {
         self.call(move |conn| {
             let sql = format!(
-                "SELECT {} FROM grants g
-                 WHERE (?1 IS NULL OR g.status = ?1) AND (?2 IS NULL OR g.ticket_id = ?2)
-                   AND (?3 IS NULL OR EXISTS (SELECT 1 FROM tickets t
-                                              WHERE t.id = g.ticket_id AND t.requester_slack_id = ?3))
-                 ORDER BY g.id DESC LIMIT ?4",
-                GRANT_COLUMNS
-                    .split(", ")
-                    .map(|c| format!("g.{}", c.trim()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "SELECT {GRANT_COLUMNS} FROM grants
+                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR ticket_id = ?2)
+                   AND (?3 IS NULL OR ticket_id IN (SELECT id FROM tickets WHERE requester_slack_id = ?3))
+                 ORDER BY id DESC LIMIT ?4"
             );
             let limit = filter
                 .limit
