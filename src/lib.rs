@@ -20,6 +20,7 @@ pub mod provision;
 pub mod router;
 pub mod scheduler;
 pub mod slack;
+pub mod sources;
 pub mod store;
 
 use std::future::Future;

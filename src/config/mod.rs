@@ -207,6 +207,9 @@ pub struct SourceConfig {
     pub schedule: Schedule,
     /// Employment status comes from this source (offboarding findings).
     pub authoritative: bool,
+    /// The app whose accounts this source lists when the source itself does
+    /// not say (a directory's own users); default: the source id.
+    pub app: String,
     pub kind: SourceKind,
 }
 
@@ -227,6 +230,8 @@ pub enum SourceKind {
     Scim {
         url: String,
         token_file: PathBuf,
+        /// SCIM filter applied to the Users listing (RFC 7644 §3.4.2.2).
+        filter: Option<String>,
     },
     Okta {
         url: String,

@@ -213,7 +213,7 @@ pub(crate) struct RawReviewSchedule {
 
 // ---- sources ---------------------------------------------------------------
 
-const SOURCE_COMMON: &[&str] = &["id", "kind", "name", "schedule", "authoritative"];
+const SOURCE_COMMON: &[&str] = &["id", "kind", "name", "schedule", "authoritative", "app"];
 pub(crate) const SOURCE_KINDS: &[&str] = &["file", "scim", "okta", "github", "google", "c1z"];
 
 #[derive(Debug, Deserialize)]
@@ -225,6 +225,7 @@ pub(crate) struct RawSourceCommon {
     pub name: Option<String>,
     pub schedule: Option<String>,
     pub authoritative: Option<bool>,
+    pub app: Option<String>,
 }
 
 #[derive(Debug)]
@@ -236,11 +237,19 @@ pub(crate) struct RawSource {
 #[derive(Debug)]
 pub(crate) enum RawSourceKind {
     File(RawPathSource),
-    Scim(RawUrlTokenSource),
+    Scim(RawScimSource),
     Okta(RawUrlTokenSource),
     Github(RawGithubSource),
     Google(RawGoogleSource),
     C1z(RawPathSource),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawScimSource {
+    pub url: String,
+    pub token_file: String,
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -33,6 +33,10 @@ impl Cx<'_> {
                 RawSourceKind::Scim(f) => SourceKind::Scim {
                     url: self.http_url(&sp.key("url"), &f.url).unwrap_or_default(),
                     token_file: self.path(&sp.key("token_file"), &f.token_file),
+                    filter: f
+                        .filter
+                        .as_ref()
+                        .map(|t| self.non_empty(&sp.key("filter"), t)),
                 },
                 RawSourceKind::Okta(f) => SourceKind::Okta {
                     url: self.http_url(&sp.key("url"), &f.url).unwrap_or_default(),
@@ -63,8 +67,17 @@ impl Cx<'_> {
                     ),
                 },
             };
+            let app = match &c.app {
+                Some(a) => {
+                    let a = a.trim().to_lowercase();
+                    self.ident(&sp.key("app"), &a, "app id");
+                    a
+                }
+                None => c.id.trim().to_lowercase(),
+            };
             out.push(SourceConfig {
                 id: c.id.clone(),
+                app,
                 name: c
                     .name
                     .as_ref()

@@ -1,0 +1,324 @@
+//! Identity sources: what a source reads (a complete [`Snapshot`] of apps and
+//! accounts, or a [`SourceError`] — never a partial snapshot), and building
+//! the configured sources. Diffing lives in `domain::diff`, timing in
+//! `scheduler`, storage in `store::identity`.
+//!
+//! Each kind is one module with a `new` that reads its secrets (errors name
+//! the config key, never the secret) and an async `fetch`. A kind that cannot
+//! list everything it was asked for returns an error: a source that silently
+//! drops a page would look like people leaving.
+
+pub mod c1z;
+pub mod file;
+pub mod github;
+pub mod google;
+pub mod okta;
+pub mod scim;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{SourceConfig, SourceKind};
+
+/// Everything a source knows at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Apps the source knows about (an IdP's app catalog, a file's `apps`).
+    #[serde(default)]
+    pub apps: Vec<SourceApp>,
+    #[serde(default)]
+    pub accounts: Vec<Account>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceApp {
+    /// Lowercase id, comparable with catalog app ids (`slug` makes one).
+    pub id: String,
+    pub name: String,
+    /// Where a person can look at it (the IdP's admin page), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// One account of one person in one app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// Lowercase app id; accounts of the source's own directory use the
+    /// source's `app` setting.
+    pub app: String,
+    /// Stable id of the account within the app (not the email: emails change).
+    pub id: String,
+    /// Lowercased; `None` when the source does not know it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub status: AccountStatus,
+    /// The person's manager, by lowercased email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<String>,
+    /// Sorted, deduplicated entitlement names (groups, roles, teams).
+    #[serde(default)]
+    pub entitlements: Vec<String>,
+    /// Where a person can look at this account, if the source gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    Active,
+    Suspended,
+    Deprovisioned,
+    Pending,
+}
+
+impl AccountStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::Suspended => "suspended",
+            AccountStatus::Deprovisioned => "deprovisioned",
+            AccountStatus::Pending => "pending",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "active" => Some(AccountStatus::Active),
+            "suspended" => Some(AccountStatus::Suspended),
+            "deprovisioned" => Some(AccountStatus::Deprovisioned),
+            "pending" => Some(AccountStatus::Pending),
+            _ => None,
+        }
+    }
+
+    /// Suspended or deprovisioned: the person should have no access.
+    pub fn is_offboarded(self) -> bool {
+        matches!(
+            self,
+            AccountStatus::Suspended | AccountStatus::Deprovisioned
+        )
+    }
+}
+
+impl Snapshot {
+    /// Lowercases and trims emails, app ids and managers, sorts and dedupes
+    /// entitlements, and refuses what a diff could not key on: an account
+    /// without app or id, or the same (app, id) twice.
+    pub fn normalized(mut self) -> Result<Snapshot, SourceError> {
+        let lower = |s: &mut Option<String>| {
+            *s = s
+                .take()
+                .map(|v| v.trim().to_lowercase())
+                .filter(|v| !v.is_empty());
+        };
+        for app in &mut self.apps {
+            app.id = app.id.trim().to_lowercase();
+        }
+        self.apps.retain(|a| !a.id.is_empty());
+        self.apps.sort_by(|a, b| a.id.cmp(&b.id));
+        self.apps.dedup_by(|a, b| a.id == b.id);
+        let mut seen = std::collections::HashSet::with_capacity(self.accounts.len());
+        for (i, acc) in self.accounts.iter_mut().enumerate() {
+            acc.app = acc.app.trim().to_lowercase();
+            acc.id = acc.id.trim().to_string();
+            if acc.app.is_empty() || acc.id.is_empty() {
+                return Err(SourceError::Invalid(format!(
+                    "account #{} has an empty app or id",
+                    i + 1
+                )));
+            }
+            lower(&mut acc.email);
+            lower(&mut acc.manager);
+            acc.entitlements
+                .iter_mut()
+                .for_each(|e| *e = e.trim().to_string());
+            acc.entitlements.retain(|e| !e.is_empty());
+            acc.entitlements.sort();
+            acc.entitlements.dedup();
+            if !seen.insert((acc.app.clone(), acc.id.clone())) {
+                return Err(SourceError::Invalid(format!(
+                    "account {:?} appears twice in app {:?}",
+                    acc.id, acc.app
+                )));
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// Why a source produced no snapshot. Messages are for operators: they name
+/// the file, URL or HTTP status, never a token.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The file or peer could not be read (missing file, connection refused,
+    /// timeout, 5xx).
+    #[error("{0}")]
+    Unavailable(String),
+    /// It answered, but not with something we understand.
+    #[error("{0}")]
+    Invalid(String),
+    /// The credentials were refused (401/403) or cannot be used.
+    #[error("{0}")]
+    Auth(String),
+    /// The peer asked us to slow down.
+    #[error("rate limited{}", .retry_after.map(|d| format!("; retry after {}s", d.as_secs())).unwrap_or_default())]
+    RateLimited { retry_after: Option<Duration> },
+}
+
+impl SourceError {
+    /// A hint for the next attempt: a peer's Retry-After.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SourceError::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Lowercase id from a display name: `"Google Workspace"` → `google-workspace`.
+pub fn slug(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.trim().chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            out.push(c);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    while out.ends_with('-') {
+        out.pop();
+    }
+    out
+}
+
+/// Time limit of one HTTP call of the HTTP sources.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A configured source, ready to fetch.
+#[derive(Debug)]
+pub enum AnySource {
+    File(file::FileSource),
+    Scim(scim::ScimSource),
+    Okta(okta::OktaSource),
+    Github(github::GithubSource),
+    Google(google::GoogleSource),
+    C1z(c1z::C1zSource),
+}
+
+impl AnySource {
+    /// Reads the source's secrets; the error names the config key
+    /// (`sources.ID.token_file: …`) and never holds a secret.
+    pub fn from_config(source: &SourceConfig) -> Result<AnySource, String> {
+        let at = |key: &str| format!("sources.{}.{key}", source.id);
+        let app = source.app.clone();
+        Ok(match &source.kind {
+            SourceKind::File { path } => AnySource::File(file::FileSource::new(path.clone(), app)),
+            SourceKind::C1z { path } => AnySource::C1z(c1z::C1zSource::new(path.clone(), app)),
+            SourceKind::Scim {
+                url,
+                token_file,
+                filter,
+            } => {
+                let token = crate::config::Secret::from_file(token_file)
+                    .map_err(|e| format!("{}: {e}", at("token_file")))?;
+                AnySource::Scim(
+                    scim::ScimSource::new(url, token, filter.clone(), app)
+                        .map_err(|e| format!("{}: {e}", at("url")))?,
+                )
+            }
+            SourceKind::Okta { url, token_file } => {
+                let token = crate::config::Secret::from_file(token_file)
+                    .map_err(|e| format!("{}: {e}", at("token_file")))?;
+                AnySource::Okta(
+                    okta::OktaSource::new(url, token, app)
+                        .map_err(|e| format!("{}: {e}", at("url")))?,
+                )
+            }
+            SourceKind::Github {
+                org,
+                token_file,
+                api_url,
+            } => {
+                let token = crate::config::Secret::from_file(token_file)
+                    .map_err(|e| format!("{}: {e}", at("token_file")))?;
+                AnySource::Github(
+                    github::GithubSource::new(api_url, org, token, app)
+                        .map_err(|e| format!("{}: {e}", at("api_url")))?,
+                )
+            }
+            SourceKind::Google {
+                credentials_file,
+                customer,
+                subject,
+                token_uri,
+            } => AnySource::Google(
+                google::GoogleSource::new(credentials_file, customer, subject, token_uri, app)
+                    .map_err(|e| format!("{}: {e}", at("credentials_file")))?,
+            ),
+        })
+    }
+
+    /// A complete, normalized snapshot, or why there is none.
+    pub async fn fetch(&self) -> Result<Snapshot, SourceError> {
+        let raw = match self {
+            AnySource::File(s) => s.fetch().await,
+            AnySource::Scim(s) => s.fetch().await,
+            AnySource::Okta(s) => s.fetch().await,
+            AnySource::Github(s) => s.fetch().await,
+            AnySource::Google(s) => s.fetch().await,
+            AnySource::C1z(s) => s.fetch().await,
+        }?;
+        raw.normalized()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(app: &str, id: &str) -> Account {
+        Account {
+            app: app.into(),
+            id: id.into(),
+            email: Some(" Ann@Example.COM ".into()),
+            name: None,
+            status: AccountStatus::Active,
+            manager: Some("".into()),
+            entitlements: vec!["b".into(), "a".into(), "b".into(), " ".into()],
+            url: None,
+        }
+    }
+
+    #[test]
+    fn normalizing_lowercases_sorts_and_refuses_duplicates() {
+        let snap = Snapshot {
+            apps: vec![],
+            accounts: vec![account("GitHub", "u1")],
+        }
+        .normalized()
+        .unwrap();
+        let a = &snap.accounts[0];
+        assert_eq!(a.app, "github");
+        assert_eq!(a.email.as_deref(), Some("ann@example.com"));
+        assert_eq!(a.manager, None);
+        assert_eq!(a.entitlements, vec!["a", "b"]);
+
+        let dup = Snapshot {
+            apps: vec![],
+            accounts: vec![account("github", "u1"), account("GITHUB", "u1")],
+        }
+        .normalized();
+        assert!(matches!(dup, Err(SourceError::Invalid(m)) if m.contains("twice")));
+    }
+
+    #[test]
+    fn slugs_are_catalog_like_ids() {
+        assert_eq!(slug("Google Workspace"), "google-workspace");
+        assert_eq!(slug("  Dropbox (Business) "), "dropbox-business");
+        assert_eq!(slug("Notion"), "notion");
+    }
+}
