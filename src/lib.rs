@@ -9,6 +9,7 @@
 //! typed route), `handlers` (one per surface), `outbox` (durable delivery),
 //! `cli` (subcommands).
 
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod domain;
@@ -60,6 +61,10 @@ pub enum RunError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Provisioner(String),
+    #[error("{0}")]
+    Source(String),
+    #[error("{0}")]
+    Channels(String),
 }
 
 /// Knobs that are not part of the config file: protocol timings tests shorten.
@@ -120,6 +125,12 @@ async fn run_on_store(
     tokio::pin!(shutdown);
     let provisioners =
         provision::Provisioners::from_config(&config).map_err(RunError::Provisioner)?;
+    let readers = config
+        .sources
+        .iter()
+        .map(|s| sources::AnySource::from_config(s).map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(RunError::Source)?;
     let api = SlackApi::new(&config.slack.api_url, &tokens, options.api_timeout)?;
     let bot = tokio::select! {
         bot = check_bot_token(&api, &options.transport) => bot?,
@@ -130,6 +141,12 @@ async fn run_on_store(
         team = bot.team,
         "bot token accepted"
     );
+    let mut config = config;
+    let (channels, resolved) = alerts::resolve_channels(&api, &config.alerts.channels)
+        .await
+        .map_err(RunError::Channels)?;
+    config.alerts.channels = channels;
+    store.save_channels(resolved).await?;
 
     let (stop, stopped) = watch::channel(false);
     let outbox = Outbox::new(store.clone());
@@ -150,7 +167,13 @@ async fn run_on_store(
         jobs: scheduler::Wake::default(),
         job_options: options.jobs.clone(),
     });
+    schedule_digest(&app).await?;
     let job_runner = tokio::spawn(scheduler::run(app.clone(), stopped.clone()));
+    let source_timers = tokio::spawn(scheduler::sources::run(
+        app.clone(),
+        readers,
+        stopped.clone(),
+    ));
     let home_refresh = tokio::spawn(handlers::home::HomeRefresh::run(Arc::downgrade(&app)));
     let transport = Transport::new(
         api,
@@ -182,6 +205,7 @@ async fn run_on_store(
             let _ = (&mut transport_task).await;
         }
         let _ = job_runner.await;
+        let _ = source_timers.await;
         let _ = outbox_task.await;
     })
     .await;
@@ -211,6 +235,21 @@ async fn check_bot_token(
             Err(err) => return Err(RunError::Slack(err)),
         }
     }
+}
+
+/// Sets the daily digest timer to the next `alerts.digest_at` (a digest
+/// missed while the daemon was down is skipped, not sent late).
+async fn schedule_digest(app: &App) -> Result<(), StoreError> {
+    let next = alerts::next_digest(app.config.alerts.digest_at, chrono::Utc::now());
+    app.store
+        .schedule_job(
+            alerts::DIGEST_JOB.into(),
+            alerts::DIGEST_SUBJECT.into(),
+            next,
+            serde_json::Value::Null,
+        )
+        .await?;
+    Ok(())
 }
 
 async fn notify_systemd_when_connected(status: Arc<TransportStatus>) {

@@ -1,6 +1,7 @@
-//! Pure domain logic: the ticket state machine and the approval policy. No
+//! Pure domain logic: the ticket state machine, the approval policy and snapshot diffs. No
 //! I/O, no Slack, no SQL, no clock — everything here is table-tested.
 
 pub mod catalog;
+pub mod diff;
 pub mod policy;
 pub mod ticket;

@@ -56,6 +56,15 @@ pub mod actions {
     /// The request modal's break-glass checkbox.
     pub const URGENT_BLOCK: &str = "urgent";
     pub const URGENT_ACTION: &str = "urgent_check";
+    /// Alert channel messages; the value is the alert's key.
+    pub const ALERT_ACK: &str = "alert_ack";
+    pub const ALERT_WATCH: &str = "alert_watch";
+    pub const ALERT_IGNORE: &str = "alert_ignore";
+    pub const ALERT_REVOKE: &str = "alert_revoke";
+    /// A link button: Slack still sends the click, which needs only an ack.
+    pub const ALERT_OPEN: &str = "alert_open";
+    /// The digest's per-kind button; the value is `kind|digest time`.
+    pub const DIGEST_ACK: &str = "digest_ack";
 }
 
 /// Everything a handler may touch.

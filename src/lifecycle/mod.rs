@@ -1,9 +1,10 @@
 //! What each durable job does: provisioning after approval, revocation at
 //! expiry or on request, the expiry warning, approver reminders and
-//! staleness. Every step re-reads the ticket and grant from SQLite, so a job
+//! staleness, the findings digest and revocations asked for from alerts. Every step re-reads the ticket and grant from SQLite, so a job
 //! that runs late or twice finds the state as it is and does the right thing.
 
 mod expiry;
+pub mod findings;
 mod provision;
 mod reminders;
 
@@ -43,6 +44,8 @@ pub async fn run_job(app: &Arc<App>, job: &Job) -> JobResult {
             Some(id) => reminders::stale(app, job, id).await,
             None => bad_subject(job),
         },
+        crate::alerts::DIGEST_JOB => findings::digest(app).await,
+        findings::job::ACCOUNT_REVOKE => findings::account_revoke(app, job).await,
         other => {
             tracing::warn!(kind = other, "unknown job kind; dropped");
             JobResult::Fail(format!("unknown job kind {other}"))

@@ -14,6 +14,7 @@ pub mod github;
 pub mod google;
 pub mod okta;
 pub mod scim;
+pub mod sync;
 
 use std::time::Duration;
 

@@ -33,6 +33,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0003_grant_lifecycle",
         sql: include_str!("migrations/0003_grant_lifecycle.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_sources_alerts",
+        sql: include_str!("migrations/0004_sources_alerts.sql"),
+    },
 ];
 
 /// Schema version this binary writes and understands.

@@ -11,11 +11,13 @@
 //! `Store::open` and `Store::migrate` are plain sync functions, everything else
 //! is `block_on(store.method())`.
 
+pub mod alerts;
 pub(crate) mod audit;
 pub(crate) mod backup;
 pub(crate) mod dedupe;
 pub(crate) mod drafts;
 pub mod grants;
+pub mod identity;
 pub(crate) mod jobs;
 pub(crate) mod links;
 pub(crate) mod migrations;
@@ -34,8 +36,10 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, OpenFlags, Row, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use alerts::{ActionOutcome, AlertAction, AlertRow, NewAlert};
 pub use audit::{AuditBreak, AuditBreakKind, AuditEvent, AuditRow, AuditVerification};
 pub use grants::{Grant, GrantFilter, GrantStatus, ProvisionStart, RevokeTarget};
+pub use identity::{Offboarded, SourceState, SyncRecord};
 pub use jobs::{Job, JobChange};
 pub use links::UserLink;
 pub use migrations::MigrationReport;

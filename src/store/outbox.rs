@@ -73,6 +73,8 @@ pub enum OnSent {
         ticket_id: i64,
         owner_slack_id: String,
     },
+    /// An alert's channel post: kept so the finding knows where it was shown.
+    AlertMessage { key: String },
 }
 
 /// A pending call handed to the outbox worker.
@@ -174,6 +176,13 @@ fn record_on_sent(
                      VALUES (?1, ?2, ?3, ?4, 'task')",
                 )?
                 .execute(rusqlite::params![ticket_id, owner_slack_id, channel, message_ts])?;
+            }
+        }
+        OnSent::AlertMessage { key } => {
+            let channel = response.get("channel").and_then(|v| v.as_str());
+            let message_ts = response.get("ts").and_then(|v| v.as_str());
+            if let (Some(channel), Some(message_ts)) = (channel, message_ts) {
+                super::alerts::record_alert_message_tx(tx, key, channel, message_ts)?;
             }
         }
     }

@@ -79,13 +79,18 @@ pub fn clip(text: &str, max: usize) -> String {
     }
 }
 
-/// Quotes user-supplied text so it cannot inject mentions or formatting.
-pub fn quote(text: &str) -> String {
-    let escaped = clip(text, 2000)
+/// Escapes outside text (a source's names, an error) so it cannot inject
+/// mentions or links, and clips it to `max` characters.
+pub fn escape(text: &str, max: usize) -> String {
+    clip(text, max)
         .replace('&', "&amp;")
         .replace('<', "&lt;")
-        .replace('>', "&gt;");
-    escaped
+        .replace('>', "&gt;")
+}
+
+/// Quotes user-supplied text so it cannot inject mentions or formatting.
+pub fn quote(text: &str) -> String {
+    escape(text, 2000)
         .lines()
         .map(|l| format!("> {l}"))
         .collect::<Vec<_>>()

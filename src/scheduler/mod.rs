@@ -5,6 +5,10 @@
 //!
 //! Jobs scheduled by another process (the CLI) are noticed within `poll`;
 //! handlers in this process call [`Wake::wake`] to start theirs at once.
+//!
+//! Identity-source polls run on their own timers, in [`sources`].
+
+pub mod sources;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
