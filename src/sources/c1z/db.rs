@@ -75,13 +75,31 @@ pub fn read_snapshot(conn: &Connection, app: &str) -> Result<Snapshot, String> {
     // newer SDKs store slimmed grant blobs without them. Grants to groups and
     // other non-user principals are skipped because Baton's syncer has
     // already expanded them into per-user grants before it ends the sync.
+    // Filtering on the principal types in SQL spares allocating a row for
+    // every group-to-group grant of a large directory.
+    let principal_types: Vec<&str> = by_principal
+        .keys()
+        .map(|(t, _)| t.as_str())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if principal_types.is_empty() {
+        return Ok(Snapshot {
+            apps: Vec::new(),
+            accounts,
+        });
+    }
+    let placeholders = vec!["?"; principal_types.len()].join(", ");
     let mut stmt = conn
-        .prepare(
+        .prepare(&format!(
             "SELECT entitlement_id, principal_resource_type_id, principal_resource_id \
-             FROM v1_grants WHERE sync_id = ?1",
-        )
+             FROM v1_grants WHERE sync_id = ? AND principal_resource_type_id IN ({placeholders})"
+        ))
         .map_err(sql("v1_grants"))?;
-    let mut rows = stmt.query([&sync_id]).map_err(sql("v1_grants"))?;
+    let params = std::iter::once(sync_id.as_str()).chain(principal_types.iter().copied());
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(params))
+        .map_err(sql("v1_grants"))?;
     while let Some(row) = rows.next().map_err(sql("v1_grants"))? {
         let entitlement: String = row.get(0).map_err(sql("v1_grants"))?;
         let principal_type: String = row.get(1).map_err(sql("v1_grants"))?;
