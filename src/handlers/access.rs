@@ -316,7 +316,7 @@ pub async fn extend_submitted(
         return errors(REASON_BLOCK, "Say why you need more time.".into());
     }
     let email = parent.requester_email.clone();
-    let plan = match super::request::plan_for(app, found, &parent.roles, &email) {
+    let plan = match super::request::plan_for(app, found, &parent.roles, &email).await {
         Ok(plan) => plan,
         Err(err) => return super::request::update(notice(&err.to_string())),
     };

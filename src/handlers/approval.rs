@@ -28,7 +28,13 @@ use crate::store::{
 
 /// Whether `actor` may decide `ticket` now: re-computed from the current
 /// config and the requester, never taken from the ticket or the payload.
-pub fn may_decide(config: &Config, ticket: &Ticket, actor_email: &str) -> Result<(), String> {
+/// `manager` is the requester's manager from the identity sources.
+pub fn may_decide(
+    config: &Config,
+    ticket: &Ticket,
+    actor_email: &str,
+    manager: Option<&str>,
+) -> Result<(), String> {
     let Some(app) = config.app(&ticket.app_id) else {
         return if config.is_admin(actor_email)
             && !actor_email.eq_ignore_ascii_case(&ticket.requester_email)
@@ -44,7 +50,7 @@ pub fn may_decide(config: &Config, ticket: &Ticket, actor_email: &str) -> Result
     };
     let requester = Requester {
         email: &ticket.requester_email,
-        manager: None,
+        manager,
     };
     let current = policy::plan(config, app, &ticket.roles, &requester)
         .unwrap_or_else(|_| ticket.plan.clone());
@@ -144,7 +150,8 @@ pub async fn clicked(
             Ok(Some(email)) => email,
             _ => return refuse("accessd cannot tell who you are (no email on your Slack account).".into()).await,
         };
-        if let Err(why) = may_decide(&app.config, &ticket, &email) {
+        let manager = super::request::manager_of(&app, &ticket.requester_email).await;
+        if let Err(why) = may_decide(&app.config, &ticket, &email, manager.as_deref()) {
             let audit = AuditEvent::new(
                 email.clone(),
                 "ticket.decision_refused",
@@ -273,7 +280,8 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
         duration_secs,
     };
     let check_config = app.config.clone();
-    let check = move |t: &Ticket| may_decide(&check_config, t, &email);
+    let manager = super::request::manager_of(app, &ticket.requester_email).await;
+    let check = move |t: &Ticket| may_decide(&check_config, t, &email, manager.as_deref());
     let effects_config = app.config.clone();
     let effect_ids = ids.clone();
     let effects = move |t: &Ticket, transition: Transition| {

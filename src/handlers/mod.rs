@@ -3,6 +3,7 @@
 //! follows) and push slow work (Web API calls) into [`Reply::then`].
 
 pub mod access;
+pub mod alert;
 pub mod approval;
 pub mod command;
 pub mod home;
@@ -105,6 +106,15 @@ pub async fn dispatch(app: &Arc<App>, route: Route) -> Reply {
                 actions::TASK_DONE | actions::TASK_FAILED => {
                     access::task(app, &action.action_id.0, &value, *event).await
                 }
+                actions::ALERT_ACK
+                | actions::ALERT_WATCH
+                | actions::ALERT_IGNORE
+                | actions::ALERT_REVOKE => {
+                    alert::clicked(app, &action.action_id.0, &value, *event).await
+                }
+                actions::DIGEST_ACK => alert::digest_clicked(app, &value, *event).await,
+                // A link button: the browser opened the page; nothing to do.
+                actions::ALERT_OPEN => Reply::empty(),
                 // Selects inside the request modal fire block actions too; the
                 // modal reads them on submission.
                 actions::APP_ACTION | actions::ROLES_ACTION | actions::APPROVERS_ACTION => {

@@ -56,7 +56,7 @@ pub enum Who {
 /// Resolves the requester's email; the refusal names the email seen and what to do.
 pub async fn requester_email(app: &Arc<App>, user: &str) -> Who {
     match app.identity.email_of(user).await {
-        Ok(Some(email)) if app.config.identity.require_known_email && !known_in_sources(app, &email) => Who::Refused(format!(
+        Ok(Some(email)) if app.config.identity.require_known_email && !known_in_sources(app, &email).await => Who::Refused(format!(
             "Your Slack account's email is *{email}*, and no identity source knows that address, so accessd \
              cannot tell who you are. Ask an admin to link you (`accessd users link {user} you@company`)."
         )),
@@ -73,11 +73,39 @@ pub async fn requester_email(app: &Arc<App>, user: &str) -> Who {
     }
 }
 
-/// Whether an identity source lists `email`. Sources are synced by the
-/// identity-source feature; until one has synced, nobody is known, so
-/// `require_known_email = true` refuses everyone rather than guessing.
-fn known_in_sources(_app: &Arc<App>, _email: &str) -> bool {
-    false
+/// Whether an identity source's last good snapshot lists `email`. Until a
+/// source has synced nobody is known, so `require_known_email = true`
+/// refuses everyone rather than guessing; a database error refuses too.
+async fn known_in_sources(app: &Arc<App>, email: &str) -> bool {
+    app.store
+        .email_known(email.to_string())
+        .await
+        .unwrap_or_else(|err| {
+            tracing::error!(error = %err, "could not check an email against the identity sources");
+            false
+        })
+}
+
+/// The person's manager as the identity sources give it (authoritative
+/// sources first), for `manager` approvers.
+pub(super) async fn manager_of(app: &Arc<App>, email: &str) -> Option<String> {
+    if app.config.sources.is_empty() {
+        return None;
+    }
+    let prefer = app
+        .config
+        .sources
+        .iter()
+        .filter(|s| s.authoritative)
+        .map(|s| s.id.clone())
+        .collect();
+    app.store
+        .manager_of(email.to_string(), prefer)
+        .await
+        .unwrap_or_else(|err| {
+            tracing::error!(error = %err, "could not read a manager from the identity sources");
+            None
+        })
 }
 
 /// Opens the modal (after the ack: `trigger_id` is valid 3 s, once). `text`
@@ -215,7 +243,7 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
     };
     let values = state_values(&submission);
     let reply = match draft.step {
-        Step::App => step_app(app, &mut draft, &values, &email, &draft_id),
+        Step::App => step_app(app, &mut draft, &values, &email, &draft_id).await,
         Step::Roles => step_roles(app, &mut draft, &values, &email, &draft_id).await,
         Step::Duration if draft.urgent => {
             return break_glass(app, &draft, &values, &user, &email, &draft_id).await
@@ -234,7 +262,7 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
     reply
 }
 
-fn step_app(
+async fn step_app(
     app: &Arc<App>,
     draft: &mut Draft,
     values: &StateValues,
@@ -247,13 +275,14 @@ fn step_app(
     let Some(found) = chosen.as_deref().and_then(|id| app.config.app(id)) else {
         return errors(&[(APP_BLOCK, "Choose an app from the list.".into())]);
     };
+    let manager = manager_of(app, email).await;
     if let Err(PolicyError::Denied { app: name, rule }) = policy::plan(
         &app.config,
         found,
         &[],
         &Requester {
             email,
-            manager: None,
+            manager: manager.as_deref(),
         },
     ) {
         return errors(&[(APP_BLOCK, format!("You may not request {name} ({rule})."))]);
@@ -285,19 +314,20 @@ fn app_of<'a>(app: &'a Arc<App>, draft: &Draft) -> Option<&'a AppConfig> {
     draft.app.as_deref().and_then(|id| app.config.app(id))
 }
 
-pub(super) fn plan_for(
+pub(super) async fn plan_for(
     app: &Arc<App>,
     found: &AppConfig,
     roles: &[String],
     email: &str,
 ) -> Result<Plan, PolicyError> {
+    let manager = manager_of(app, email).await;
     policy::plan(
         &app.config,
         found,
         roles,
         &Requester {
             email,
-            manager: None,
+            manager: manager.as_deref(),
         },
     )
 }
@@ -335,7 +365,7 @@ async fn step_roles(
         ));
     }
     if problems.is_empty() {
-        match plan_for(app, found, &roles, email) {
+        match plan_for(app, found, &roles, email).await {
             Err(PolicyError::NoApprovers { stage }) => problems.push((
                 ROLES_BLOCK,
                 format!("No one can approve stage {stage} of this request; ask an admin to fix the approvers."),
@@ -434,7 +464,7 @@ pub fn checked_duration(text: &str, cap: Duration) -> Result<Duration, String> {
 
 /// The duration step's input checked against the cap, and the plan it
 /// leads to; the reply to send instead when either is wrong.
-fn duration_and_plan<'a>(
+async fn duration_and_plan<'a>(
     app: &'a Arc<App>,
     draft: &Draft,
     values: &StateValues,
@@ -447,6 +477,7 @@ fn duration_and_plan<'a>(
         .unwrap_or_default();
     let duration = checked_duration(&text, cap).map_err(|why| errors(&[(DURATION_BLOCK, why)]))?;
     let plan = plan_for(app, found, &draft.roles, email)
+        .await
         .map_err(|err| errors(&[(DURATION_BLOCK, err.to_string())]))?;
     Ok((found, duration, plan))
 }
@@ -458,7 +489,7 @@ async fn step_duration(
     email: &str,
     draft_id: &str,
 ) -> Reply {
-    let (found, duration, plan) = match duration_and_plan(app, draft, values, email) {
+    let (found, duration, plan) = match duration_and_plan(app, draft, values, email).await {
         Ok(checked) => checked,
         Err(reply) => return reply,
     };
@@ -494,7 +525,7 @@ async fn break_glass(
     email: &str,
     draft_id: &str,
 ) -> Reply {
-    let (found, duration, plan) = match duration_and_plan(app, draft, values, email) {
+    let (found, duration, plan) = match duration_and_plan(app, draft, values, email).await {
         Ok(checked) => checked,
         Err(reply) => return reply,
     };
@@ -649,7 +680,7 @@ async fn step_submit(
     let Some(found) = app_of(app, draft) else {
         return app_gone();
     };
-    let plan = match plan_for(app, found, &draft.roles, email) {
+    let plan = match plan_for(app, found, &draft.roles, email).await {
         Ok(plan) => plan,
         Err(err) => return update(views::notice(&err.to_string())),
     };

@@ -1,0 +1,245 @@
+//! Clicks on alert channel messages: Acknowledge, Add to watchlist, Ignore
+//! app, Revoke (offboarded-but-active), and the digest's per-kind
+//! Acknowledge. Only `requests.admins` and the app's owners may act; every
+//! action is re-read from SQLite, committed with its audit row and the
+//! message update before the ack, and a second click answers who did it.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use slack_morphism::prelude::{SlackInteractionActionContainer, SlackInteractionBlockActionsEvent};
+
+use super::actions as ids;
+use super::tell::{channel_of, tell};
+use super::App;
+use crate::alerts::kind;
+use crate::lifecycle::findings::job::ACCOUNT_REVOKE;
+use crate::slack::transport::Reply;
+use crate::store::{ActionOutcome, AlertAction, AlertRow, AuditEvent, JobChange, NewMessage};
+
+/// Who may act on a finding about `app` (None: not about an app).
+fn may_act(app: &App, email: &str, about: Option<&str>) -> bool {
+    app.config.is_admin(email)
+        || about
+            .and_then(|a| app.config.app(a))
+            .is_some_and(|a| a.owners.iter().any(|o| o.eq_ignore_ascii_case(email)))
+}
+
+pub async fn clicked(
+    app: &Arc<App>,
+    action_id: &str,
+    key: &str,
+    event: SlackInteractionBlockActionsEvent,
+) -> Reply {
+    let user = super::user_of(&event);
+    let channel = channel_of(&event);
+    let Ok(Some(email)) = app.identity.email_of(&user).await else {
+        let why = "accessd cannot tell who you are (no email on your Slack account).";
+        tell(app, &user, channel.as_deref(), why).await;
+        return Reply::empty();
+    };
+    let alert = match app.store.alert(key.to_string()).await {
+        Ok(Some(alert)) => alert,
+        Ok(None) => {
+            tell(
+                app,
+                &user,
+                channel.as_deref(),
+                "That alert no longer exists.",
+            )
+            .await;
+            return Reply::empty();
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "could not read an alert");
+            let text = "accessd could not record that; nothing changed. Please try again.";
+            tell(app, &user, channel.as_deref(), text).await;
+            return Reply::empty();
+        }
+    };
+    let action = match action_id {
+        ids::ALERT_WATCH => "watch",
+        ids::ALERT_IGNORE => "ignore",
+        ids::ALERT_REVOKE => "revoke",
+        _ => "acknowledged",
+    };
+    let about = alert.app.as_deref();
+    if !may_act(app, &email, about) {
+        let audit = AuditEvent::new(
+            &email,
+            "alert.action_refused",
+            &alert.key,
+            json!({ "slack_id": user, "action": action, "kind": alert.kind }),
+        );
+        if let Err(err) = app.store.append_audit(audit).await {
+            tracing::error!(error = %err, "could not audit a refused alert action");
+        }
+        let text = "Only accessd admins and the app's owners can act on this alert.";
+        tell(app, &user, channel.as_deref(), text).await;
+        return Reply::empty();
+    }
+    let mark = match (action, about) {
+        ("watch" | "ignore", Some(a)) => Some((a.to_string(), action.to_string())),
+        ("watch" | "ignore", None) => {
+            tell(
+                app,
+                &user,
+                channel.as_deref(),
+                "This alert is not about an app.",
+            )
+            .await;
+            return Reply::empty();
+        }
+        _ => None,
+    };
+    let mut jobs = Vec::new();
+    if action == "revoke" {
+        if alert.kind != kind::OFFBOARDED_ACTIVE
+            || !crate::alerts::revocable(&app.config, about.unwrap_or(""))
+        {
+            tell(
+                app,
+                &user,
+                channel.as_deref(),
+                "accessd cannot revoke this access: the app is not in the catalog.",
+            )
+            .await;
+            return Reply::empty();
+        }
+        let d = &alert.detail;
+        let payload = json!({
+            "key": alert.key, "app": about, "email": d.get("email"), "by": email,
+            "entitlements": d.pointer("/account/entitlements").cloned().unwrap_or(json!([])),
+        });
+        jobs.push(
+            JobChange::schedule(ACCOUNT_REVOKE, &alert.key, Utc::now()).with_payload(payload),
+        );
+    }
+    let acted = AlertRow {
+        acted_by: Some(email.clone()),
+        acted_at: Some(Utc::now()),
+        action: Some(action.to_string()),
+        status: "acknowledged".into(),
+        ..alert.clone()
+    };
+    let messages = message_update(app, &acted, &event).into_iter().collect();
+    let act = AlertAction {
+        key: alert.key.clone(),
+        action: action.to_string(),
+        actor: email.clone(),
+        mark,
+        audit: AuditEvent::new(
+            &email,
+            format!("alert.{action}"),
+            &alert.key,
+            json!({ "slack_id": user, "kind": alert.kind, "app": about }),
+        ),
+        messages,
+        jobs,
+    };
+    match app.store.act_on_alert(act).await {
+        Ok(ActionOutcome::Done) => {
+            app.outbox.wake();
+            app.jobs.wake();
+        }
+        Ok(ActionOutcome::AlreadyDone { action, by }) => {
+            let text = format!("Already handled: {} by {by}.", describe(&action));
+            tell(app, &user, channel.as_deref(), &text).await;
+        }
+        Ok(ActionOutcome::NotFound) => {
+            tell(
+                app,
+                &user,
+                channel.as_deref(),
+                "That alert no longer exists.",
+            )
+            .await;
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "could not record an alert action");
+            let text = "accessd could not record that; nothing changed. Please try again.";
+            tell(app, &user, channel.as_deref(), text).await;
+        }
+    }
+    Reply::empty()
+}
+
+fn describe(action: &str) -> &'static str {
+    match action {
+        "watch" => "added to the watchlist",
+        "ignore" => "app ignored",
+        "revoke" => "revocation requested",
+        _ => "acknowledged",
+    }
+}
+
+/// The alert's message re-rendered with the outcome: where it was recorded
+/// as posted, else where the click came from.
+fn message_update(
+    app: &App,
+    alert: &AlertRow,
+    event: &SlackInteractionBlockActionsEvent,
+) -> Option<NewMessage> {
+    let clicked = match &event.container {
+        SlackInteractionActionContainer::Message(m) => m
+            .channel_id
+            .as_ref()
+            .map(|c| (c.0.clone(), m.message_ts.0.clone())),
+        _ => None,
+    };
+    let (channel, ts) = alert.channel.clone().zip(alert.ts.clone()).or(clicked)?;
+    let (text, blocks) = crate::slack::views::alert::message(&app.config, alert);
+    Some(NewMessage::update(&channel, &channel, &ts, &text, blocks))
+}
+
+/// The digest's Acknowledge: every open finding of that kind raised before
+/// the digest; admins only (a digest spans apps).
+pub async fn digest_clicked(
+    app: &Arc<App>,
+    value: &str,
+    event: SlackInteractionBlockActionsEvent,
+) -> Reply {
+    let user = super::user_of(&event);
+    let channel = channel_of(&event);
+    let parsed = value
+        .split_once('|')
+        .and_then(|(k, t)| {
+            Some((
+                k.to_string(),
+                DateTime::parse_from_rfc3339(t).ok()?.with_timezone(&Utc),
+            ))
+        })
+        .filter(|(k, _)| kind::FINDINGS.contains(&k.as_str()));
+    let Some((kind_, before)) = parsed else {
+        tracing::info!(value, "digest click with an unreadable value; acked");
+        return Reply::empty();
+    };
+    let email = match app.identity.email_of(&user).await {
+        Ok(Some(email)) if app.config.is_admin(&email) => email,
+        _ => {
+            let text = "Only accessd admins can acknowledge findings from the digest.";
+            tell(app, &user, channel.as_deref(), text).await;
+            return Reply::empty();
+        }
+    };
+    let audit = AuditEvent::new(
+        &email,
+        "alert.digest_acknowledged",
+        &kind_,
+        json!({ "slack_id": user, "before": before }),
+    );
+    let text = match app
+        .store
+        .acknowledge_findings(kind_.clone(), before, email, audit)
+        .await
+    {
+        Ok(n) => format!("Acknowledged {n} open finding(s): {}.", kind::title(&kind_)),
+        Err(err) => {
+            tracing::error!(error = %err, "could not acknowledge findings");
+            "accessd could not record that; nothing changed. Please try again.".into()
+        }
+    };
+    tell(app, &user, channel.as_deref(), &text).await;
+    Reply::empty()
+}
