@@ -49,6 +49,8 @@ struct Hub {
 }
 
 type Shared = Arc<Mutex<Hub>>;
+/// Whether an error is the expected one.
+type Check = fn(&SourceError) -> bool;
 
 fn epoch() -> u64 {
     SystemTime::now()
@@ -472,7 +474,7 @@ async fn statuses_map_to_source_errors() {
     );
 
     let reset = epoch() + 300;
-    let cases: Vec<(&str, Failure, fn(&SourceError) -> bool)> = vec![
+    let cases: Vec<(&str, Failure, Check)> = vec![
         (
             "/orgs/acme/outside_collaborators",
             message(

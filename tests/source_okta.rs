@@ -47,6 +47,8 @@ struct Org {
 }
 
 type Shared = Arc<Mutex<Org>>;
+/// Whether an error is the expected one.
+type Check = fn(&SourceError) -> bool;
 
 fn epoch() -> u64 {
     SystemTime::now()
@@ -537,7 +539,7 @@ async fn statuses_map_to_source_errors() {
     );
 
     let reset = epoch() + 120;
-    let cases: Vec<(Failure, fn(&SourceError) -> bool)> = vec![
+    let cases: Vec<(Failure, Check)> = vec![
         (
             okta_error(
                 403,

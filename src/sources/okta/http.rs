@@ -203,10 +203,8 @@ impl Api {
     /// Pauses (bounded) when an earlier answer said the window is used up,
     /// rather than spending a request on a certain 429.
     async fn wait_for_window(&self) -> Result<(), SourceError> {
-        let resume_at = match self.resume_at.lock() {
-            Ok(mut slot) => slot.take(),
-            Err(_) => None,
-        };
+        // Read, not taken: concurrent calls all wait for the same reset.
+        let resume_at = self.resume_at.lock().ok().and_then(|slot| *slot);
         let Some(at) = resume_at else {
             return Ok(());
         };
@@ -214,9 +212,6 @@ impl Api {
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO);
         if wait > MAX_PAUSE {
-            if let Ok(mut slot) = self.resume_at.lock() {
-                *slot = Some(at);
-            }
             return Err(SourceError::RateLimited {
                 retry_after: Some(wait),
             });
@@ -225,14 +220,17 @@ impl Api {
         Ok(())
     }
 
+    /// Remembers a used-up window until an answer shows a fresh one.
     fn note_window(&self, headers: &HeaderMap) {
-        if header_u64(headers, "x-ratelimit-remaining") != Some(0) {
+        let Some(remaining) = header_u64(headers, "x-ratelimit-remaining") else {
             return;
-        }
-        if let Some(reset) = header_u64(headers, "x-ratelimit-reset") {
-            if let Ok(mut slot) = self.resume_at.lock() {
-                *slot = Some(UNIX_EPOCH + Duration::from_secs(reset));
-            }
+        };
+        let reset = header_u64(headers, "x-ratelimit-reset");
+        if let Ok(mut slot) = self.resume_at.lock() {
+            *slot = match (remaining, reset) {
+                (0, Some(reset)) => Some(UNIX_EPOCH + Duration::from_secs(reset)),
+                _ => None,
+            };
         }
     }
 
