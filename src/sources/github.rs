@@ -23,7 +23,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, USER_AGENT};
 use serde::Deserialize;
 
-use super::okta::http::Api;
+use super::http::Api;
 use super::{Account, AccountStatus, Snapshot, SourceError};
 use crate::config::Secret;
 

@@ -12,6 +12,7 @@ pub mod c1z;
 pub mod file;
 pub mod github;
 pub mod google;
+pub(crate) mod http;
 pub mod okta;
 pub mod scim;
 pub mod sync;

@@ -16,8 +16,6 @@
 //! email. Okta's base profile defines `manager` as a display name, which
 //! cannot be keyed on, so it only counts when an HR import put an email there.
 
-pub(crate) mod http;
-
 use std::collections::{BTreeMap, HashMap};
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT};
@@ -25,7 +23,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
-use self::http::Api;
+use super::http::Api;
 use super::{slug, Account, AccountStatus, Snapshot, SourceApp, SourceError};
 use crate::config::Secret;
 

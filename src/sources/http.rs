@@ -1,8 +1,7 @@
 //! Paged JSON reads for the REST sources (Okta, GitHub): one client with a
 //! sensitive auth header, HTTP status → [`SourceError`], `Link: rel="next"`
 //! paging with loop, host and page-count guards, and the `x-ratelimit-*`
-//! headers both vendors send. Shared by `okta` and `github`; it lives here
-//! only because the sources' module list is not this module's to change.
+//! headers both vendors send. Shared by `okta` and `github`.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
