@@ -27,7 +27,8 @@ const GROUPS_PAGE: &str = "200";
 const MAX_PAGES: usize = 10_000;
 
 pub struct GoogleSource {
-    account: ServiceAccount,
+    /// Boxed: the RSA key is large, and `AnySource` holds every kind inline.
+    account: Box<ServiceAccount>,
     customer: String,
     api_base: String,
     app: String,
@@ -101,7 +102,12 @@ impl GoogleSource {
             .connect_timeout(HTTP_TIMEOUT)
             .build()
             .map_err(|e| format!("cannot build the Google HTTP client: {e}"))?;
-        let account = ServiceAccount::load(credentials_file, subject, token_uri, client.clone())?;
+        let account = Box::new(ServiceAccount::load(
+            credentials_file,
+            subject,
+            token_uri,
+            client.clone(),
+        )?);
         let customer = Some(customer.trim())
             .filter(|c| !c.is_empty())
             .unwrap_or("my_customer")
