@@ -208,6 +208,8 @@ struct Fake {
     ignore_start_index: bool,
     /// Claims this many results but has fewer.
     claimed_total: Option<usize>,
+    /// A user is created right after the first page is served.
+    grows: bool,
     /// Every request as `path?startIndex`.
     seen: Vec<String>,
 }
@@ -276,6 +278,10 @@ async fn list(
         "itemsPerPage": page.len(),
         "Resources": page,
     });
+    if fake.grows && kind == "Users" {
+        let n = fake.users.len() + 1;
+        fake.users.insert(0, fake_users(n).remove(n - 1));
+    }
     (
         [("content-type", "application/scim+json")],
         body.to_string(),
@@ -487,6 +493,25 @@ async fn fewer_results_than_announced_is_no_snapshot() {
         .expect_err("one result missing");
     assert!(
         matches!(&err, SourceError::Invalid(m) if m.contains("3 of 4")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_listing_that_changes_while_paging_is_no_snapshot() {
+    // The new user sorts first, shifting every offset: page 2 would repeat
+    // one user and the last would never be read.
+    let (url, _) = start_fake(Fake {
+        users: fake_users(3),
+        grows: true,
+        ..Fake::default()
+    })
+    .await;
+    let err = fetch(&source(&url, TOKEN, None).with_page_size(2))
+        .await
+        .expect_err("moved listing");
+    assert!(
+        matches!(&err, SourceError::Unavailable(m) if m.contains("totalResults changed from 3 to 4")),
         "{err:?}"
     );
 }
