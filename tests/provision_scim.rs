@@ -3,107 +3,16 @@
 //! otherwise the first test starts one on a free port and all tests share it,
 //! each with its own users and groups.
 
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
+#[path = "support/scim_server.rs"]
+mod scim_server;
+
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use accessd::config::Secret;
 use accessd::provision::scim::ScimProvisioner;
 use accessd::provision::{Action, Outcome, Person, Provisioner, Request};
-use serde_json::{json, Value};
-
-/// The bearer token the test server is started with (.ci/run uses the same).
-const TOKEN: &str = "accessd-test-scim-token";
-const INSTALL: &str = "pip install scim2-server==0.8.3";
-
-struct ScimServer {
-    url: String,
-    child: Option<Child>,
-    /// The wrapper shell stops the server when this pipe closes, which also
-    /// happens when the test process exits without running drops (statics).
-    _lifeline: Option<ChildStdin>,
-}
-
-impl Drop for ScimServer {
-    fn drop(&mut self) {
-        self._lifeline.take();
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl ScimServer {
-    fn start() -> ScimServer {
-        if let Ok(url) = std::env::var("ACCESSD_TEST_SCIM_URL") {
-            return ScimServer {
-                url: url.trim_end_matches('/').to_string(),
-                child: None,
-                _lifeline: None,
-            };
-        }
-        match Command::new("scim2-server")
-            .arg("--help")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-        {
-            Ok(status) if status.success() => {}
-            _ => panic!(
-                "the SCIM tests need scim2-server on PATH: {INSTALL} \
-                 (or set ACCESSD_TEST_SCIM_URL to a running one)"
-            ),
-        }
-        let port = free_port();
-        let script =
-            "scim2-server --hostname 127.0.0.1 --port \"$1\" --bearer-token \"$2\" </dev/null & \
-                      server=$!; cat >/dev/null; kill $server";
-        let mut child = Command::new("sh")
-            .args(["-c", script, "scim2-server", &port.to_string(), TOKEN])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run sh");
-        let lifeline = child.stdin.take();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut stderr = String::new();
-                if let Some(mut err) = child.stderr.take() {
-                    let _ = err.read_to_string(&mut stderr);
-                }
-                panic!("scim2-server exited ({status}) before listening: {stderr}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "scim2-server did not listen on {addr} within 20s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        ScimServer {
-            url: format!("http://{addr}"),
-            child: Some(child),
-            _lifeline: lifeline,
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a loopback port")
-        .port()
-}
-
-fn server() -> &'static ScimServer {
-    static SERVER: OnceLock<ScimServer> = OnceLock::new();
-    SERVER.get_or_init(ScimServer::start)
-}
+use scim_server::{free_port, server, unique, Admin, TOKEN};
 
 fn provisioner(url: &str, token: &str) -> ScimProvisioner {
     accessd::install_crypto_provider();
@@ -113,96 +22,6 @@ fn provisioner(url: &str, token: &str) -> ScimProvisioner {
         Duration::from_secs(5),
     )
     .expect("valid provisioner")
-}
-
-/// A name no other test (or earlier run against the same server) uses.
-fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!(
-        "{prefix}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Direct SCIM calls for setting up and checking, beside the provisioner.
-struct Admin {
-    url: String,
-    http: reqwest::Client,
-}
-
-impl Admin {
-    fn new() -> Admin {
-        accessd::install_crypto_provider();
-        Admin {
-            url: server().url.clone(),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn post(&self, kind: &str, body: Value) -> String {
-        let response = self
-            .http
-            .post(format!("{}/{kind}", self.url))
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/scim+json")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("POST to scim2-server");
-        assert_eq!(response.status(), 201, "POST /{kind} {body}");
-        let created: Value = response.json().await.expect("JSON");
-        created["id"].as_str().expect("an id").to_string()
-    }
-
-    async fn user(&self, user_name: &str, email: &str) -> String {
-        self.post(
-            "Users",
-            json!({
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                "userName": user_name,
-                "emails": [{ "value": email, "primary": true }],
-            }),
-        )
-        .await
-    }
-
-    async fn group(&self, name: &str) -> String {
-        self.post(
-            "Groups",
-            json!({
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                "displayName": name,
-            }),
-        )
-        .await
-    }
-
-    async fn members(&self, group: &str) -> Vec<String> {
-        let group: Value = self
-            .http
-            .get(format!("{}/Groups/{group}", self.url))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .expect("GET group")
-            .json()
-            .await
-            .expect("JSON");
-        group["members"]
-            .as_array()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|m| m["value"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
 }
 
 fn request(action: Action, email: &str, entitlement: &str) -> Request {
