@@ -9,20 +9,18 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
+use super::JobOptions;
 use crate::config::SourceConfig;
 use crate::handlers::App;
 use crate::sources::sync::{lease_owner, sync_source, SyncOutcome};
 use crate::sources::AnySource;
 
-/// Retry delay after the first failure; doubles per consecutive failure.
-const BACKOFF_BASE: Duration = Duration::from_secs(60);
-const BACKOFF_MAX: Duration = Duration::from_secs(6 * 3600);
-
 /// When to try next after a sync: the next scheduled tick after now, but
-/// after `failures` consecutive failures no sooner than the backoff (or
-/// the peer's Retry-After) allows.
+/// after `failures` consecutive failures no sooner than the job runner's
+/// backoff (doubling from `retry_base`, capped) or the peer's Retry-After.
 pub fn next_attempt(
     source: &SourceConfig,
+    backoff: &JobOptions,
     now: DateTime<Utc>,
     failures: u32,
     retry_after: Option<Duration>,
@@ -34,10 +32,7 @@ pub fn next_attempt(
     if failures == 0 {
         return tick;
     }
-    let backoff = BACKOFF_BASE
-        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
-        .min(BACKOFF_MAX)
-        .max(retry_after.unwrap_or_default());
+    let backoff = backoff.backoff(i64::from(failures.saturating_sub(1)), retry_after);
     tick.max(now + chrono::Duration::from_std(backoff).unwrap_or_default())
 }
 
@@ -85,7 +80,7 @@ async fn run_one(
                 tracing::error!(source = source.id, error = %err, "source sync could not use the database")
             }
         }
-        let next = next_attempt(&source, Utc::now(), failures, retry_after);
+        let next = next_attempt(&source, &app.job_options, Utc::now(), failures, retry_after);
         let wait = (next - Utc::now()).to_std().unwrap_or_default();
         tracing::debug!(source = source.id, next = %next, "next source sync");
         tokio::select! {
@@ -114,20 +109,24 @@ mod tests {
     #[test]
     fn healthy_sources_follow_the_schedule_and_failing_ones_back_off() {
         let now = Utc::now();
+        let o = JobOptions {
+            retry_base: Duration::from_secs(60),
+            retry_max: Duration::from_secs(6 * 3600),
+            ..JobOptions::default()
+        };
         let s = every(900);
         let in_secs = |t: DateTime<Utc>| (t - now).num_seconds();
-        assert!((1..=900).contains(&in_secs(next_attempt(&s, now, 0, None))));
+        assert_eq!(in_secs(next_attempt(&s, &o, now, 0, None)), 900);
         // A short schedule is slowed by the backoff: 1m, 2m, 4m … capped at 6h.
         let fast = every(10);
-        assert_eq!(in_secs(next_attempt(&fast, now, 1, None)), 60);
-        assert_eq!(in_secs(next_attempt(&fast, now, 3, None)), 240);
-        assert_eq!(in_secs(next_attempt(&fast, now, 30, None)), 6 * 3600);
+        assert_eq!(in_secs(next_attempt(&fast, &o, now, 0, None)), 10);
+        assert_eq!(in_secs(next_attempt(&fast, &o, now, 1, None)), 60);
+        assert_eq!(in_secs(next_attempt(&fast, &o, now, 3, None)), 240);
+        assert_eq!(in_secs(next_attempt(&fast, &o, now, 30, None)), 6 * 3600);
         // A peer's Retry-After wins when longer.
-        assert_eq!(
-            in_secs(next_attempt(&fast, now, 1, Some(Duration::from_secs(600)))),
-            600
-        );
+        let hint = Some(Duration::from_secs(600));
+        assert_eq!(in_secs(next_attempt(&fast, &o, now, 1, hint)), 600);
         // Never sooner than the schedule's own next tick.
-        assert!(in_secs(next_attempt(&s, now, 1, None)) >= 60);
+        assert_eq!(in_secs(next_attempt(&s, &o, now, 1, None)), 900);
     }
 }

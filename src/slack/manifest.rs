@@ -6,10 +6,14 @@ use serde_json::{json, Value};
 /// Bot scopes, each needed by a call the daemon makes:
 /// `chat:write` (DMs, alert posts, chat.update, ephemerals), `im:write`
 /// (conversations.open for DMs), `commands` (`/access`), `users:read` and
-/// `users:read.email` (users.info / users.lookupByEmail to link people by email).
+/// `users:read.email` (users.info / users.lookupByEmail to link people by email),
+/// `channels:read` and `groups:read` (conversations.list, to resolve the
+/// `#name`s of `[alerts.channels]` at start-up).
 pub const BOT_SCOPES: &[&str] = &[
+    "channels:read",
     "chat:write",
     "commands",
+    "groups:read",
     "im:write",
     "users:read",
     "users:read.email",

@@ -61,9 +61,15 @@ impl std::fmt::Display for SyncOutcome {
     }
 }
 
-/// Who runs the sync, for the lease: `daemon:<pid>` or `cli:<pid>`.
+/// Who runs the sync, for the lease: `daemon` (one per database, so a
+/// daemon restarted after a crash takes its own stale lease back at once)
+/// or `cli:<pid>`.
 pub fn lease_owner(who: &str) -> String {
-    format!("{who}:{}", std::process::id())
+    if who == "daemon" {
+        who.to_string()
+    } else {
+        format!("{who}:{}", std::process::id())
+    }
 }
 
 /// Syncs `source` once. Store errors are returned; everything about the
@@ -164,13 +170,15 @@ async fn sync_leased(
         alerts::from_changes(config, source, &marks, &changes, &snapshot)
     };
     let accounts = snapshot.accounts.len();
-    let apps = snapshot.apps.len();
+    // Apps listed by the source and apps only seen on accounts alike.
+    let all_apps = diff::apps_of(&snapshot);
+    let apps = all_apps.len();
     let (raised, resolved) = store
         .record_source_sync(SyncRecord {
             source_id: source.id.clone(),
             at: started,
             changes,
-            apps: snapshot.apps,
+            apps: all_apps,
             accounts,
             summary,
             raise,

@@ -389,6 +389,7 @@ impl Store {
                      AND status IN ('suspended', 'deprovisioned')
                      AND NOT EXISTS (SELECT 1 FROM identity_accounts k
                                      WHERE k.source_id = identity_accounts.source_id
+                                       AND k.app = identity_accounts.app
                                        AND k.email = identity_accounts.email AND k.status = 'active')
                    GROUP BY email, source_id, app
                  )

@@ -65,6 +65,7 @@ const KNOWN: &[&str] = &[
     "users.info",
     "users.lookupByEmail",
     "users.list",
+    "conversations.list",
 ];
 
 /// Parameters Slack accepts as JSON-encoded strings in form/query requests.
@@ -335,8 +336,59 @@ fn dispatch(inner: &Inner, method: &str, token: Option<&str>, p: &Value) -> Valu
             }
         }
         "users.list" => users_list(st, p),
+        "conversations.list" => conversations_list(st, p),
         _ => err("unknown_method"),
     }
+}
+
+/// Channels made with `add_channel`, paged like Slack (`cursor`, `limit`),
+/// each with the fields Slack's conversation object carries.
+fn conversations_list(st: &State, p: &Value) -> Value {
+    let start: usize = p_str(p, "cursor")
+        .and_then(|c| c.strip_prefix("fakecursor:").and_then(|n| n.parse().ok()))
+        .unwrap_or(0);
+    let limit: usize = p_str(p, "limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(100)
+        .min(1000);
+    let types = p_str(p, "types").unwrap_or_else(|| "public_channel".into());
+    let wanted: Vec<(&String, &String)> = st
+        .channels
+        .iter()
+        .filter(|(id, _)| {
+            let private = id.starts_with('G');
+            (private && types.contains("private_channel"))
+                || (!private && types.contains("public_channel"))
+        })
+        .collect();
+    let channels: Vec<Value> = wanted
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|(id, name)| {
+            let private = id.starts_with('G');
+            json!({
+                "id": id, "name": name, "name_normalized": name,
+                "is_channel": !private, "is_group": private, "is_im": false, "is_mpim": false,
+                "is_private": private, "created": 1_700_000_000, "updated": 1_700_000_000_000u64,
+                "is_archived": false, "is_general": false, "unlinked": 0, "is_shared": false,
+                "is_org_shared": false, "is_ext_shared": false, "is_pending_ext_shared": false,
+                "pending_shared": [], "pending_connected_team_ids": [], "shared_team_ids": [TEAM_ID],
+                "context_team_id": TEAM_ID, "parent_conversation": null, "creator": "UADMIN",
+                "is_member": true, "previous_names": [], "num_members": 3,
+                "topic": {"value": "", "creator": "", "last_set": 0},
+                "purpose": {"value": "", "creator": "", "last_set": 0}
+            })
+        })
+        .collect();
+    let next = start.saturating_add(channels.len());
+    let next_cursor = if next < wanted.len() {
+        format!("fakecursor:{next}")
+    } else {
+        String::new()
+    };
+    json!({ "ok": true, "channels": channels, "response_metadata": {"next_cursor": next_cursor} })
 }
 
 fn users_list(st: &State, p: &Value) -> Value {

@@ -23,6 +23,11 @@ pub const EVE: &str = "UEVE";
 pub const ZED: &str = "UZED";
 pub const SEC: &str = "USEC";
 
+/// Channels every world's workspace has (id, name), for alert routing by `#name`.
+pub const SEC_ALERTS: (&str, &str) = ("CSECALERTS", "sec-alerts");
+pub const IT_OPS: (&str, &str) = ("CITOPS", "it-ops");
+pub const DIGESTS: (&str, &str) = ("GDIGESTS", "security-digest");
+
 /// Changes a test makes to the daemon's run options (shorter timers).
 pub type AdjustOptions = Box<dyn Fn(&mut accessd::RunOptions) + Send + Sync>;
 
@@ -36,6 +41,11 @@ pub struct World {
 
 impl World {
     pub async fn start_with(catalog: &str) -> World {
+        Self::start_adjusted(catalog, None).await
+    }
+
+    /// As [`World::start_with`], with the daemon's run options adjusted.
+    pub async fn start_adjusted(catalog: &str, options: Option<AdjustOptions>) -> World {
         let fake = FakeSlack::start().await;
         for (id, email, name) in [
             (ANN, "ann@example.com", "Ann Lee"),
@@ -49,10 +59,13 @@ impl World {
         ] {
             fake.add_user(id, email, name);
         }
+        for (id, name) in [SEC_ALERTS, IT_OPS, DIGESTS] {
+            fake.add_channel(id, name);
+        }
         let dir = tempfile::tempdir().unwrap();
         let mut world = World {
             catalog: catalog.to_string(),
-            options: None,
+            options,
             fake,
             dir,
             daemon: None,
