@@ -1,15 +1,17 @@
 //! Subcommands, each a small function. Exit codes: 0 ok, 1 runtime failure,
 //! 2 usage or configuration error.
 //!
-//! `tickets`, `grants` and `users` (in their own modules) read and write the store
-//! only: they load the config without asking for the Slack tokens.
+//! `tickets`, `grants`, `users` and `sources` (in their own modules) read and
+//! write the store only: they load the config without asking for the Slack tokens.
 
 mod grants;
 mod output;
+mod sources;
 mod tickets;
 mod users;
 
 pub use grants::GrantsCommand;
+pub use sources::SourcesCommand;
 pub use tickets::TicketsCommand;
 pub use users::UsersCommand;
 
@@ -87,6 +89,11 @@ pub enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Identity sources: sync now, list with their last sync and errors.
+    Sources {
+        #[command(subcommand)]
+        command: SourcesCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +136,7 @@ pub fn execute(cli: Cli) -> ExitCode {
         Command::Tickets { command } => output::finish(tickets::execute(&cli.config, command)),
         Command::Grants { command } => output::finish(grants::execute(&cli.config, command)),
         Command::Users { command } => output::finish(users::execute(&cli.config, command)),
+        Command::Sources { command } => output::finish(sources::execute(&cli.config, command)),
     }
 }
 
