@@ -657,3 +657,27 @@ async fn an_unknown_alert_channel_stops_start_up_naming_the_key() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_known_email_admits_only_people_the_sources_list() {
+    let f = files();
+    let catalog = format!("[identity]\nrequire_known_email = true\n{}", catalog(&f));
+    let world = World::start_adjusted(&catalog, fast_retries()).await;
+    synced(
+        &world,
+        "hr",
+        chrono::Utc::now() - chrono::Duration::seconds(30),
+    )
+    .await;
+    // Eve is in no source: the modal explains, naming the email it saw.
+    let refused = world.open_request(EVE, "github").await;
+    let text = serde_json::to_string(&refused).unwrap();
+    assert!(
+        text.contains("eve@example.com") && text.contains("no identity source knows"),
+        "{text}"
+    );
+    // Ann is in hr: she gets the request form.
+    let modal = world.open_request(support::world::ANN, "github").await;
+    assert!(support::world::has_block(&modal, "roles"), "{modal}");
+    world.stop().await;
+}

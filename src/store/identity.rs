@@ -463,3 +463,127 @@ fn prune_history(tx: &Transaction<'_>, source_id: &str) -> Result<()> {
     .execute([source_id])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::diff::diff;
+    use crate::store::test_support::temp_store;
+
+    fn acc(app: &str, email: &str, status: AccountStatus) -> Account {
+        Account {
+            app: app.into(),
+            id: email.split('@').next().unwrap_or_default().into(),
+            email: Some(email.into()),
+            name: None,
+            status,
+            manager: Some("boss@example.com".into()),
+            entitlements: vec!["e1".into()],
+            url: None,
+        }
+    }
+
+    async fn record(store: &Store, source: &str, snapshot: Snapshot) {
+        let old = store
+            .source_snapshot(source.into())
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        let changes = diff(&old, &snapshot);
+        store
+            .record_source_sync(SyncRecord {
+                source_id: source.into(),
+                at: Utc::now(),
+                summary: Summary::of(&changes),
+                changes,
+                apps: crate::domain::diff::apps_of(&snapshot),
+                accounts: snapshot.accounts.len(),
+                raise: vec![],
+                resolve: vec![],
+            })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_stored_snapshot_follows_each_diff_and_answers_lookups() {
+        let (_dir, store) = temp_store();
+        assert_eq!(store.source_snapshot("hr".into()).await.unwrap(), None);
+        let first = Snapshot {
+            apps: vec![],
+            accounts: vec![
+                acc("hr", "ann@example.com", AccountStatus::Active),
+                acc("hr", "bob@example.com", AccountStatus::Active),
+            ],
+        };
+        record(&store, "hr", first).await;
+        let second = Snapshot {
+            apps: vec![],
+            accounts: vec![acc("hr", "ann@example.com", AccountStatus::Suspended)],
+        };
+        record(&store, "hr", second.clone()).await;
+        let stored = store.source_snapshot("hr".into()).await.unwrap().unwrap();
+        assert_eq!(stored.accounts, second.accounts);
+        assert!(store.email_known("ANN@example.com".into()).await.unwrap());
+        assert!(!store.email_known("bob@example.com".into()).await.unwrap());
+        assert_eq!(
+            store
+                .manager_of("ann@example.com".into(), vec![])
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("boss@example.com")
+        );
+    }
+
+    #[tokio::test]
+    async fn offboarding_compares_accounts_of_the_same_app_in_the_authority() {
+        let (_dir, store) = temp_store();
+        // HR suspends Ann in its own directory while it (like DESIGN §4's
+        // file) still lists her Dropbox account as active; a second source
+        // has her active in Notion. Both active accounts are findings.
+        record(
+            &store,
+            "hr",
+            Snapshot {
+                apps: vec![],
+                accounts: vec![
+                    acc("hr", "ann@example.com", AccountStatus::Suspended),
+                    acc("dropbox", "ann@example.com", AccountStatus::Active),
+                    acc("hr", "bob@example.com", AccountStatus::Active),
+                ],
+            },
+        )
+        .await;
+        record(
+            &store,
+            "saas",
+            Snapshot {
+                apps: vec![],
+                accounts: vec![
+                    acc("notion", "ann@example.com", AccountStatus::Active),
+                    acc("notion", "bob@example.com", AccountStatus::Active),
+                ],
+            },
+        )
+        .await;
+        let found = store.offboarded_active(vec!["hr".into()]).await.unwrap();
+        let apps: Vec<(&str, &str)> = found
+            .iter()
+            .map(|f| (f.email.as_str(), f.account.app.as_str()))
+            .collect();
+        assert_eq!(
+            apps,
+            [
+                ("ann@example.com", "dropbox"),
+                ("ann@example.com", "notion")
+            ]
+        );
+        assert!(store.offboarded_active(vec![]).await.unwrap().is_empty());
+        assert!(store
+            .offboarded_active(vec!["saas".into()])
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
