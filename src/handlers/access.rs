@@ -11,7 +11,7 @@ use slack_morphism::prelude::*;
 
 use super::actions::*;
 use super::approval::value_of;
-use super::tell::{channel_of, tell};
+use super::tell::{channel_of, tell, NOT_RECORDED};
 use super::App;
 use crate::config::Config;
 use crate::domain::policy;
@@ -160,7 +160,7 @@ pub async fn revoke(
         Ok(Changed::TooSoon { .. }) => String::new(),
         Err(err) => {
             tracing::error!(error = %err, "could not revoke");
-            "accessd could not record that; nothing changed. Please try again.".into()
+            NOT_RECORDED.into()
         }
     };
     tell(app, &user, channel.as_deref(), &answer).await;
@@ -227,8 +227,7 @@ pub async fn task(
         Ok(Changed::TooSoon { .. }) => {}
         Err(err) => {
             tracing::error!(error = %err, "could not settle a manual task");
-            let text = "accessd could not record that; nothing changed. Please try again.";
-            tell(app, &user, channel.as_deref(), text).await;
+            tell(app, &user, channel.as_deref(), NOT_RECORDED).await;
         }
     }
     Reply::empty()

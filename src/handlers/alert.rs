@@ -11,7 +11,7 @@ use serde_json::json;
 use slack_morphism::prelude::{SlackInteractionActionContainer, SlackInteractionBlockActionsEvent};
 
 use super::actions as ids;
-use super::tell::{channel_of, tell};
+use super::tell::{channel_of, tell, NOT_RECORDED};
 use super::App;
 use crate::alerts::kind;
 use crate::lifecycle::findings::job::ACCOUNT_REVOKE;
@@ -53,8 +53,7 @@ pub async fn clicked(
         }
         Err(err) => {
             tracing::error!(error = %err, "could not read an alert");
-            let text = "accessd could not record that; nothing changed. Please try again.";
-            tell(app, &user, channel.as_deref(), text).await;
+            tell(app, &user, channel.as_deref(), NOT_RECORDED).await;
             return Reply::empty();
         }
     };
@@ -158,8 +157,7 @@ pub async fn clicked(
         }
         Err(err) => {
             tracing::error!(error = %err, "could not record an alert action");
-            let text = "accessd could not record that; nothing changed. Please try again.";
-            tell(app, &user, channel.as_deref(), text).await;
+            tell(app, &user, channel.as_deref(), NOT_RECORDED).await;
         }
     }
     Reply::empty()
@@ -237,7 +235,7 @@ pub async fn digest_clicked(
         Ok(n) => format!("Acknowledged {n} open finding(s): {}.", kind::title(&kind_)),
         Err(err) => {
             tracing::error!(error = %err, "could not acknowledge findings");
-            "accessd could not record that; nothing changed. Please try again.".into()
+            NOT_RECORDED.into()
         }
     };
     tell(app, &user, channel.as_deref(), &text).await;

@@ -10,6 +10,9 @@ use super::App;
 use crate::slack::views::text::section;
 use crate::store::NewMessage;
 
+/// What a click is answered with when the database could not take it.
+pub const NOT_RECORDED: &str = "accessd could not record that; nothing changed. Please try again.";
+
 /// Tells `user` `text`, ephemerally in `channel` when there is one.
 pub async fn tell(app: &Arc<App>, user: &str, channel: Option<&str>, text: &str) {
     let message = match channel {
