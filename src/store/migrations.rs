@@ -38,6 +38,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0004_sources_alerts",
         sql: include_str!("migrations/0004_sources_alerts.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_reviews",
+        sql: include_str!("migrations/0005_reviews.sql"),
+    },
 ];
 
 /// Schema version this binary writes and understands.

@@ -22,6 +22,7 @@ pub(crate) mod jobs;
 pub(crate) mod links;
 pub(crate) mod migrations;
 pub(crate) mod outbox;
+pub mod reviews;
 pub(crate) mod tickets;
 
 use std::fs::{DirBuilder, File, OpenOptions};
@@ -44,6 +45,9 @@ pub use jobs::{Job, JobChange};
 pub use links::UserLink;
 pub use migrations::MigrationReport;
 pub use outbox::{NewMessage, OnSent, OutboxItem, OutboxStats};
+pub use reviews::{
+    Campaign, NewCampaign, NewReviewItem, ReviewChange, ReviewItem, ReviewerProgress,
+};
 pub use tickets::{
     Actor, Approval, ApproverMessage, Changed, Created, Decided, DecisionInput, Effects, NewTicket,
     RestatedDm, Ticket, TicketFilter,

@@ -75,6 +75,12 @@ pub enum OnSent {
     },
     /// An alert's channel post: kept so the finding knows where it was shown.
     AlertMessage { key: String },
+    /// One page of a reviewer's items: kept so decisions update it in place.
+    ReviewPage {
+        campaign_id: i64,
+        reviewer_email: String,
+        page: i64,
+    },
 }
 
 /// A pending call handed to the outbox worker.
@@ -183,6 +189,24 @@ fn record_on_sent(
             let message_ts = response.get("ts").and_then(|v| v.as_str());
             if let (Some(channel), Some(message_ts)) = (channel, message_ts) {
                 super::alerts::record_alert_message_tx(tx, key, channel, message_ts)?;
+            }
+        }
+        OnSent::ReviewPage {
+            campaign_id,
+            reviewer_email,
+            page,
+        } => {
+            let channel = response.get("channel").and_then(|v| v.as_str());
+            let message_ts = response.get("ts").and_then(|v| v.as_str());
+            if let (Some(channel), Some(message_ts)) = (channel, message_ts) {
+                super::reviews::record_page_tx(
+                    tx,
+                    *campaign_id,
+                    reviewer_email,
+                    *page,
+                    channel,
+                    message_ts,
+                )?;
             }
         }
     }
