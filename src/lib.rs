@@ -18,6 +18,7 @@ pub mod identity;
 pub mod lifecycle;
 pub mod outbox;
 pub mod provision;
+pub mod reviews;
 pub mod router;
 pub mod scheduler;
 pub mod slack;

@@ -7,6 +7,7 @@ mod expiry;
 pub mod findings;
 mod provision;
 mod reminders;
+pub mod revoke;
 
 use std::collections::HashMap;
 use std::sync::Arc;

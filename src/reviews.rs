@@ -1,0 +1,221 @@
+//! Access review campaigns: what one covers (an item per account ×
+//! entitlement, or per account, from the sources' last good snapshots),
+//! who reviews each item, and the timers a campaign sets. Shared by
+//! `accessd reviews create`, scheduled campaigns and the daemon.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::config::{Config, Reviewer};
+use crate::store::reviews::campaign_ref;
+use crate::store::{
+    AuditEvent, Campaign, Effects, JobChange, NewCampaign, NewReviewItem, Store, StoreError,
+};
+
+/// Job kinds of a campaign's timers; the subject is the campaign (`R-3`),
+/// or the item (`RI-17`) for a revoke.
+pub mod job {
+    pub const LAUNCH: &str = "review_launch";
+    pub const REMIND: &str = "review_remind";
+    pub const CLOSING_SOON: &str = "review_closing_soon";
+    pub const CLOSE: &str = "review_close";
+    pub const REVOKE: &str = "review_revoke";
+    /// Subject: the `[[reviews.schedules]]` name.
+    pub const SCHEDULED: &str = "review_scheduled";
+}
+
+pub fn item_ref(id: i64) -> String {
+    format!("RI-{id}")
+}
+
+pub fn parse_item_ref(text: &str) -> Option<i64> {
+    text.trim().strip_prefix("RI-")?.parse().ok()
+}
+
+/// What to review, as asked on the command line or by a schedule.
+#[derive(Debug, Clone)]
+pub struct CampaignAsk {
+    pub name: Option<String>,
+    pub apps: Vec<String>,
+    pub reviewer: Reviewer,
+    pub due: Duration,
+    /// Told the outcome at the close; default the first admin.
+    pub owner: Option<String>,
+    pub schedule: Option<String>,
+    pub created_by: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("no app {0:?} in the catalog")]
+    UnknownApp(String),
+    #[error("no accounts to review: no identity source has synced an account of {0}")]
+    Empty(String),
+    #[error("no campaign owner: pass --owner EMAIL or set requests.admins")]
+    NoOwner,
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// Creates the campaign and sets its timers; the daemon launches it (the
+/// reviewer DMs) within seconds, also when the CLI created it.
+pub async fn create(
+    store: &Store,
+    config: &Config,
+    ask: CampaignAsk,
+    now: DateTime<Utc>,
+) -> Result<Campaign, CreateError> {
+    let mut apps = Vec::new();
+    for id in &ask.apps {
+        let app = config
+            .find_app(id)
+            .ok_or_else(|| CreateError::UnknownApp(id.clone()))?;
+        if !apps.contains(&app.id) {
+            apps.push(app.id.clone());
+        }
+    }
+    let admins: Vec<String> = config.expand(&config.requests.admins).into_iter().collect();
+    let owner = ask
+        .owner
+        .clone()
+        .map(|o| o.trim().to_lowercase())
+        .or_else(|| admins.first().cloned())
+        .ok_or(CreateError::NoOwner)?;
+    let prefer: Vec<String> = config
+        .sources
+        .iter()
+        .filter(|s| s.authoritative)
+        .map(|s| s.id.clone())
+        .collect();
+    let mut items = Vec::new();
+    let mut seen = HashSet::new();
+    for app_id in &apps {
+        let owners = config
+            .app(app_id)
+            .map(|a| a.owners.clone())
+            .unwrap_or_default();
+        for (source_id, account) in store.accounts_of_app(app_id.clone()).await? {
+            if account.status == crate::sources::AccountStatus::Deprovisioned {
+                continue;
+            }
+            let person = account.email.clone().unwrap_or_default();
+            let wanted = match &ask.reviewer {
+                Reviewer::Owners => None,
+                Reviewer::Email(e) => Some(e.clone()),
+                Reviewer::Manager if person.is_empty() => None,
+                Reviewer::Manager => store.manager_of(person.clone(), prefer.clone()).await?,
+            };
+            // Nobody reviews their own access: the next owner, then an admin.
+            let reviewer = wanted
+                .into_iter()
+                .chain(owners.iter().cloned())
+                .chain(admins.iter().cloned())
+                .find(|r| !r.eq_ignore_ascii_case(&person))
+                .unwrap_or_else(|| owner.clone());
+            let entitlements: Vec<Option<String>> = if account.entitlements.is_empty() {
+                vec![None]
+            } else {
+                account.entitlements.iter().cloned().map(Some).collect()
+            };
+            for entitlement in entitlements {
+                if !seen.insert((app_id.clone(), account.id.clone(), entitlement.clone())) {
+                    continue;
+                }
+                items.push(NewReviewItem {
+                    app_id: app_id.clone(),
+                    source_id: source_id.clone(),
+                    account_id: account.id.clone(),
+                    email: account.email.clone(),
+                    name: account.name.clone(),
+                    entitlement,
+                    reviewer_email: reviewer.clone(),
+                });
+            }
+        }
+    }
+    let names: Vec<String> = apps
+        .iter()
+        .map(|a| config.app(a).map_or(a.clone(), |c| c.name.clone()))
+        .collect();
+    if items.is_empty() {
+        return Err(CreateError::Empty(names.join(", ")));
+    }
+    let due_at = now + chrono::Duration::from_std(ask.due).unwrap_or_default();
+    let name = ask
+        .name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| {
+            format!(
+                "{} access review {}",
+                names.join(", "),
+                now.format("%Y-%m-%d")
+            )
+        });
+    let reviewer_rule = match &ask.reviewer {
+        Reviewer::Owners => "owners".to_string(),
+        Reviewer::Manager => "manager".to_string(),
+        Reviewer::Email(e) => e.clone(),
+    };
+    let count = items.len();
+    let timers = timers(config, now, due_at);
+    let actor = ask.created_by.clone();
+    let new = NewCampaign {
+        name,
+        apps,
+        reviewer_rule,
+        owner_email: owner,
+        schedule: ask.schedule.clone(),
+        due_at,
+        created_by: ask.created_by.clone(),
+        items,
+    };
+    let campaign = store
+        .create_campaign(new, move |c| {
+            let subject = c.reference();
+            Effects {
+                jobs: timers
+                    .into_iter()
+                    .map(|(kind, at)| JobChange::schedule(kind, &subject, at))
+                    .collect(),
+                audit: vec![AuditEvent::new(
+                    actor,
+                    "review.created",
+                    &subject,
+                    json!({ "name": c.name, "apps": c.apps, "items": count, "due_at": c.due_at, "reviewer": c.reviewer_rule }),
+                )],
+                ..Effects::default()
+            }
+        })
+        .await?;
+    Ok(campaign)
+}
+
+/// Launch now, remind every `reminder_every`, "closing soon" before the
+/// due date, close at it. Reminders and the notice are left out when they
+/// would fall after the close.
+pub fn timers(
+    config: &Config,
+    now: DateTime<Utc>,
+    due_at: DateTime<Utc>,
+) -> Vec<(&'static str, DateTime<Utc>)> {
+    let mut out = vec![(job::LAUNCH, now), (job::CLOSE, due_at)];
+    let d = |x: Duration| chrono::Duration::from_std(x).unwrap_or_default();
+    let remind = now + d(config.reviews.reminder_every);
+    if remind < due_at {
+        out.push((job::REMIND, remind));
+    }
+    let soon = due_at - d(config.reviews.closing_soon);
+    if soon > now {
+        out.push((job::CLOSING_SOON, soon));
+    }
+    out
+}
+
+/// The subject of a campaign's timers.
+pub fn subject(id: i64) -> String {
+    campaign_ref(id)
+}
