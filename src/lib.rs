@@ -169,6 +169,9 @@ async fn run_on_store(
         job_options: options.jobs.clone(),
     });
     schedule_digest(&app).await?;
+    for schedule in &app.config.reviews.schedules {
+        lifecycle::reviews::schedule_next(&app, &schedule.name).await?;
+    }
     let job_runner = tokio::spawn(scheduler::run(app.clone(), stopped.clone()));
     let source_timers = tokio::spawn(scheduler::sources::run(
         app.clone(),

@@ -190,6 +190,15 @@ pub(super) fn value_of(
     block: &str,
     action: &str,
 ) -> Option<String> {
+    state_of(submission, block, action)?.value.clone()
+}
+
+/// A modal input's state as submitted (text, selected option, user …).
+pub(super) fn state_of<'a>(
+    submission: &'a SlackInteractionViewSubmissionEvent,
+    block: &str,
+    action: &str,
+) -> Option<&'a SlackViewStateValue> {
     submission
         .view
         .state_params
@@ -197,9 +206,7 @@ pub(super) fn value_of(
         .as_ref()?
         .values
         .get(&SlackBlockId(block.into()))?
-        .get(&SlackActionId(action.into()))?
-        .value
-        .clone()
+        .get(&SlackActionId(action.into()))
 }
 
 fn update(view: serde_json::Value) -> Reply {

@@ -11,7 +11,7 @@ use super::App;
 use crate::domain::ticket::Status;
 use crate::slack::transport::Reply;
 use crate::slack::views::home::{home_view, parse_pages, HomeData, Pages};
-use crate::store::{Ticket, TicketFilter};
+use crate::store::{ReviewerProgress, Ticket, TicketFilter};
 
 /// A Home tab is re-rendered on every open, so publishing retries only briefly.
 const PUBLISH_BUDGET: Duration = Duration::from_secs(10);
@@ -52,6 +52,7 @@ pub async fn publish(app: &Arc<App>, user: &str, pages: Pages) {
         waiting: &lists.0,
         requests: &lists.1,
         access: &lists.2,
+        reviews: &lists.3,
         pages,
     });
     let body = json!({ "user_id": user, "view": view });
@@ -64,7 +65,7 @@ pub async fn publish(app: &Arc<App>, user: &str, pages: Pages) {
     }
 }
 
-type Lists = (Vec<Ticket>, Vec<Ticket>, Vec<Ticket>);
+type Lists = (Vec<Ticket>, Vec<Ticket>, Vec<Ticket>, Vec<ReviewerProgress>);
 
 /// How many tickets each list loads: ten pages of the Home tab.
 const LIST_LIMIT: usize = 10 * crate::slack::views::home::PAGE;
@@ -74,13 +75,14 @@ async fn lists_for(
     user: &str,
 ) -> Result<Lists, Box<dyn std::error::Error + Send + Sync>> {
     let email = app.identity.email_of(user).await?;
-    let waiting = match email {
-        Some(email) => {
+    let (waiting, reviews) = match email {
+        Some(email) => (
             app.store
-                .waiting_for(email, user.to_string(), LIST_LIMIT)
-                .await?
-        }
-        None => Vec::new(),
+                .waiting_for(email.clone(), user.to_string(), LIST_LIMIT)
+                .await?,
+            app.store.review_progress(Some(email)).await?,
+        ),
+        None => (Vec::new(), Vec::new()),
     };
     let mine = app
         .store
@@ -103,7 +105,7 @@ async fn lists_for(
                 )
         })
         .collect();
-    Ok((waiting, open, access))
+    Ok((waiting, open, access, reviews))
 }
 
 /// Users whose Home tab is due a re-render, drained by one task.

@@ -9,6 +9,7 @@ pub mod command;
 pub mod home;
 pub mod request;
 pub mod requester;
+pub mod review;
 pub mod tell;
 
 use std::sync::Arc;
@@ -66,6 +67,22 @@ pub mod actions {
     pub const ALERT_OPEN: &str = "alert_open";
     /// The digest's per-kind button; the value is `kind|digest time`.
     pub const DIGEST_ACK: &str = "digest_ack";
+    /// Review pages; the value is the item id.
+    pub const REVIEW_KEEP: &str = "review_keep";
+    pub const REVIEW_REVOKE: &str = "review_revoke";
+    /// An item's overflow menu: `comment:ID` or `reassign:ID`.
+    pub const REVIEW_MORE: &str = "review_more";
+    /// The launch DM's buttons; the value is the campaign id.
+    pub const REVIEW_KEEP_ALL: &str = "review_keep_all";
+    pub const REVIEW_REASSIGN_ALL: &str = "review_reassign_all";
+    pub const REVIEW_COMMENT_MODAL: &str = "review_comment";
+    pub const REVIEW_REASSIGN_MODAL: &str = "review_reassign";
+    pub const REVIEW_DECISION_BLOCK: &str = "review_decision";
+    pub const REVIEW_DECISION_ACTION: &str = "review_decision_select";
+    pub const REVIEWER_BLOCK: &str = "reviewer";
+    pub const REVIEWER_ACTION: &str = "reviewer_select";
+    pub const REASSIGN_REASON_BLOCK: &str = "reassign_reason";
+    pub const REASSIGN_REASON_ACTION: &str = "reassign_reason_input";
 }
 
 /// Everything a handler may touch.
@@ -113,6 +130,21 @@ pub async fn dispatch(app: &Arc<App>, route: Route) -> Reply {
                     alert::clicked(app, &action.action_id.0, &value, *event).await
                 }
                 actions::DIGEST_ACK => alert::digest_clicked(app, &value, *event).await,
+                actions::REVIEW_KEEP | actions::REVIEW_REVOKE => {
+                    review::decide_clicked(app, &action.action_id.0, &value, *event).await
+                }
+                actions::REVIEW_KEEP_ALL => review::keep_all(app, &value, *event).await,
+                actions::REVIEW_REASSIGN_ALL => {
+                    review::reassign_all_clicked(app, &value, *event).await
+                }
+                actions::REVIEW_MORE => {
+                    let selected = action
+                        .selected_option
+                        .as_ref()
+                        .map(|o| o.value.clone())
+                        .unwrap_or_default();
+                    review::more_clicked(app, &selected, *event).await
+                }
                 // A link button: the browser opened the page; nothing to do.
                 actions::ALERT_OPEN => Reply::empty(),
                 // Selects inside the request modal fire block actions too; the
@@ -133,6 +165,10 @@ pub async fn dispatch(app: &Arc<App>, route: Route) -> Reply {
                     approval::submitted(app, *submission).await
                 }
                 actions::EXTEND_MODAL => access::extend_submitted(app, *submission).await,
+                actions::REVIEW_COMMENT_MODAL => review::comment_submitted(app, *submission).await,
+                actions::REVIEW_REASSIGN_MODAL => {
+                    review::reassign_submitted(app, *submission).await
+                }
                 other => {
                     tracing::info!(
                         callback_id = other,

@@ -7,6 +7,7 @@ mod expiry;
 pub mod findings;
 mod provision;
 mod reminders;
+pub mod reviews;
 pub mod revoke;
 
 use std::collections::HashMap;
@@ -47,6 +48,7 @@ pub async fn run_job(app: &Arc<App>, job: &Job) -> JobResult {
         },
         crate::alerts::DIGEST_JOB => findings::digest(app).await,
         findings::job::ACCOUNT_REVOKE => findings::account_revoke(app, job).await,
+        kind if kind.starts_with("review_") => reviews::run(app, job).await,
         other => {
             tracing::warn!(kind = other, "unknown job kind; dropped");
             JobResult::Fail(format!("unknown job kind {other}"))

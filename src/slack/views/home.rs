@@ -29,8 +29,13 @@ pub struct HomeData<'a> {
     pub waiting: &'a [Ticket],
     pub requests: &'a [Ticket],
     pub access: &'a [Ticket],
+    /// The user's share of open review campaigns.
+    pub reviews: &'a [crate::store::ReviewerProgress],
     pub pages: Pages,
 }
+
+/// Review campaigns listed on the Home tab; more are summed up in one line.
+const REVIEWS_SHOWN: usize = 5;
 
 fn page(items: &[Ticket], page: usize) -> (&[Ticket], usize) {
     let pages = items.len().div_ceil(PAGE).max(1);
@@ -90,8 +95,34 @@ pub fn home_view(data: &HomeData<'_>) -> Value {
             )],
         ),
         divider(),
-        header("Waiting for your approval"),
     ];
+    let open_reviews: Vec<&crate::store::ReviewerProgress> = data
+        .reviews
+        .iter()
+        .filter(|r| r.decided < r.total)
+        .collect();
+    if !open_reviews.is_empty() {
+        blocks.push(header("Reviews waiting for you"));
+        for r in open_reviews.iter().take(REVIEWS_SHOWN) {
+            blocks.push(section(&format!(
+                "*{}* ({}) · {} of {} decided · due {}",
+                super::text::escape(&r.campaign.name, 200),
+                r.campaign.reference(),
+                r.decided,
+                r.total,
+                super::text::fmt_time(r.campaign.due_at)
+            )));
+        }
+        let more = open_reviews.len().saturating_sub(REVIEWS_SHOWN);
+        let hint = if more > 0 {
+            format!("…and {more} more. Your items are in your DMs with accessd.")
+        } else {
+            "Your items are in your DMs with accessd.".to_string()
+        };
+        blocks.push(context(&hint));
+        blocks.push(divider());
+    }
+    blocks.push(header("Waiting for your approval"));
     let (items, current) = page(data.waiting, data.pages.waiting);
     if items.is_empty() {
         blocks.push(context("Nothing is waiting for you."));
@@ -251,6 +282,7 @@ mod tests {
             },
         ] {
             let view = home_view(&HomeData {
+                reviews: &[],
                 config: &config,
                 waiting: &many,
                 requests: &many,
@@ -271,6 +303,7 @@ mod tests {
             }
         }
         let first = home_view(&HomeData {
+            reviews: &[],
             config: &config,
             waiting: &many,
             requests: &[],
@@ -284,6 +317,7 @@ mod tests {
                 && !text.contains("*T-11*")
         );
         let last = home_view(&HomeData {
+            reviews: &[],
             config: &config,
             waiting: &many,
             requests: &[],

@@ -5,5 +5,6 @@ pub mod alert;
 pub mod grant;
 pub mod home;
 pub mod request;
+pub mod review;
 pub mod text;
 pub mod ticket;

@@ -172,7 +172,7 @@ pub fn reject_modal(config: &Config, ticket: &Ticket) -> Value {
     decision_modal(REJECT_MODAL, ticket, "Reject", blocks)
 }
 
-fn comment_input() -> Value {
+pub(super) fn comment_input() -> Value {
     json!({
         "type": "input",
         "block_id": COMMENT_BLOCK,

@@ -1,0 +1,521 @@
+//! Clicks and modals of review DMs: Keep / Revoke, a decision with a
+//! comment, Keep all remaining, and reassignment of one item or all of a
+//! reviewer's items. Only the assigned reviewer or an admin may decide, and
+//! nobody decides on their own access; every decision is committed with its
+//! audit row, page update and revoke job before the ack.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::json;
+use slack_morphism::prelude::*;
+
+use super::actions as ids;
+use super::approval::{state_of, value_of};
+use super::tell::{channel_of, tell, NOT_RECORDED};
+use super::App;
+use crate::lifecycle::reviews::{on_pages, page_locations, page_updates, send_pages, Intro};
+use crate::reviews::{item_ref, job};
+use crate::slack::transport::Reply;
+use crate::slack::views::request::notice;
+use crate::slack::views::review as views;
+use crate::store::{
+    AuditEvent, Campaign, Effects, JobChange, NewMessage, ReviewChange, ReviewItem,
+};
+
+/// Who may act on `items`: their reviewer or an admin, never the person
+/// whose access it is.
+fn may_review(
+    config: &crate::config::Config,
+    email: &str,
+    items: &[ReviewItem],
+) -> Result<(), String> {
+    for item in items {
+        if item
+            .email
+            .as_deref()
+            .is_some_and(|e| e.eq_ignore_ascii_case(email))
+        {
+            return Err("You cannot review your own access; reassign the item instead.".into());
+        }
+        if !item.reviewer_email.eq_ignore_ascii_case(email) && !config.is_admin(email) {
+            return Err(format!(
+                "{} is assigned to {}; only they or an accessd admin can decide it.",
+                item_ref(item.id),
+                item.reviewer_email
+            ));
+        }
+    }
+    Ok(())
+}
+
+struct Clicker {
+    slack_id: String,
+    email: String,
+    channel: Option<String>,
+}
+
+async fn clicker(app: &Arc<App>, event: &SlackInteractionBlockActionsEvent) -> Option<Clicker> {
+    let slack_id = super::user_of(event);
+    let channel = channel_of(event);
+    match app.identity.email_of(&slack_id).await {
+        Ok(Some(email)) => Some(Clicker {
+            slack_id,
+            email,
+            channel,
+        }),
+        _ => {
+            let why = "accessd cannot tell who you are (no email on your Slack account).";
+            tell(app, &slack_id, channel.as_deref(), why).await;
+            None
+        }
+    }
+}
+
+/// Keep or Revoke from a page.
+pub async fn decide_clicked(
+    app: &Arc<App>,
+    action_id: &str,
+    value: &str,
+    event: SlackInteractionBlockActionsEvent,
+) -> Reply {
+    let Some(who) = clicker(app, &event).await else {
+        return Reply::empty();
+    };
+    let Ok(id) = value.parse::<i64>() else {
+        return Reply::empty();
+    };
+    let decision = if action_id == ids::REVIEW_REVOKE {
+        "revoke"
+    } else {
+        "keep"
+    };
+    let answer = decide(app, &who.email, vec![id], decision, None).await;
+    if let Some(text) = answer {
+        tell(app, &who.slack_id, who.channel.as_deref(), &text).await;
+    }
+    Reply::empty()
+}
+
+/// Keep all remaining (Slack asked for confirmation before sending it).
+pub async fn keep_all(
+    app: &Arc<App>,
+    value: &str,
+    event: SlackInteractionBlockActionsEvent,
+) -> Reply {
+    let Some(who) = clicker(app, &event).await else {
+        return Reply::empty();
+    };
+    let Ok(campaign) = value.parse::<i64>() else {
+        return Reply::empty();
+    };
+    let ids: Vec<i64> = match app.store.reviewer_items(campaign, who.email.clone()).await {
+        Ok(items) => items
+            .into_iter()
+            .filter(|i| i.decision.is_none())
+            // One's own access is left for someone else.
+            .filter(|i| {
+                !i.email
+                    .as_deref()
+                    .is_some_and(|e| e.eq_ignore_ascii_case(&who.email))
+            })
+            .map(|i| i.id)
+            .collect(),
+        Err(err) => {
+            tracing::error!(error = %err, "could not read review items");
+            tell(app, &who.slack_id, who.channel.as_deref(), NOT_RECORDED).await;
+            return Reply::empty();
+        }
+    };
+    let text = if ids.is_empty() {
+        Some("You have no undecided items left in this campaign.".to_string())
+    } else {
+        let n = ids.len();
+        decide(app, &who.email, ids, "keep", None)
+            .await
+            .or(Some(format!("Kept {n} item(s).")))
+    };
+    if let Some(text) = text {
+        tell(app, &who.slack_id, who.channel.as_deref(), &text).await;
+    }
+    Reply::empty()
+}
+
+/// Commits a decision on `ids` with its effects. `Some(text)` is what the
+/// clicker should be told instead of silence.
+async fn decide(
+    app: &Arc<App>,
+    email: &str,
+    ids: Vec<i64>,
+    decision: &str,
+    comment: Option<String>,
+) -> Option<String> {
+    let mut before = Vec::new();
+    for id in &ids {
+        if let Ok(Some(item)) = app.store.review_item(*id).await {
+            before.push(item);
+        }
+    }
+    if before.is_empty() {
+        return Some("That review item no longer exists.".into());
+    }
+    let locations = page_locations(app, &before).await;
+    let config = app.config.clone();
+    let check_config = app.config.clone();
+    let actor = email.to_string();
+    let check_actor = actor.clone();
+    let decided = app
+        .store
+        .decide_review_items(
+            ids,
+            actor.clone(),
+            decision.to_string(),
+            comment,
+            move |_, items| may_review(&check_config, &check_actor, items),
+            move |campaign, decided, mates| {
+                let mut effects = Effects::default();
+                effects.messages = page_updates(&config, campaign, &locations, &on_pages(mates));
+                for item in decided {
+                    effects.audit.push(AuditEvent::new(
+                        &actor,
+                        format!("review.{}", if item.decision.as_deref() == Some("revoke") { "revoked" } else { "kept" }),
+                        item_ref(item.id),
+                        json!({ "campaign": campaign.reference(), "app": item.app_id, "account": item.account_id,
+                                "email": item.email, "entitlement": item.entitlement, "comment": item.comment }),
+                    ));
+                    if item.decision.as_deref() == Some("revoke") {
+                        effects.jobs.push(JobChange::schedule(job::REVOKE, &item_ref(item.id), Utc::now()));
+                    }
+                }
+                effects
+            },
+        )
+        .await;
+    match decided {
+        Ok(ReviewChange::Done(_)) => {
+            app.outbox.wake();
+            app.jobs.wake();
+            if let Ok(Some(slack)) = app.identity.slack_id_of(email).await {
+                app.home_refresh.request(&slack);
+            }
+            None
+        }
+        Ok(ReviewChange::Already(item)) => Some(format!(
+            "{} was already decided: {} by {}.",
+            item_ref(item.id),
+            item.decision.unwrap_or_default(),
+            item.decided_by.unwrap_or_default()
+        )),
+        Ok(ReviewChange::Refused(why)) => {
+            let audit = AuditEvent::new(
+                email,
+                "review.decision_refused",
+                item_ref(before[0].id),
+                json!({ "reason": why }),
+            );
+            if let Err(err) = app.store.append_audit(audit).await {
+                tracing::error!(error = %err, "could not audit a refused review decision");
+            }
+            Some(why)
+        }
+        Ok(ReviewChange::Closed(c)) => Some(format!(
+            "{} is closed; decisions are no longer taken.",
+            c.reference()
+        )),
+        Err(err) => {
+            tracing::error!(error = %err, "could not record a review decision");
+            Some(NOT_RECORDED.into())
+        }
+    }
+}
+
+/// The item menu: a decision with a comment, or a reassignment; both open a modal.
+pub async fn more_clicked(
+    app: &Arc<App>,
+    selected: &str,
+    event: SlackInteractionBlockActionsEvent,
+) -> Reply {
+    let Some((what, id)) = selected.split_once(':') else {
+        return Reply::empty();
+    };
+    let Ok(id) = id.parse::<i64>() else {
+        return Reply::empty();
+    };
+    let Some(who) = clicker(app, &event).await else {
+        return Reply::empty();
+    };
+    let item = match app.store.review_item(id).await {
+        Ok(Some(item)) => item,
+        _ => {
+            tell(
+                app,
+                &who.slack_id,
+                who.channel.as_deref(),
+                "That review item no longer exists.",
+            )
+            .await;
+            return Reply::empty();
+        }
+    };
+    if let Err(why) = may_review(&app.config, &who.email, std::slice::from_ref(&item)) {
+        if what != "reassign" || !item.reviewer_email.eq_ignore_ascii_case(&who.email) {
+            tell(app, &who.slack_id, who.channel.as_deref(), &why).await;
+            return Reply::empty();
+        }
+    }
+    let view = if what == "reassign" {
+        views::reassign_modal(
+            &format!("item:{id}"),
+            &format!(
+                "{} ({})",
+                item_ref(id),
+                views::describe_item(&app.config, &item)
+            ),
+        )
+    } else {
+        views::comment_modal(&app.config, &item)
+    };
+    open_modal(app, &event.trigger_id.0, view)
+}
+
+/// Reassign all of the clicker's open items in a campaign.
+pub async fn reassign_all_clicked(
+    app: &Arc<App>,
+    value: &str,
+    event: SlackInteractionBlockActionsEvent,
+) -> Reply {
+    let Ok(campaign) = value.parse::<i64>() else {
+        return Reply::empty();
+    };
+    open_modal(
+        app,
+        &event.trigger_id.0,
+        views::reassign_modal(&format!("all:{campaign}"), "all your undecided items"),
+    )
+}
+
+fn open_modal(app: &Arc<App>, trigger_id: &str, view: serde_json::Value) -> Reply {
+    let app = app.clone();
+    let trigger_id = trigger_id.to_string();
+    Reply::empty().then(async move {
+        if let Err(err) = app
+            .api
+            .call(
+                "views.open",
+                &json!({ "trigger_id": trigger_id, "view": view }),
+            )
+            .await
+        {
+            tracing::warn!(error = %err, "could not open a review modal");
+        }
+    })
+}
+
+fn metadata(submission: &SlackInteractionViewSubmissionEvent) -> String {
+    match &submission.view.view {
+        SlackView::Modal(m) => m.private_metadata.clone().unwrap_or_default(),
+        SlackView::Home(_) => String::new(),
+    }
+}
+
+fn close_with(text: &str) -> Reply {
+    Reply::payload(json!({ "response_action": "update", "view": notice(text) }))
+}
+
+/// The comment modal: a decision with a comment on one item.
+pub async fn comment_submitted(
+    app: &Arc<App>,
+    submission: SlackInteractionViewSubmissionEvent,
+) -> Reply {
+    let user = submission.user.id.0.clone();
+    let Ok(id) = metadata(&submission).parse::<i64>() else {
+        return Reply::empty();
+    };
+    let decision = state_of(
+        &submission,
+        ids::REVIEW_DECISION_BLOCK,
+        ids::REVIEW_DECISION_ACTION,
+    )
+    .and_then(|s| s.selected_option.as_ref())
+    .map(|o| o.value.clone());
+    let Some(decision) = decision.filter(|d| d == "keep" || d == "revoke") else {
+        return Reply::payload(
+            json!({ "response_action": "errors", "errors": { ids::REVIEW_DECISION_BLOCK: "Choose Keep or Revoke." } }),
+        );
+    };
+    let comment = value_of(&submission, ids::COMMENT_BLOCK, ids::COMMENT_ACTION)
+        .filter(|c| !c.trim().is_empty());
+    let Ok(Some(email)) = app.identity.email_of(&user).await else {
+        return close_with("accessd cannot tell who you are (no email on your Slack account).");
+    };
+    match decide(app, &email, vec![id], &decision, comment).await {
+        None => Reply::empty(),
+        Some(text) => close_with(&text),
+    }
+}
+
+/// The reassignment modal: one item (`item:ID`) or all (`all:CAMPAIGN`).
+pub async fn reassign_submitted(
+    app: &Arc<App>,
+    submission: SlackInteractionViewSubmissionEvent,
+) -> Reply {
+    let user = submission.user.id.0.clone();
+    let target = metadata(&submission);
+    let new_reviewer = state_of(&submission, ids::REVIEWER_BLOCK, ids::REVIEWER_ACTION)
+        .and_then(|s| s.selected_user.as_ref())
+        .map(|u| u.0.clone());
+    let reason = value_of(
+        &submission,
+        ids::REASSIGN_REASON_BLOCK,
+        ids::REASSIGN_REASON_ACTION,
+    )
+    .map(|r| r.trim().to_string())
+    .filter(|r| !r.is_empty());
+    let Some(new_reviewer) = new_reviewer else {
+        return Reply::payload(
+            json!({ "response_action": "errors", "errors": { ids::REVIEWER_BLOCK: "Choose who should review." } }),
+        );
+    };
+    let Some(reason) = reason else {
+        return Reply::payload(
+            json!({ "response_action": "errors", "errors": { ids::REASSIGN_REASON_BLOCK: "Say why, for the audit trail." } }),
+        );
+    };
+    let Ok(Some(email)) = app.identity.email_of(&user).await else {
+        return close_with("accessd cannot tell who you are (no email on your Slack account).");
+    };
+    let to_email = match app.identity.email_of(&new_reviewer).await {
+        Ok(Some(e)) => e,
+        _ => {
+            return Reply::payload(
+                json!({ "response_action": "errors", "errors": { ids::REVIEWER_BLOCK: "accessd cannot find that person's email; choose someone else." } }),
+            )
+        }
+    };
+    if to_email.eq_ignore_ascii_case(&email) {
+        return Reply::payload(
+            json!({ "response_action": "errors", "errors": { ids::REVIEWER_BLOCK: "Choose someone other than yourself." } }),
+        );
+    }
+    let item_ids: Vec<i64> = match target.split_once(':') {
+        Some(("item", id)) => id.parse().ok().into_iter().collect(),
+        Some(("all", campaign)) => match campaign.parse::<i64>() {
+            Ok(c) => app
+                .store
+                .reviewer_items(c, email.clone())
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|i| i.decision.is_none())
+                .map(|i| i.id)
+                .collect(),
+            Err(_) => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    if item_ids.is_empty() {
+        return close_with("There is nothing of yours left to reassign.");
+    }
+    let mut before = Vec::new();
+    for id in &item_ids {
+        if let Ok(Some(item)) = app.store.review_item(*id).await {
+            before.push(item);
+        }
+    }
+    let locations = page_locations(app, &before).await;
+    let moved_from = on_pages(&before);
+    let config = app.config.clone();
+    let check_config = app.config.clone();
+    let actor = email.clone();
+    let to = to_email.clone();
+    let target_person = to_email.clone();
+    let result = app
+        .store
+        .reassign_review_items(
+            item_ids,
+            to_email.clone(),
+            reason.clone(),
+            move |_, items| {
+                // The reviewer (or an admin) may hand items on; the new
+                // reviewer must not be the person under review.
+                for item in items {
+                    if !item.reviewer_email.eq_ignore_ascii_case(&actor) && !check_config.is_admin(&actor) {
+                        return Err(format!("{} is assigned to {}.", item_ref(item.id), item.reviewer_email));
+                    }
+                    if item.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(&target_person)) {
+                        return Err(format!("{} is about {}'s own access; choose someone else.", item_ref(item.id), target_person));
+                    }
+                }
+                Ok(())
+            },
+            move |campaign, moved, mates| {
+                let mut shown = on_pages(mates);
+                // Moved items stay on the old page, shown as reassigned.
+                for (key, old) in &moved_from {
+                    if let Some(now) = moved.iter().find(|m| m.id == old.id) {
+                        shown.push((key.clone(), now.clone()));
+                    }
+                }
+                let mut effects = Effects {
+                    messages: page_updates(&config, campaign, &locations, &shown),
+                    ..Effects::default()
+                };
+                effects.audit.push(AuditEvent::new(
+                    &email,
+                    "review.reassigned",
+                    campaign.reference(),
+                    json!({ "items": moved.iter().map(|m| item_ref(m.id)).collect::<Vec<_>>(), "to": to, "reason": reason }),
+                ));
+                effects
+            },
+        )
+        .await;
+    match result {
+        Ok(ReviewChange::Done(moved)) => {
+            let count = moved.len();
+            let app = app.clone();
+            let campaign_id = moved[0].campaign_id;
+            let from = user.clone();
+            let by = before[0].reviewer_email.clone();
+            let reason_text = value_of(
+                &submission,
+                ids::REASSIGN_REASON_BLOCK,
+                ids::REASSIGN_REASON_ACTION,
+            )
+            .unwrap_or_default();
+            // The new reviewer's pages go out after the ack (Slack lookups).
+            Reply::empty().then(async move {
+                if let Ok(Some(campaign)) = app.store.campaign(campaign_id).await {
+                    let intro = Intro::Reassigned {
+                        from: by,
+                        reason: reason_text,
+                    };
+                    if send_pages(&app, &campaign, &to_email, intro).await.is_err() {
+                        tracing::warn!(
+                            campaign = campaign.reference(),
+                            "could not send reassigned pages now; the next reminder does"
+                        );
+                    }
+                    notify_done(&app, &campaign, &from, count, &to_email).await;
+                }
+            })
+        }
+        Ok(ReviewChange::Already(item)) => {
+            close_with(&format!("{} was already decided.", item_ref(item.id)))
+        }
+        Ok(ReviewChange::Refused(why)) => close_with(&why),
+        Ok(ReviewChange::Closed(c)) => close_with(&format!("{} is closed.", c.reference())),
+        Err(err) => {
+            tracing::error!(error = %err, "could not reassign review items");
+            close_with(NOT_RECORDED)
+        }
+    }
+}
+
+async fn notify_done(app: &Arc<App>, _campaign: &Campaign, user: &str, count: usize, to: &str) {
+    let (text, blocks) = views::reassigned_done(count, to);
+    if let Err(err) = app.outbox.send(NewMessage::post(user, &text, blocks)).await {
+        tracing::error!(error = %err, "could not queue a reassignment notice");
+    }
+    app.home_refresh.request(user);
+}
