@@ -1,16 +1,19 @@
 //! Subcommands, each a small function. Exit codes: 0 ok, 1 runtime failure,
 //! 2 usage or configuration error.
 //!
-//! `tickets`, `grants`, `users` and `sources` (in their own modules) read and
-//! write the store only: they load the config without asking for the Slack tokens.
+//! `tickets`, `grants`, `users`, `sources` and `reviews` (in their own modules)
+//! read and write the store only: they load the config without asking for the
+//! Slack tokens.
 
 mod grants;
 mod output;
+mod reviews;
 mod sources;
 mod tickets;
 mod users;
 
 pub use grants::GrantsCommand;
+pub use reviews::ReviewsCommand;
 pub use sources::SourcesCommand;
 pub use tickets::TicketsCommand;
 pub use users::UsersCommand;
@@ -94,6 +97,11 @@ pub enum Command {
         #[command(subcommand)]
         command: SourcesCommand,
     },
+    /// Access review campaigns: create, list, show, close, report.
+    Reviews {
+        #[command(subcommand)]
+        command: ReviewsCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +145,7 @@ pub fn execute(cli: Cli) -> ExitCode {
         Command::Grants { command } => output::finish(grants::execute(&cli.config, command)),
         Command::Users { command } => output::finish(users::execute(&cli.config, command)),
         Command::Sources { command } => output::finish(sources::execute(&cli.config, command)),
+        Command::Reviews { command } => output::finish(reviews::execute(&cli.config, command)),
     }
 }
 

@@ -1,0 +1,794 @@
+//! `accessd reviews create|list|show|close|report`: starting an access
+//! review campaign from the command line, following its progress, asking
+//! the daemon to close it, and the auditor's report (CSV or JSON) of every
+//! item and its decision. The daemon does all the Slack work (launch DMs,
+//! reminders, the owner's summary at the close); these commands only read
+//! and write the store.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::{Subcommand, ValueEnum};
+use serde::Serialize;
+use serde_json::json;
+
+use super::grants::cli_actor;
+use super::output::{
+    clean, emit, or_dash, print_out, rfc3339_short, with_store, Failure, Outcome, Table,
+};
+use crate::config::{self, Config, Reviewer};
+use crate::reviews::{self, item_ref, job, CampaignAsk, CreateError};
+use crate::store::reviews::{campaign_ref, parse_campaign_ref};
+use crate::store::{AuditEvent, Campaign, ReviewItem, Store};
+
+/// A due date further out than this is a typo (`14y` for `14d`), and far
+/// enough out it would overflow the date arithmetic.
+const MAX_DUE: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewsCommand {
+    /// Start a review campaign of every account (× entitlement) of the apps;
+    /// the running daemon sends the reviewer DMs within seconds (audited).
+    Create {
+        /// App id, alias or name from `[[apps]]`; repeat for several apps.
+        #[arg(long = "app", value_name = "ID", required = true)]
+        apps: Vec<String>,
+        /// Who reviews each item: `owners` (the app's owners), `manager` (the
+        /// person's manager from the identity sources) or an email. Nobody
+        /// reviews their own access: such items go to another owner or an admin.
+        #[arg(long, value_name = "owners|manager|EMAIL", value_parser = parse_reviewer)]
+        reviewer: Reviewer,
+        /// How long reviewers have, humantime (`14d`, `36h`); the campaign
+        /// closes then.
+        #[arg(long, value_name = "DURATION", value_parser = parse_due)]
+        due: Duration,
+        /// Campaign name [default: "<apps> access review <date>"].
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Who gets the summary at the close [default: the first admin].
+        #[arg(long, value_name = "EMAIL", value_parser = parse_email)]
+        owner: Option<String>,
+        /// Print a JSON object instead of one line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List campaigns, newest first, with their progress.
+    List {
+        /// Only campaigns in this status.
+        #[arg(long, value_name = "STATUS", value_parser = ["open", "closed"])]
+        status: Option<String>,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one campaign: progress per reviewer and every item.
+    Show {
+        /// Campaign id: `R-3` or `3`.
+        #[arg(value_name = "ID", value_parser = parse_id)]
+        id: i64,
+        /// Print a JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Close an open campaign now: the running daemon closes it within
+    /// seconds and sends the owner the summary (audited).
+    Close {
+        /// Campaign id: `R-3` or `3`.
+        #[arg(value_name = "ID", value_parser = parse_id)]
+        id: i64,
+    },
+    /// Every item with its decision, for an auditor (columns in the README).
+    Report {
+        /// Campaign id: `R-3` or `3`.
+        #[arg(value_name = "ID", value_parser = parse_id)]
+        id: i64,
+        #[arg(long, value_enum)]
+        format: ReportFormat,
+        /// Write the report to PATH instead of stdout.
+        #[arg(long, value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReportFormat {
+    Csv,
+    Json,
+}
+
+fn parse_id(text: &str) -> Result<i64, String> {
+    parse_campaign_ref(text).ok_or_else(|| format!("`{text}` is not a campaign id (R-3 or 3)"))
+}
+
+fn parse_reviewer(text: &str) -> Result<Reviewer, String> {
+    match text.trim() {
+        "owners" => Ok(Reviewer::Owners),
+        "manager" => Ok(Reviewer::Manager),
+        t => parse_email(t)
+            .map(Reviewer::Email)
+            .map_err(|_| format!("expected `owners`, `manager` or an email, found `{t}`")),
+    }
+}
+
+fn parse_due(text: &str) -> Result<Duration, String> {
+    let due = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 14d or 36h"))?;
+    if due.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    if due > MAX_DUE {
+        return Err("must be at most 10 years".into());
+    }
+    Ok(due)
+}
+
+/// One `@` with something on both sides and no whitespace or control
+/// characters (as `users link` checks; the sources are the authority on
+/// addresses). Lowercased, as the store keeps emails.
+fn parse_email(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    let valid = matches!(t.split_once('@'), Some((local, domain))
+        if !local.is_empty() && !domain.is_empty() && !domain.contains('@'))
+        && !t.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(t.to_lowercase())
+    } else {
+        Err(format!("`{text}` is not an email address"))
+    }
+}
+
+pub(crate) fn execute(config_path: &Path, command: ReviewsCommand) -> Outcome {
+    match command {
+        ReviewsCommand::Create {
+            apps,
+            reviewer,
+            due,
+            name,
+            owner,
+            json,
+        } => {
+            // Unknown apps are a usage error found before the database is touched.
+            let config =
+                config::load(config_path).map_err(|err| Failure::usage(err.to_string()))?;
+            for app in &apps {
+                if config.find_app(app).is_none() {
+                    return Err(unknown_app(&config, app));
+                }
+            }
+            let ask = CampaignAsk {
+                name,
+                apps,
+                reviewer,
+                due,
+                owner,
+                schedule: None,
+                created_by: cli_actor(),
+            };
+            with_store(config_path, |store| create(store, config, ask, json))
+        }
+        ReviewsCommand::List { status, json } => {
+            with_store(config_path, |store| list(store, status, json))
+        }
+        ReviewsCommand::Show { id, json } => with_store(config_path, |store| show(store, id, json)),
+        ReviewsCommand::Close { id } => with_store(config_path, |store| close(store, id)),
+        ReviewsCommand::Report { id, format, output } => {
+            with_store(config_path, |store| report(store, id, format, output))
+        }
+    }
+}
+
+fn unknown_app(config: &Config, app: &str) -> Failure {
+    let known: Vec<&str> = config.apps.iter().map(|a| a.id.as_str()).collect();
+    let known = if known.is_empty() {
+        "none are configured".to_owned()
+    } else {
+        format!("known: {}", known.join(", "))
+    };
+    Failure::usage(format!(
+        "accessd: --app: no app `{}` in the catalog ({known})",
+        clean(app)
+    ))
+}
+
+async fn create(store: Store, config: Config, ask: CampaignAsk, json: bool) -> Outcome {
+    let campaign = match reviews::create(&store, &config, ask, Utc::now()).await {
+        Ok(campaign) => campaign,
+        Err(CreateError::UnknownApp(app)) => return Err(unknown_app(&config, &app)),
+        Err(err @ CreateError::Empty(_)) => {
+            return Err(Failure::usage(format!(
+                "accessd: --app: {err}; run `accessd sources sync` first"
+            )))
+        }
+        Err(err @ CreateError::NoOwner) => {
+            return Err(Failure::usage(format!("accessd: --owner: {err}")))
+        }
+        Err(CreateError::Store(err)) => return Err(err.into()),
+    };
+    let items = store.review_items(campaign.id).await?;
+    let view = CampaignView::new(&campaign, &items);
+    emit(json, &view, || {
+        clean(&format!(
+            "{}: \"{}\", {} across {}, due {}; the running daemon sends the reviewer DMs within seconds",
+            view.id,
+            view.name,
+            plural(view.items, "item"),
+            plural(view.reviewers, "reviewer"),
+            rfc3339_short(view.due_at)
+        ))
+    })
+}
+
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+async fn list(store: Store, status: Option<String>, json: bool) -> Outcome {
+    let campaigns = store.campaigns(status).await?;
+    let mut views = Vec::with_capacity(campaigns.len());
+    for campaign in &campaigns {
+        let items = store.review_items(campaign.id).await?;
+        views.push(CampaignView::new(campaign, &items));
+    }
+    emit(json, &views, || {
+        if views.is_empty() {
+            return "no review campaigns".into();
+        }
+        let mut table = Table::new(&[
+            "ID",
+            "NAME",
+            "APPS",
+            "STATUS",
+            "DUE",
+            "PROGRESS",
+            "REVIEWERS",
+            "CREATED",
+        ]);
+        for v in &views {
+            table.row(vec![
+                v.id.clone(),
+                v.name.clone(),
+                v.apps.join(","),
+                v.status.clone(),
+                rfc3339_short(v.due_at),
+                format!("{}/{}", v.decided, v.items),
+                v.reviewers.to_string(),
+                rfc3339_short(v.created_at),
+            ]);
+        }
+        table.render()
+    })
+}
+
+async fn load(store: &Store, id: i64) -> Result<(Campaign, Vec<ReviewItem>), Failure> {
+    let Some(campaign) = store.campaign(id).await? else {
+        return Err(Failure::runtime(format!(
+            "accessd: no review campaign {}",
+            campaign_ref(id)
+        )));
+    };
+    let items = store.review_items(id).await?;
+    Ok((campaign, items))
+}
+
+async fn show(store: Store, id: i64, json: bool) -> Outcome {
+    let (campaign, items) = load(&store, id).await?;
+    let detail = CampaignDetail::new(&campaign, &items);
+    emit(json, &detail, || show_text(&detail))
+}
+
+fn show_text(d: &CampaignDetail) -> String {
+    let c = &d.campaign;
+    let mut out = format!(
+        "{} \"{}\" ({})\napps: {}\nreviewer rule: {}; owner: {}\ndue: {}\ncreated: {} by {}\n",
+        c.id,
+        c.name,
+        c.status,
+        c.apps.join(", "),
+        c.reviewer,
+        c.owner,
+        rfc3339_short(c.due_at),
+        rfc3339_short(c.created_at),
+        c.created_by,
+    );
+    if let Some(at) = c.closed_at {
+        out.push_str(&format!("closed: {}\n", rfc3339_short(at)));
+    }
+    out.push_str(&format!(
+        "progress: {}/{} decided ({} kept, {} revoked, {} undecided)\n\n",
+        c.decided, c.items, d.kept, d.revoked, d.undecided
+    ));
+    let mut reviewers = Table::new(&["REVIEWER", "DECIDED", "KEPT", "REVOKED", "UNDECIDED"]);
+    for r in &d.reviewers {
+        reviewers.row(vec![
+            r.reviewer.clone(),
+            format!("{}/{}", r.decided, r.total),
+            r.kept.to_string(),
+            r.revoked.to_string(),
+            r.undecided.to_string(),
+        ]);
+    }
+    out.push_str(&reviewers.render());
+    out.push('\n');
+    let mut items = Table::new(&[
+        "ITEM",
+        "APP",
+        "ACCOUNT",
+        "ENTITLEMENT",
+        "REVIEWER",
+        "DECISION",
+        "COMMENT",
+        "DECIDED AT",
+        "REVOKE OUTCOME",
+    ]);
+    for i in &d.items {
+        items.row(vec![
+            i.id.clone(),
+            i.app.clone(),
+            i.email.clone().unwrap_or_else(|| i.account_id.clone()),
+            or_dash(i.entitlement.clone()),
+            i.reviewer.clone(),
+            i.decision.into(),
+            or_dash(i.comment.clone()),
+            i.decided_at.map_or_else(|| "-".into(), rfc3339_short),
+            or_dash(i.revoke_outcome.clone()),
+        ]);
+    }
+    out.push_str(&items.render());
+    clean_lines(&out)
+}
+
+/// The campaign name and people's text may hold anything; only newlines the
+/// rendering put there survive.
+fn clean_lines(text: &str) -> String {
+    text.lines().map(clean).collect::<Vec<_>>().join("\n")
+}
+
+async fn close(store: Store, id: i64) -> Outcome {
+    let (campaign, _) = load(&store, id).await?;
+    let reference = campaign.reference();
+    if !campaign.is_open() {
+        return Err(Failure::runtime(format!(
+            "accessd: {reference} is already closed{}",
+            campaign
+                .closed_at
+                .map(|at| format!(" (at {})", rfc3339_short(at)))
+                .unwrap_or_default()
+        )));
+    }
+    // Closing is the daemon's: it DMs the owner the summary and drops the
+    // other timers in the same transaction. Moving the close timer to now
+    // hands it over; the daemon's job loop notices within seconds.
+    store
+        .schedule_job(
+            job::CLOSE.into(),
+            reviews::subject(id),
+            Utc::now(),
+            serde_json::Value::Null,
+        )
+        .await?;
+    store
+        .append_audit(AuditEvent::new(
+            cli_actor(),
+            "review.close_requested",
+            &reference,
+            json!({ "name": campaign.name, "due_at": campaign.due_at }),
+        ))
+        .await?;
+    print_out(&format!(
+        "{reference}: closing; the running daemon closes it within seconds"
+    ))
+}
+
+async fn report(store: Store, id: i64, format: ReportFormat, output: Option<PathBuf>) -> Outcome {
+    let (campaign, items) = load(&store, id).await?;
+    let rows: Vec<ReportRow> = items.iter().map(|i| ReportRow::new(&campaign, i)).collect();
+    let text = match format {
+        ReportFormat::Csv => to_csv(&rows),
+        ReportFormat::Json => {
+            let doc = ReportDoc {
+                campaign: CampaignView::new(&campaign, &items),
+                summary: Summary::new(&items),
+                items: &rows,
+            };
+            let mut text = serde_json::to_string_pretty(&doc)
+                .map_err(|err| Failure::runtime(format!("accessd: {err}")))?;
+            text.push('\n');
+            text
+        }
+    };
+    match output {
+        None => print_out(&text),
+        Some(path) => {
+            std::fs::write(&path, text).map_err(|err| {
+                Failure::runtime(format!("accessd: writing {}: {err}", path.display()))
+            })?;
+            print_out(&format!(
+                "{}: report of {} written to {}",
+                campaign.reference(),
+                plural(rows.len(), "item"),
+                path.display()
+            ))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Views: what the CLI promises to print, independent of the store's types.
+
+/// `reviews list --json` (and `create --json`): a campaign with its counts.
+#[derive(Debug, Serialize)]
+struct CampaignView {
+    id: String,
+    name: String,
+    apps: Vec<String>,
+    /// `owners`, `manager` or an email, as asked.
+    reviewer: String,
+    owner: String,
+    schedule: Option<String>,
+    /// `open` or `closed`.
+    status: String,
+    due_at: DateTime<Utc>,
+    created_by: String,
+    created_at: DateTime<Utc>,
+    launched_at: Option<DateTime<Utc>>,
+    closed_at: Option<DateTime<Utc>>,
+    items: usize,
+    decided: usize,
+    reviewers: usize,
+}
+
+impl CampaignView {
+    fn new(c: &Campaign, items: &[ReviewItem]) -> Self {
+        let mut reviewers: Vec<&str> = items.iter().map(|i| i.reviewer_email.as_str()).collect();
+        reviewers.sort_unstable();
+        reviewers.dedup();
+        CampaignView {
+            id: c.reference(),
+            name: c.name.clone(),
+            apps: c.apps.clone(),
+            reviewer: c.reviewer_rule.clone(),
+            owner: c.owner_email.clone(),
+            schedule: c.schedule.clone(),
+            status: c.status.clone(),
+            due_at: c.due_at,
+            created_by: c.created_by.clone(),
+            created_at: c.created_at,
+            launched_at: c.launched_at,
+            closed_at: c.closed_at,
+            items: items.len(),
+            decided: items.iter().filter(|i| i.decision.is_some()).count(),
+            reviewers: reviewers.len(),
+        }
+    }
+}
+
+/// `reviews show --json`.
+#[derive(Debug, Serialize)]
+struct CampaignDetail {
+    #[serde(flatten)]
+    campaign: CampaignView,
+    kept: usize,
+    revoked: usize,
+    undecided: usize,
+    reviewers: Vec<ReviewerView>,
+    items: Vec<ItemView>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct ReviewerView {
+    reviewer: String,
+    total: usize,
+    decided: usize,
+    kept: usize,
+    revoked: usize,
+    undecided: usize,
+}
+
+impl CampaignDetail {
+    fn new(c: &Campaign, items: &[ReviewItem]) -> Self {
+        let mut by_reviewer: BTreeMap<&str, ReviewerView> = BTreeMap::new();
+        for i in items {
+            let r = by_reviewer
+                .entry(i.reviewer_email.as_str())
+                .or_insert_with(|| ReviewerView {
+                    reviewer: i.reviewer_email.clone(),
+                    ..ReviewerView::default()
+                });
+            r.total += 1;
+            match decision(i) {
+                "keep" => r.kept += 1,
+                "revoke" => r.revoked += 1,
+                _ => r.undecided += 1,
+            }
+            r.decided = r.kept + r.revoked;
+        }
+        let count = |d: &str| items.iter().filter(|i| decision(i) == d).count();
+        let mut campaign = CampaignView::new(c, items);
+        // `reviewers` is the list below; the count is its length.
+        campaign.reviewers = by_reviewer.len();
+        CampaignDetail {
+            campaign,
+            kept: count("keep"),
+            revoked: count("revoke"),
+            undecided: count("undecided"),
+            reviewers: by_reviewer.into_values().collect(),
+            items: items.iter().map(ItemView::from).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ItemView {
+    id: String,
+    app: String,
+    source: String,
+    account_id: String,
+    email: Option<String>,
+    name: Option<String>,
+    entitlement: Option<String>,
+    reviewer: String,
+    /// `keep`, `revoke` or `undecided`.
+    decision: &'static str,
+    comment: Option<String>,
+    decided_by: Option<String>,
+    decided_at: Option<DateTime<Utc>>,
+    reassigned_from: Option<String>,
+    reassign_reason: Option<String>,
+    revoke_outcome: Option<String>,
+}
+
+impl From<&ReviewItem> for ItemView {
+    fn from(i: &ReviewItem) -> Self {
+        ItemView {
+            id: item_ref(i.id),
+            app: i.app_id.clone(),
+            source: i.source_id.clone(),
+            account_id: i.account_id.clone(),
+            email: i.email.clone(),
+            name: i.name.clone(),
+            entitlement: i.entitlement.clone(),
+            reviewer: i.reviewer_email.clone(),
+            decision: decision(i),
+            comment: i.comment.clone(),
+            decided_by: i.decided_by.clone(),
+            decided_at: i.decided_at,
+            reassigned_from: i.reassigned_from.clone(),
+            reassign_reason: i.reassign_reason.clone(),
+            revoke_outcome: i.revoke_outcome.clone(),
+        }
+    }
+}
+
+fn decision(i: &ReviewItem) -> &'static str {
+    match i.decision.as_deref() {
+        Some("keep") => "keep",
+        Some("revoke") => "revoke",
+        // The store only writes keep/revoke; anything else is not a decision
+        // an auditor could rely on.
+        _ => "undecided",
+    }
+}
+
+/// The report's columns, in their documented (README) order; the CSV header
+/// is these names and the JSON items use them as keys.
+const REPORT_COLUMNS: [&str; 17] = [
+    "campaign_id",
+    "campaign_name",
+    "item",
+    "app",
+    "source",
+    "account_id",
+    "email",
+    "name",
+    "entitlement",
+    "reviewer",
+    "decision",
+    "comment",
+    "decided_by",
+    "decided_at",
+    "reassigned_from",
+    "reassign_reason",
+    "revoke_outcome",
+];
+
+/// One report row; empty strings where there is nothing, so the CSV and
+/// the JSON carry the same text.
+#[derive(Debug, Serialize)]
+struct ReportRow {
+    campaign_id: String,
+    campaign_name: String,
+    item: String,
+    app: String,
+    source: String,
+    account_id: String,
+    email: String,
+    name: String,
+    entitlement: String,
+    reviewer: String,
+    decision: &'static str,
+    comment: String,
+    decided_by: String,
+    /// RFC 3339, UTC.
+    decided_at: String,
+    reassigned_from: String,
+    reassign_reason: String,
+    revoke_outcome: String,
+}
+
+impl ReportRow {
+    fn new(c: &Campaign, i: &ReviewItem) -> Self {
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        ReportRow {
+            campaign_id: c.reference(),
+            campaign_name: c.name.clone(),
+            item: item_ref(i.id),
+            app: i.app_id.clone(),
+            source: i.source_id.clone(),
+            account_id: i.account_id.clone(),
+            email: text(&i.email),
+            name: text(&i.name),
+            entitlement: text(&i.entitlement),
+            reviewer: i.reviewer_email.clone(),
+            decision: decision(i),
+            comment: text(&i.comment),
+            decided_by: text(&i.decided_by),
+            decided_at: i
+                .decided_at
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+                .unwrap_or_default(),
+            reassigned_from: text(&i.reassigned_from),
+            reassign_reason: text(&i.reassign_reason),
+            revoke_outcome: text(&i.revoke_outcome),
+        }
+    }
+
+    /// The cells in `REPORT_COLUMNS` order.
+    fn cells(&self) -> [&str; 17] {
+        [
+            &self.campaign_id,
+            &self.campaign_name,
+            &self.item,
+            &self.app,
+            &self.source,
+            &self.account_id,
+            &self.email,
+            &self.name,
+            &self.entitlement,
+            &self.reviewer,
+            self.decision,
+            &self.comment,
+            &self.decided_by,
+            &self.decided_at,
+            &self.reassigned_from,
+            &self.reassign_reason,
+            &self.revoke_outcome,
+        ]
+    }
+}
+
+/// `report --format json`.
+#[derive(Debug, Serialize)]
+struct ReportDoc<'a> {
+    campaign: CampaignView,
+    summary: Summary,
+    items: &'a [ReportRow],
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    total: usize,
+    kept: usize,
+    revoked: usize,
+    undecided: usize,
+    /// Revoke decisions the daemon has carried out (or scheduled through a grant).
+    revoked_ok: usize,
+    /// Revoke decisions a provisioner could not carry out.
+    revoked_failed: usize,
+    /// Revoke decisions handed to the app's owners as a manual task.
+    revoked_manual: usize,
+    /// Revoke decisions with no outcome recorded yet.
+    revoke_pending: usize,
+}
+
+impl Summary {
+    fn new(items: &[ReviewItem]) -> Self {
+        let count = |d: &str| items.iter().filter(|i| decision(i) == d).count();
+        // The outcome line starts with its status word, as
+        // `lifecycle::revoke::RevokeReport::outcome` writes it.
+        let outcome = |prefix: Option<&str>| {
+            items
+                .iter()
+                .filter(|i| decision(i) == "revoke")
+                .filter(|i| match (prefix, i.revoke_outcome.as_deref()) {
+                    (None, None) => true,
+                    (Some(p), Some(o)) => o.starts_with(p),
+                    _ => false,
+                })
+                .count()
+        };
+        Summary {
+            total: items.len(),
+            kept: count("keep"),
+            revoked: count("revoke"),
+            undecided: count("undecided"),
+            revoked_ok: outcome(Some("revoked")),
+            revoked_failed: outcome(Some("failed")),
+            revoked_manual: outcome(Some("manual")),
+            revoke_pending: outcome(None),
+        }
+    }
+}
+
+fn to_csv(rows: &[ReportRow]) -> String {
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[&str]| {
+        let fields: Vec<String> = cells.iter().map(|c| csv_field(c)).collect();
+        out.push_str(&fields.join(","));
+        out.push_str("\r\n");
+    };
+    line(&mut out, &REPORT_COLUMNS);
+    for row in rows {
+        line(&mut out, &row.cells());
+    }
+    out
+}
+
+/// One RFC 4180 field. Text from sources and reviewers must not run as a
+/// spreadsheet formula when the auditor opens the file: a leading `=`, `+`,
+/// `-`, `@` (and tab or CR, which some spreadsheets skip before one) gets a
+/// `'` in front. Then a field with a comma, quote or line break is quoted,
+/// its quotes doubled.
+fn csv_field(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_defused() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field(""), "");
+        assert_eq!(csv_field("Lee, Ann"), "\"Lee, Ann\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv_field("=cmd|' /C calc'!A0"), "'=cmd|' /C calc'!A0");
+        assert_eq!(csv_field("+1"), "'+1");
+        assert_eq!(csv_field("-1"), "'-1");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("=a,b"), "\"'=a,b\"");
+        assert_eq!(csv_field("a=b"), "a=b");
+    }
+
+    #[test]
+    fn durations_and_reviewers_parse() {
+        assert_eq!(parse_due("14d"), Ok(Duration::from_secs(14 * 86_400)));
+        assert!(parse_due("0s").is_err());
+        assert!(parse_due("fortnight").is_err());
+        assert!(parse_due("100y").is_err());
+        assert_eq!(parse_reviewer("owners"), Ok(Reviewer::Owners));
+        assert_eq!(parse_reviewer("manager"), Ok(Reviewer::Manager));
+        assert_eq!(
+            parse_reviewer("Dana@Example.com"),
+            Ok(Reviewer::Email("dana@example.com".into()))
+        );
+        assert!(parse_reviewer("dana").is_err());
+        assert!(parse_email("a@b@c").is_err());
+    }
+}
