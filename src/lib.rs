@@ -16,6 +16,7 @@ pub mod domain;
 pub mod handlers;
 pub mod identity;
 pub mod lifecycle;
+pub(crate) mod net;
 pub mod outbox;
 pub mod provision;
 pub mod reviews;

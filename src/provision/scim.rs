@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::redirect::Policy;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -13,6 +14,7 @@ use url::Url;
 
 use super::{Action, Outcome, Provisioner, Request};
 use crate::config::Secret;
+use crate::net;
 
 /// How much of an error body a failure message keeps.
 const BODY_EXCERPT: usize = 512;
@@ -73,21 +75,15 @@ impl ScimProvisioner {
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(format!("SCIM url {base_url:?} must be an http(s) URL"));
         }
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            .map_err(|_| "the SCIM token holds characters not allowed in an HTTP header")?;
-        auth.set_sensitive(true);
-        crate::install_crypto_provider();
+        let auth = net::auth_header("Bearer", &token, "SCIM")?;
         let mut headers = HeaderMap::new();
         headers.insert(
             ACCEPT,
             HeaderValue::from_static("application/scim+json, application/json"),
         );
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .map_err(|e| format!("cannot build the SCIM HTTP client: {e}"))?;
+        // reqwest's default: redirects followed (it drops Authorization on a
+        // redirect to another host).
+        let client = net::client(headers, timeout, Policy::default(), "SCIM")?;
         Ok(Self {
             base,
             auth,
@@ -316,7 +312,7 @@ impl Answer {
                 message: format!(
                     "{}: unreadable answer ({e}): {}",
                     self.what,
-                    excerpt(&self.text)
+                    net::excerpt(&self.text, BODY_EXCERPT)
                 ),
             })
     }
@@ -344,16 +340,8 @@ fn filter_string(value: &str) -> String {
 
 /// No answer at all: the server may be back soon.
 fn no_answer(what: &str, err: &reqwest::Error) -> Outcome {
-    let why = if err.is_timeout() {
-        "timed out".to_string()
-    } else if err.is_connect() {
-        "cannot connect".to_string()
-    } else {
-        "no answer".to_string()
-    };
-    // reqwest's message names the URL, never the headers.
     Outcome::Transient {
-        message: format!("{what}: {why}: {err}"),
+        message: net::no_answer(what, err),
         retry_after: None,
     }
 }
@@ -361,18 +349,14 @@ fn no_answer(what: &str, err: &reqwest::Error) -> Outcome {
 /// A non-2xx answer. Rate limits and server errors are worth retrying;
 /// other 4xx mean the request or the setup is wrong.
 fn failed(what: &str, status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome {
-    let message = format!("{what} answered {} {}", status.as_u16(), excerpt(body));
-    let message = message.trim_end().to_string();
+    let message = net::answered(what, status, &net::excerpt(body, BODY_EXCERPT));
     if status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT
         || status.is_server_error()
     {
         Outcome::Transient {
             message,
-            retry_after: headers
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(retry_after),
+            retry_after: net::retry_after_header(headers, chrono::Utc::now()),
         }
     } else {
         Outcome::Permanent { message }
@@ -383,28 +367,6 @@ fn failed(what: &str, status: StatusCode, headers: &HeaderMap, body: &str) -> Ou
 fn says_already_member(body: &str) -> bool {
     let lower = body.to_lowercase();
     lower.contains("already") && (lower.contains("member") || lower.contains("exist"))
-}
-
-/// `Retry-After` as seconds or an HTTP date (RFC 9110 §10.2.3).
-fn retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
-}
-
-/// At most 512 bytes of a body, cut on a character boundary, whitespace
-/// folded so a message stays one line.
-fn excerpt(body: &str) -> String {
-    let folded = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut end = folded.len().min(BODY_EXCERPT);
-    while !folded.is_char_boundary(end) {
-        end -= 1;
-    }
-    folded[..end].to_string()
 }
 
 #[cfg(test)]
@@ -442,14 +404,21 @@ mod tests {
             failed("x", StatusCode::FORBIDDEN, &none, "{\"detail\":\"no\"}"),
             Outcome::Permanent { message } if message == "x answered 403 {\"detail\":\"no\"}"
         ));
+        // A Retry-After date is read against the clock (parsing: crate::net).
         let date = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
-        let wait = retry_after(&date).unwrap();
+        let wait = match failed(
+            "x",
+            StatusCode::SERVICE_UNAVAILABLE,
+            &headers(&[("retry-after", &date)]),
+            "",
+        ) {
+            Outcome::Transient {
+                retry_after: Some(wait),
+                ..
+            } => wait,
+            other => panic!("{other:?}"),
+        };
         assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
-        assert_eq!(
-            retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(retry_after("soon"), None);
     }
 
     #[test]
@@ -472,8 +441,18 @@ mod tests {
             Some("noTarget")
         );
         assert_eq!(answer("<html>").scim_type(), None);
-        let long = excerpt(&"é".repeat(600));
-        assert!(long.len() <= BODY_EXCERPT && long.chars().all(|c| c == 'é'));
+        // Failure messages keep at most BODY_EXCERPT bytes of the body.
+        let long = failed(
+            "x",
+            StatusCode::FORBIDDEN,
+            &HeaderMap::new(),
+            &"é".repeat(600),
+        );
+        let Outcome::Permanent { message } = long else {
+            panic!("{long:?}")
+        };
+        let body = message.trim_start_matches("x answered 403 ");
+        assert!(body.len() <= BODY_EXCERPT && body.chars().all(|c| c == 'é'));
     }
 
     #[test]

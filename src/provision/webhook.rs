@@ -45,12 +45,13 @@ use std::fmt;
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
 use sha2::Sha256;
 
 use super::{Outcome, Provisioner, Request};
 use crate::config::Secret;
+use crate::net;
 
 pub const TIMESTAMP_HEADER: &str = "X-Accessd-Timestamp";
 pub const SIGNATURE_HEADER: &str = "X-Accessd-Signature";
@@ -173,10 +174,7 @@ impl WebhookProvisioner {
         if status == StatusCode::CONFLICT {
             return Outcome::AlreadyInState;
         }
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|value| retry_after(value, chrono::Utc::now()));
+        let retry_after = capped_retry_after(response.headers(), chrono::Utc::now());
         let body = body_prefix(response).await;
         let message = answered(status, &body);
         if status == StatusCode::TOO_MANY_REQUESTS {
@@ -266,19 +264,9 @@ fn prefix_text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).trim().to_string()
 }
 
-/// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3).
-fn retry_after(value: &HeaderValue, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
-    let text = value.to_str().ok()?.trim();
-    let wait = match text.parse::<u64>() {
-        Ok(seconds) => Duration::from_secs(seconds),
-        Err(_) => {
-            let at = chrono::DateTime::parse_from_rfc2822(text).ok()?;
-            (at.with_timezone(&chrono::Utc) - now)
-                .to_std()
-                .unwrap_or_default()
-        }
-    };
-    Some(wait.min(MAX_RETRY_AFTER))
+/// The receiver's `Retry-After`, at most [`MAX_RETRY_AFTER`].
+fn capped_retry_after(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    net::retry_after_header(headers, now).map(|wait| wait.min(MAX_RETRY_AFTER))
 }
 
 impl Provisioner for WebhookProvisioner {
@@ -335,25 +323,36 @@ mod tests {
         hex::encode(Sha256::digest(&outer))
     }
 
+    /// Parsing is `net::retry_after`'s (tested there); the cap is this
+    /// provisioner's own.
     #[test]
-    fn retry_after_takes_seconds_or_a_date_and_is_capped() {
+    fn retry_after_is_capped() {
         let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
             .unwrap()
             .with_timezone(&chrono::Utc);
-        let v = |s: &'static str| HeaderValue::from_static(s);
-        assert_eq!(retry_after(&v("7"), now), Some(Duration::from_secs(7)));
-        assert_eq!(retry_after(&v(" 0 "), now), Some(Duration::ZERO));
+        let h = |s: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static(s));
+            headers
+        };
         assert_eq!(
-            retry_after(&v("Thu, 01 Jan 2026 00:00:30 GMT"), now),
+            capped_retry_after(&h("7"), now),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            capped_retry_after(&h("Thu, 01 Jan 2026 00:00:30 GMT"), now),
             Some(Duration::from_secs(30))
         );
         assert_eq!(
-            retry_after(&v("Wed, 31 Dec 2025 23:00:00 GMT"), now),
-            Some(Duration::ZERO)
+            capped_retry_after(&h("99999999999"), now),
+            Some(MAX_RETRY_AFTER)
         );
-        assert_eq!(retry_after(&v("99999999999"), now), Some(MAX_RETRY_AFTER));
-        assert_eq!(retry_after(&v("soon"), now), None);
-        assert_eq!(retry_after(&v("-5"), now), None);
+        assert_eq!(
+            capped_retry_after(&h("Fri, 01 Jan 2100 00:00:00 GMT"), now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(capped_retry_after(&h("soon"), now), None);
+        assert_eq!(capped_retry_after(&HeaderMap::new(), now), None);
     }
 
     #[test]

@@ -8,11 +8,13 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LINK, RETRY_AFTER};
+use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::config::Secret;
+use crate::net;
 use crate::sources::{SourceError, HTTP_TIMEOUT};
 
 /// Pages of one listing before we call it a loop the guards missed: at
@@ -64,21 +66,10 @@ impl Api {
         {
             return Err(format!("{vendor} URL {base_url:?} must be an http(s) URL"));
         }
-        let mut auth =
-            HeaderValue::from_str(&format!("{scheme} {}", token.expose())).map_err(|_| {
-                format!("the {vendor} token holds characters not allowed in an HTTP header")
-            })?;
-        auth.set_sensitive(true);
-        crate::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(HTTP_TIMEOUT)
-            .connect_timeout(HTTP_TIMEOUT)
-            // A redirect could carry the token elsewhere; paging links are
-            // followed by hand, after the host check.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build the {vendor} HTTP client: {e}"))?;
+        let auth = net::auth_header(scheme, &token, vendor)?;
+        // A redirect could carry the token elsewhere; paging links are
+        // followed by hand, after the host check.
+        let client = net::client(headers, HTTP_TIMEOUT, Policy::none(), vendor)?;
         Ok(Self {
             vendor,
             base,
@@ -260,12 +251,7 @@ impl Api {
         } else {
             text.replace(token, "[redacted]")
         };
-        let folded = scrubbed.split_whitespace().collect::<Vec<_>>().join(" ");
-        let mut end = folded.len().min(BODY_EXCERPT);
-        while !folded.is_char_boundary(end) {
-            end -= 1;
-        }
-        folded[..end].to_string()
+        net::excerpt(&scrubbed, BODY_EXCERPT)
     }
 }
 
@@ -279,9 +265,7 @@ fn classify(
     text: &str,
     now: SystemTime,
 ) -> SourceError {
-    let message = format!("{what} answered {} {text}", status.as_u16())
-        .trim_end()
-        .to_string();
+    let message = net::answered(what, status, text);
     let hint = || rate_limit_hint(headers, now);
     let window_used_up = header_u64(headers, "x-ratelimit-remaining") == Some(0);
     match status {
@@ -303,20 +287,8 @@ fn classify(
 /// `Retry-After` (seconds or an HTTP date), else the rate-limit reset
 /// (epoch seconds) less now.
 fn rate_limit_hint(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let text = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-    };
-    if let Some(value) = text(RETRY_AFTER.as_str()) {
-        let value = value.trim();
-        if let Ok(seconds) = value.parse::<u64>() {
-            return Some(Duration::from_secs(seconds));
-        }
-        if let Ok(when) = chrono::DateTime::parse_from_rfc2822(value) {
-            let when = UNIX_EPOCH + Duration::from_secs(when.timestamp().max(0) as u64);
-            return Some(when.duration_since(now).unwrap_or(Duration::ZERO));
-        }
+    if let Some(wait) = net::retry_after_header(headers, now.into()) {
+        return Some(wait);
     }
     let reset = UNIX_EPOCH + Duration::from_secs(header_u64(headers, "x-ratelimit-reset")?);
     Some(reset.duration_since(now).unwrap_or(Duration::ZERO))
@@ -366,17 +338,9 @@ pub(crate) fn next_link(headers: &HeaderMap) -> Option<String> {
     None
 }
 
-/// No answer at all: the peer may be back soon. reqwest's message names
-/// the URL, never the headers.
+/// No answer at all: the peer may be back soon.
 fn no_answer(what: &str, err: &reqwest::Error) -> SourceError {
-    let why = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "cannot connect"
-    } else {
-        "no answer"
-    };
-    SourceError::Unavailable(format!("{what}: {why}: {err}"))
+    SourceError::Unavailable(net::no_answer(what, err))
 }
 
 #[cfg(test)]

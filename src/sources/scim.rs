@@ -8,9 +8,9 @@
 //! returning what was read so far.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
+use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -19,13 +19,14 @@ use url::Url;
 
 use super::{Account, AccountStatus, Snapshot, SourceError, HTTP_TIMEOUT};
 use crate::config::Secret;
+use crate::net;
 
 /// Items asked for per page; servers may answer fewer (RFC 7644 §3.4.2.4).
 const PAGE_SIZE: usize = 100;
 /// A million users at the default page size: beyond that, something loops.
 const MAX_PAGES: usize = 10_000;
-/// How much of an error body a message keeps.
-const BODY_EXCERPT: usize = 300;
+/// How much of an error body a message keeps (the `google` source too).
+pub(super) const BODY_EXCERPT: usize = 300;
 
 pub struct ScimSource {
     base: Url,
@@ -137,21 +138,15 @@ impl ScimSource {
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(format!("SCIM url {url:?} must be an http(s) URL"));
         }
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            .map_err(|_| "the SCIM token holds characters not allowed in an HTTP header")?;
-        auth.set_sensitive(true);
-        crate::install_crypto_provider();
+        let auth = net::auth_header("Bearer", &token, "SCIM")?;
         let mut headers = HeaderMap::new();
         headers.insert(
             ACCEPT,
             HeaderValue::from_static("application/scim+json, application/json"),
         );
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(HTTP_TIMEOUT)
-            .connect_timeout(HTTP_TIMEOUT)
-            .build()
-            .map_err(|e| format!("cannot build the SCIM HTTP client: {e}"))?;
+        // reqwest's default: redirects followed (it drops Authorization on a
+        // redirect to another host).
+        let client = net::client(headers, HTTP_TIMEOUT, Policy::default(), "SCIM")?;
         Ok(Self {
             base,
             auth,
@@ -327,7 +322,7 @@ impl ScimSource {
         serde_json::from_str(&text).map_err(|e| {
             SourceError::Invalid(format!(
                 "{what}: unreadable answer ({e}): {}",
-                excerpt(&text)
+                net::excerpt(&text, BODY_EXCERPT)
             ))
         })
     }
@@ -370,58 +365,27 @@ fn is_false(active: Option<&Value>) -> bool {
     }
 }
 
-fn no_answer(what: &str, err: &reqwest::Error) -> SourceError {
-    let why = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "cannot connect"
-    } else {
-        "no answer"
-    };
-    // reqwest's message names the URL, never the headers.
-    SourceError::Unavailable(format!("{what}: {why}: {err}"))
+/// No answer at all: the server may be back soon (also the `google` source's).
+pub(super) fn no_answer(what: &str, err: &reqwest::Error) -> SourceError {
+    SourceError::Unavailable(net::no_answer(what, err))
 }
 
 fn http_error(what: &str, status: StatusCode, headers: &HeaderMap, body: &str) -> SourceError {
-    let message = format!("{what} answered {} {}", status.as_u16(), excerpt(body))
-        .trim_end()
-        .to_string();
+    let message = net::answered(what, status, &net::excerpt(body, BODY_EXCERPT));
     match status.as_u16() {
         401 | 403 => SourceError::Auth(message),
         429 => SourceError::RateLimited {
-            retry_after: headers
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(retry_after),
+            retry_after: net::retry_after_header(headers, chrono::Utc::now()),
         },
         s if s >= 500 || s == 408 => SourceError::Unavailable(message),
         _ => SourceError::Invalid(message),
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date (RFC 9110 §10.2.3).
-pub(super) fn retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
-}
-
-/// The start of a body, on one line, cut on a character boundary.
-pub(super) fn excerpt(body: &str) -> String {
-    let folded = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut end = folded.len().min(BODY_EXCERPT);
-    while !folded.is_char_boundary(end) {
-        end -= 1;
-    }
-    folded[..end].to_string()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn user(json: Value) -> User {
@@ -459,7 +423,7 @@ mod tests {
         let e = http_error("x", StatusCode::FORBIDDEN, &none, "{\"detail\":\"no\"}");
         assert!(matches!(e, SourceError::Auth(m) if m == "x answered 403 {\"detail\":\"no\"}"));
         let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static("12"));
+        h.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static("12"));
         let e = http_error("x", StatusCode::TOO_MANY_REQUESTS, &h, "");
         assert_eq!(e.retry_after(), Some(Duration::from_secs(12)));
         assert!(matches!(
@@ -470,7 +434,12 @@ mod tests {
             http_error("x", StatusCode::BAD_REQUEST, &none, "invalidFilter"),
             SourceError::Invalid(m) if m.contains("invalidFilter")
         ));
-        assert_eq!(retry_after("soon"), None);
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            HeaderValue::from_static("soon"),
+        );
+        let e = http_error("x", StatusCode::TOO_MANY_REQUESTS, &h, "");
+        assert_eq!(e.retry_after(), None);
     }
 
     #[test]

@@ -8,15 +8,17 @@ mod auth;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
+use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
-use super::scim::{excerpt, retry_after};
+use super::scim::{no_answer, BODY_EXCERPT};
 use super::{Account, AccountStatus, Snapshot, SourceError, HTTP_TIMEOUT};
+use crate::net;
 use auth::ServiceAccount;
 
 const API_BASE: &str = "https://admin.googleapis.com";
@@ -93,15 +95,11 @@ impl GoogleSource {
         token_uri: &str,
         app: String,
     ) -> Result<Self, String> {
-        crate::install_crypto_provider();
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(HTTP_TIMEOUT)
-            .connect_timeout(HTTP_TIMEOUT)
-            .build()
-            .map_err(|e| format!("cannot build the Google HTTP client: {e}"))?;
+        // reqwest's default: redirects followed (it drops Authorization on a
+        // redirect to another host).
+        let client = net::client(headers, HTTP_TIMEOUT, Policy::default(), "Google")?;
         let account = Box::new(ServiceAccount::load(
             credentials_file,
             subject,
@@ -291,36 +289,18 @@ impl GoogleSource {
         serde_json::from_str(&text).map_err(|e| {
             SourceError::Invalid(format!(
                 "{what}: unreadable answer ({e}): {}",
-                excerpt(&text)
+                net::excerpt(&text, BODY_EXCERPT)
             ))
         })
     }
-}
-
-fn no_answer(what: &str, err: &reqwest::Error) -> SourceError {
-    let why = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "cannot connect"
-    } else {
-        "no answer"
-    };
-    SourceError::Unavailable(format!("{what}: {why}: {err}"))
 }
 
 /// A non-2xx answer. Google reports quota exhaustion as 403 with a reason
 /// (`rateLimitExceeded`, `userRateLimitExceeded`, `quotaExceeded`) as well as
 /// 429; those are a rate limit, not refused credentials.
 fn answer_error(what: &str, status: StatusCode, headers: &HeaderMap, body: &str) -> SourceError {
-    let message = format!("{what} answered {} {}", status.as_u16(), excerpt(body))
-        .trim_end()
-        .to_string();
-    let wait = || {
-        headers
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(retry_after)
-    };
+    let message = net::answered(what, status, &net::excerpt(body, BODY_EXCERPT));
+    let wait = || net::retry_after_header(headers, chrono::Utc::now());
     match status.as_u16() {
         429 => SourceError::RateLimited {
             retry_after: wait(),
