@@ -30,6 +30,11 @@ pub enum Change {
         account: Account,
         entitlement: String,
     },
+    /// Email, name, manager or link changed (status and entitlements have
+    /// their own changes): stored, never alerted.
+    AccountUpdated {
+        account: Account,
+    },
     AppDiscovered {
         app: SourceApp,
     },
@@ -43,6 +48,7 @@ pub struct Summary {
     pub status_changed: usize,
     pub entitlements_added: usize,
     pub entitlements_removed: usize,
+    pub accounts_updated: usize,
     pub apps_discovered: usize,
 }
 
@@ -56,6 +62,7 @@ impl Summary {
                 Change::StatusChanged { .. } => s.status_changed += 1,
                 Change::EntitlementAdded { .. } => s.entitlements_added += 1,
                 Change::EntitlementRemoved { .. } => s.entitlements_removed += 1,
+                Change::AccountUpdated { .. } => s.accounts_updated += 1,
                 Change::AppDiscovered { .. } => s.apps_discovered += 1,
             }
         }
@@ -78,7 +85,11 @@ impl std::fmt::Display for Summary {
             self.entitlements_added,
             self.entitlements_removed,
             self.apps_discovered
-        )
+        )?;
+        if self.accounts_updated > 0 {
+            write!(f, ", {} accounts' details updated", self.accounts_updated)?;
+        }
+        Ok(())
     }
 }
 
@@ -93,21 +104,24 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<Change> {
             changes.push(Change::AppDiscovered { app });
         }
     }
-    let before: HashMap<(&str, &str), &Account> = old
+    // Old accounts by key, with a seen flag per position: one hash lookup
+    // per new account, and removals are the unseen positions.
+    let before: HashMap<(&str, &str), usize> = old
         .accounts
         .iter()
-        .map(|a| ((a.app.as_str(), a.id.as_str()), a))
+        .enumerate()
+        .map(|(i, a)| ((a.app.as_str(), a.id.as_str()), i))
         .collect();
-    let mut kept: HashSet<(&str, &str)> = HashSet::with_capacity(new.accounts.len());
+    let mut seen = vec![false; old.accounts.len()];
     for account in &new.accounts {
-        let key = (account.app.as_str(), account.id.as_str());
-        kept.insert(key);
-        let Some(previous) = before.get(&key) else {
+        let Some(&at) = before.get(&(account.app.as_str(), account.id.as_str())) else {
             changes.push(Change::AccountAdded {
                 account: account.clone(),
             });
             continue;
         };
+        seen[at] = true;
+        let previous = &old.accounts[at];
         if previous.status != account.status {
             changes.push(Change::StatusChanged {
                 account: account.clone(),
@@ -115,49 +129,61 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<Change> {
             });
         }
         if previous.entitlements != account.entitlements {
-            // Both sides are sorted (Snapshot::normalized): one merge pass.
-            let (mut i, mut j) = (0, 0);
-            let (a, b) = (&previous.entitlements, &account.entitlements);
-            while i < a.len() || j < b.len() {
-                match (a.get(i), b.get(j)) {
-                    (Some(x), Some(y)) if x == y => {
-                        i += 1;
-                        j += 1;
-                    }
-                    (Some(x), Some(y)) if x < y => {
-                        changes.push(Change::EntitlementRemoved {
-                            account: account.clone(),
-                            entitlement: x.clone(),
-                        });
-                        i += 1;
-                    }
-                    (Some(x), None) => {
-                        changes.push(Change::EntitlementRemoved {
-                            account: account.clone(),
-                            entitlement: x.clone(),
-                        });
-                        i += 1;
-                    }
-                    (_, Some(y)) => {
-                        changes.push(Change::EntitlementAdded {
-                            account: account.clone(),
-                            entitlement: y.clone(),
-                        });
-                        j += 1;
-                    }
-                    (None, None) => break,
-                }
-            }
+            entitlement_changes(previous, account, &mut changes);
         }
-    }
-    for account in &old.accounts {
-        if !kept.contains(&(account.app.as_str(), account.id.as_str())) {
-            changes.push(Change::AccountRemoved {
+        if previous.email != account.email
+            || previous.name != account.name
+            || previous.manager != account.manager
+            || previous.url != account.url
+        {
+            changes.push(Change::AccountUpdated {
                 account: account.clone(),
             });
         }
     }
+    for (account, _) in old.accounts.iter().zip(&seen).filter(|(_, seen)| !**seen) {
+        changes.push(Change::AccountRemoved {
+            account: account.clone(),
+        });
+    }
     changes
+}
+
+/// Entitlement changes of one account. Both lists are sorted
+/// (`Snapshot::normalized`): one merge pass.
+fn entitlement_changes(previous: &Account, account: &Account, changes: &mut Vec<Change>) {
+    let (mut i, mut j) = (0, 0);
+    let (a, b) = (&previous.entitlements, &account.entitlements);
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x == y => {
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) if x < y => {
+                changes.push(Change::EntitlementRemoved {
+                    account: account.clone(),
+                    entitlement: x.clone(),
+                });
+                i += 1;
+            }
+            (Some(x), None) => {
+                changes.push(Change::EntitlementRemoved {
+                    account: account.clone(),
+                    entitlement: x.clone(),
+                });
+                i += 1;
+            }
+            (_, Some(y)) => {
+                changes.push(Change::EntitlementAdded {
+                    account: account.clone(),
+                    entitlement: y.clone(),
+                });
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
 }
 
 /// Every app a snapshot mentions: listed ones first, then those only seen
@@ -287,6 +313,7 @@ mod tests {
                 } => {
                     format!("{}-{entitlement}", account.id)
                 }
+                Change::AccountUpdated { account } => format!("~{}", account.id),
                 Change::AppDiscovered { app } => format!("app:{}", app.id),
             })
             .collect();
@@ -307,6 +334,16 @@ mod tests {
             (1, 1, 1)
         );
         assert_eq!((s.entitlements_added, s.entitlements_removed), (2, 1));
+    }
+
+    #[test]
+    fn changed_details_are_an_update_so_the_stored_manager_follows() {
+        let old = snap(vec![acc("hr", "ann", Active, &[])]);
+        let mut moved = acc("hr", "ann", Active, &[]);
+        moved.manager = Some("bob@example.com".into());
+        let changes = diff(&old, &snap(vec![moved.clone()]));
+        assert_eq!(changes, [Change::AccountUpdated { account: moved }]);
+        assert_eq!(Summary::of(&changes).accounts_updated, 1);
     }
 
     #[test]

@@ -67,11 +67,17 @@ impl FileSource {
         let is_csv = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-        let parsed = if is_csv {
-            parse_csv(&text, &self.app)
-        } else {
-            parse_json(&text, &self.app)
-        };
+        let app = self.app.clone();
+        // Parsing a large export is CPU work: off the threads that ack Slack.
+        let parsed = tokio::task::spawn_blocking(move || {
+            if is_csv {
+                parse_csv(&text, &app)
+            } else {
+                parse_json(&text, &app)
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the parser failed: {e}")));
         parsed.map_err(|e| SourceError::Invalid(format!("{}: {e}", path.display())))
     }
 }

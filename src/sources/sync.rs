@@ -185,7 +185,15 @@ async fn sync_leased(
             resolve,
         })
         .await?;
-    let (off_raised, off_resolved) = alerts::evaluate_offboarding(store, config, baseline).await?;
+    // Offboarding depends only on who exists and their status: a sync that
+    // changed neither (the usual case) cannot change the findings.
+    let people_changed =
+        summary.accounts_added + summary.accounts_removed + summary.status_changed > 0;
+    let (off_raised, off_resolved) = if baseline || people_changed {
+        alerts::evaluate_offboarding(store, config, baseline).await?
+    } else {
+        (0, 0)
+    };
     tracing::info!(source = source.id, baseline, %summary, "source synced");
     Ok(if baseline {
         SyncOutcome::Baseline { accounts, apps }

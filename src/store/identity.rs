@@ -228,7 +228,8 @@ impl Store {
                     Change::AccountAdded { account }
                     | Change::StatusChanged { account, .. }
                     | Change::EntitlementAdded { account, .. }
-                    | Change::EntitlementRemoved { account, .. } => {
+                    | Change::EntitlementRemoved { account, .. }
+                    | Change::AccountUpdated { account } => {
                         upsert_account(&tx, id, account)?
                     }
                     Change::AppDiscovered { .. } => {}

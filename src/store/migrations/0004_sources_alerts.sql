@@ -15,7 +15,9 @@ CREATE TABLE identity_accounts (
     url          TEXT,
     PRIMARY KEY (source_id, app, account_id)
 ) STRICT, WITHOUT ROWID;
-CREATE INDEX identity_accounts_email ON identity_accounts (email);
+-- (email, status): the offboarding check and known-email lookups are
+-- answered from the index alone.
+CREATE INDEX identity_accounts_email ON identity_accounts (email, status);
 CREATE INDEX identity_accounts_app ON identity_accounts (app, status);
 
 CREATE TABLE identity_apps (
