@@ -173,8 +173,10 @@ async fn decide(
             comment,
             move |_, items| may_review(&check_config, &check_actor, items),
             move |campaign, decided, mates| {
-                let mut effects = Effects::default();
-                effects.messages = page_updates(&config, campaign, &locations, &on_pages(mates));
+                let mut effects = Effects {
+                    messages: page_updates(&config, campaign, &locations, &on_pages(mates)),
+                    ..Effects::default()
+                };
                 for item in decided {
                     effects.audit.push(AuditEvent::new(
                         &actor,

@@ -389,7 +389,7 @@ async fn revoke_item(app: &Arc<App>, job_: &Job, id: i64) -> JobResult {
             .collect::<Vec<_>>(),
         Err(err) => return store_error(app, err),
     };
-    let locations = page_locations(app, &[item.clone()]).await;
+    let locations = page_locations(app, std::slice::from_ref(&item)).await;
     let mut effects = Effects {
         messages: tasks,
         ..Effects::default()
