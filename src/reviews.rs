@@ -56,6 +56,10 @@ pub enum CreateError {
     Empty(String),
     #[error("no campaign owner: pass --owner EMAIL or set requests.admins")]
     NoOwner,
+    #[error("nobody but {0} could review {0}'s own access in {1}: add another owner or admin")]
+    NoReviewer(String, String),
+    #[error("the due date is too far away")]
+    DueTooFar,
     #[error("{0}")]
     Store(#[from] StoreError),
 }
@@ -113,8 +117,9 @@ pub async fn create(
                 .into_iter()
                 .chain(owners.iter().cloned())
                 .chain(admins.iter().cloned())
+                .chain(std::iter::once(owner.clone()))
                 .find(|r| !r.eq_ignore_ascii_case(&person))
-                .unwrap_or_else(|| owner.clone());
+                .ok_or_else(|| CreateError::NoReviewer(person.clone(), app_id.clone()))?;
             let entitlements: Vec<Option<String>> = if account.entitlements.is_empty() {
                 vec![None]
             } else {
@@ -143,7 +148,10 @@ pub async fn create(
     if items.is_empty() {
         return Err(CreateError::Empty(names.join(", ")));
     }
-    let due_at = now + chrono::Duration::from_std(ask.due).unwrap_or_default();
+    let due_at = chrono::Duration::from_std(ask.due)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .ok_or(CreateError::DueTooFar)?;
     let name = ask
         .name
         .clone()

@@ -172,27 +172,6 @@ async fn store(world: &World) -> Store {
     Store::open(&world.dir.path().join("accessd.db")).unwrap()
 }
 
-/// Waits until both sources have had `n` good syncs more than `since`.
-async fn synced(world: &World, source: &str, after: chrono::DateTime<chrono::Utc>) {
-    let db = store(world).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let states = db.source_states().await.unwrap();
-        if states
-            .iter()
-            .any(|s| s.id == source && s.last_success_at.is_some_and(|t| t > after))
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{source} did not sync: {states:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    db.close().await;
-}
-
 async fn failed(world: &World, source: &str) -> i64 {
     let db = store(world).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -239,8 +218,8 @@ async fn start() -> (World, Files) {
     let f = files();
     let world = World::start_adjusted(&catalog(&f), fast_retries()).await;
     let t0 = chrono::Utc::now() - chrono::Duration::seconds(30);
-    synced(&world, "hr", t0).await;
-    synced(&world, "saas", t0).await;
+    world.wait_synced("hr", t0).await;
+    world.wait_synced("saas", t0).await;
     (world, f)
 }
 
@@ -293,7 +272,7 @@ async fn baseline_is_silent_and_each_change_alerts_once_across_ticks_and_restart
     // More ticks, then a restart: the same findings are not posted again.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     world.restart().await;
-    synced(&world, "saas", chrono::Utc::now()).await;
+    world.wait_synced("saas", chrono::Utc::now()).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         texts(&world, SEC_ALERTS.0).len(),
@@ -369,7 +348,7 @@ async fn a_failing_source_alerts_once_keeps_its_snapshot_and_recovers() {
 
     // Good again: the finding resolves; a later failure alerts anew.
     write(&f.saas, saas_baseline());
-    synced(&world, "saas", chrono::Utc::now()).await;
+    world.wait_synced("saas", chrono::Utc::now()).await;
     let failed_alert = db
         .alerts(Some("source_failed".into()), vec!["resolved".into()])
         .await
@@ -663,12 +642,9 @@ async fn require_known_email_admits_only_people_the_sources_list() {
     let f = files();
     let catalog = format!("[identity]\nrequire_known_email = true\n{}", catalog(&f));
     let world = World::start_adjusted(&catalog, fast_retries()).await;
-    synced(
-        &world,
-        "hr",
-        chrono::Utc::now() - chrono::Duration::seconds(30),
-    )
-    .await;
+    world
+        .wait_synced("hr", chrono::Utc::now() - chrono::Duration::seconds(30))
+        .await;
     // Eve is in no source: the modal explains, naming the email it saw.
     let refused = world.open_request(EVE, "github").await;
     let text = serde_json::to_string(&refused).unwrap();

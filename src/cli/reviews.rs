@@ -204,6 +204,12 @@ async fn create(store: Store, config: Config, ask: CampaignAsk, json: bool) -> O
         Err(err @ CreateError::NoOwner) => {
             return Err(Failure::usage(format!("accessd: --owner: {err}")))
         }
+        Err(err @ CreateError::NoReviewer(..)) => {
+            return Err(Failure::usage(format!("accessd: --reviewer: {err}")))
+        }
+        Err(err @ CreateError::DueTooFar) => {
+            return Err(Failure::usage(format!("accessd: --due: {err}")))
+        }
         Err(CreateError::Store(err)) => return Err(err.into()),
     };
     let items = store.review_items(campaign.id).await?;

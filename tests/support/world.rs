@@ -107,6 +107,27 @@ impl World {
         }
     }
 
+    /// Waits until `source` has had a good sync after `after`.
+    pub async fn wait_synced(&self, source: &str, after: chrono::DateTime<chrono::Utc>) {
+        let db = Store::open(&self.dir.path().join("accessd.db")).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let states = db.source_states().await.unwrap();
+            if states
+                .iter()
+                .any(|s| s.id == source && s.last_success_at.is_some_and(|t| t > after))
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{source} did not sync: {states:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        db.close().await;
+    }
+
     /// A read-only look at the database, as `accessd tickets` would take.
     pub async fn ticket_status(&self, reference: &str) -> Status {
         let store = Store::open(&self.dir.path().join("accessd.db")).unwrap();
