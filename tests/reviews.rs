@@ -453,13 +453,7 @@ async fn reminders_closing_soon_and_the_close_with_a_summary_and_report() {
     assert!(late
         .to_string()
         .contains("Not decided before the campaign closed"));
-    world
-        .ack(
-            &world
-                .fake
-                .click(CAROL, &carol[0], "Keep"),
-        )
-        .await;
+    world.ack(&world.fake.click(CAROL, &carol[0], "Keep")).await;
     ephemeral_containing(&world, CAROL, "is closed").await;
 
     // The auditor's report, through the CLI.
@@ -490,6 +484,62 @@ async fn reminders_closing_soon_and_the_close_with_a_summary_and_report() {
     if std::env::var_os("ACCESSD_PRINT_REPORT").is_some() {
         println!("{}", csv.lines().take(6).collect::<Vec<_>>().join("\n"));
     }
+    store.close().await;
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_campaign_is_created_launched_and_set_again() {
+    let (world, _s) = start(
+        "reminder_every = \"1d\"\nclosing_soon = \"1d\"\n\n[[reviews.schedules]]\nname = \"Monthly GitHub\"\napps = [\"github\"]\nreviewer = \"owners\"\ncron = \"0 9 1 * *\"\ndue = \"14d\"",
+    )
+    .await;
+    // At start the next run is set for the cron's next time, not now.
+    let conn = rusqlite::Connection::open(world.dir.path().join("accessd.db")).unwrap();
+    let next_run = || -> String {
+        conn.query_row(
+            "SELECT run_at FROM jobs WHERE kind = 'review_scheduled' AND subject = 'Monthly GitHub' AND status = 'pending'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let first = chrono::DateTime::parse_from_rfc3339(&next_run()).unwrap();
+    assert!(first > chrono::Utc::now());
+    assert_eq!(
+        first
+            .with_timezone(&chrono::Local)
+            .format("%d %H:%M")
+            .to_string(),
+        "01 09:00"
+    );
+    // The timer comes due (as on the 1st at 09:00): a campaign for the owner.
+    let store = db(&world).await;
+    store
+        .schedule_job(
+            "review_scheduled".into(),
+            "Monthly GitHub".into(),
+            chrono::Utc::now(),
+            Value::Null,
+        )
+        .await
+        .unwrap();
+    let dana = pages(&world, DANA, 8).await;
+    assert_eq!(dana.len(), 8, "150 items for the one owner, 20 a page");
+    let campaigns = store.campaigns(None).await.unwrap();
+    assert_eq!(campaigns.len(), 1);
+    assert_eq!(campaigns[0].schedule.as_deref(), Some("Monthly GitHub"));
+    assert!(campaigns[0].name.starts_with("Monthly GitHub "));
+    // …and the next run is set again.
+    world
+        .fake
+        .wait_until(WAIT, |_| {
+            chrono::DateTime::parse_from_rfc3339(&next_run())
+                .ok()
+                .filter(|t| *t > chrono::Utc::now())
+        })
+        .await
+        .expect("next run set");
     store.close().await;
     world.stop().await;
 }
