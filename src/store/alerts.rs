@@ -220,16 +220,6 @@ impl Store {
         .await
     }
 
-    pub async fn raise_alert(&self, alert: NewAlert) -> Result<bool> {
-        self.call(move |conn| {
-            let tx = write_tx(conn)?;
-            let raised = raise_tx(&tx, &alert)?;
-            tx.commit()?;
-            Ok(raised)
-        })
-        .await
-    }
-
     /// Applies an action on an open finding: status, who and when, the app
     /// mark, the audit row, the messages and jobs it causes — together.
     pub async fn act_on_alert(&self, act: AlertAction) -> Result<ActionOutcome> {

@@ -3,8 +3,6 @@
 //! the lookups the rest of accessd makes (manager, known email, accounts of
 //! an app, offboarded people with active accounts).
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde::Serialize;
@@ -353,26 +351,6 @@ impl Store {
         .await
     }
 
-    /// One account as last seen, for alert actions.
-    pub async fn identity_account(
-        &self,
-        source_id: String,
-        app: String,
-        account_id: String,
-    ) -> Result<Option<Account>> {
-        self.call(move |conn| {
-            let sql = format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM identity_accounts
-                 WHERE source_id = ?1 AND app = ?2 AND account_id = ?3"
-            );
-            Ok(conn
-                .prepare_cached(&sql)?
-                .query_row(params![source_id, app, account_id], |r| account_row(r, 0))
-                .optional()?)
-        })
-        .await
-    }
-
     /// Offboarded-but-active findings as they stand now: people whose account
     /// in an `authorities` source is suspended or deprovisioned (and who have
     /// no active account there) with an active account in another app.
@@ -420,36 +398,6 @@ impl Store {
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
-        })
-        .await
-    }
-
-    /// Apps every source knows (listed or seen on accounts), by id, with a
-    /// display name and url where a source gave one.
-    pub async fn known_source_apps(&self) -> Result<BTreeMap<String, SourceApp>> {
-        self.call(|conn| {
-            let mut out = BTreeMap::new();
-            let mut stmt = conn.prepare_cached("SELECT app, name, url FROM identity_apps")?;
-            for row in stmt.query_map([], |r| {
-                Ok(SourceApp {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    url: r.get(2)?,
-                })
-            })? {
-                let app = row?;
-                out.entry(app.id.clone()).or_insert(app);
-            }
-            let mut stmt = conn.prepare_cached("SELECT DISTINCT app FROM identity_accounts")?;
-            for row in stmt.query_map([], |r| r.get::<_, String>(0))? {
-                let id = row?;
-                out.entry(id.clone()).or_insert(SourceApp {
-                    name: id.clone(),
-                    id,
-                    url: None,
-                });
-            }
-            Ok(out)
         })
         .await
     }
