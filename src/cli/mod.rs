@@ -1,10 +1,11 @@
 //! Subcommands, each a small function. Exit codes: 0 ok, 1 runtime failure,
 //! 2 usage or configuration error.
 //!
-//! `tickets`, `grants`, `users`, `sources` and `reviews` (in their own modules)
-//! read and write the store only: they load the config without asking for the
-//! Slack tokens.
+//! `tickets`, `grants`, `users`, `sources`, `reviews` and `audit` (in their
+//! own modules) read and write the store only: they load the config without
+//! asking for the Slack tokens.
 
+mod audit;
 mod grants;
 mod output;
 mod reviews;
@@ -12,6 +13,7 @@ mod sources;
 mod tickets;
 mod users;
 
+pub use audit::AuditCommand;
 pub use grants::GrantsCommand;
 pub use reviews::ReviewsCommand;
 pub use sources::SourcesCommand;
@@ -102,6 +104,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ReviewsCommand,
     },
+    /// The hash-chained audit log: export it, verify the chain.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +153,7 @@ pub fn execute(cli: Cli) -> ExitCode {
         Command::Users { command } => output::finish(users::execute(&cli.config, command)),
         Command::Sources { command } => output::finish(sources::execute(&cli.config, command)),
         Command::Reviews { command } => output::finish(reviews::execute(&cli.config, command)),
+        Command::Audit { command } => output::finish(audit::execute(&cli.config, command)),
     }
 }
 

@@ -1,7 +1,7 @@
 //! What the store-backed subcommands share: their error type (which carries
 //! the exit code), running one async block against the store on a
 //! current-thread runtime, and the one place output is printed — pretty JSON
-//! or a human table/text.
+//! or a human table/text — and the RFC 4180 CSV field.
 
 use std::future::Future;
 use std::path::Path;
@@ -173,6 +173,24 @@ pub(crate) fn or_dash(value: Option<String>) -> String {
     value.unwrap_or_else(|| "-".into())
 }
 
+/// One RFC 4180 field. Text from sources and reviewers must not run as a
+/// spreadsheet formula when the auditor opens the file: a leading `=`, `+`,
+/// `-`, `@` (and tab or CR, which some spreadsheets skip before one) gets a
+/// `'` in front. Then a field with a comma, quote or line break is quoted,
+/// its quotes doubled.
+pub(crate) fn csv_field(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +206,20 @@ mod tests {
              T-1   ann           x\n\
              T-10  bob [2J evil\n"
         );
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_and_defused() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field(""), "");
+        assert_eq!(csv_field("Lee, Ann"), "\"Lee, Ann\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv_field("=cmd|' /C calc'!A0"), "'=cmd|' /C calc'!A0");
+        assert_eq!(csv_field("+1"), "'+1");
+        assert_eq!(csv_field("-1"), "'-1");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("=a,b"), "\"'=a,b\"");
+        assert_eq!(csv_field("a=b"), "a=b");
     }
 }

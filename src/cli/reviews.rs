@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::grants::cli_actor;
 use super::output::{
-    clean, emit, or_dash, print_out, rfc3339_short, with_store, Failure, Outcome, Table,
+    clean, csv_field, emit, or_dash, print_out, rfc3339_short, with_store, Failure, Outcome, Table,
 };
 use crate::config::{self, Config, Reviewer};
 use crate::reviews::{self, item_ref, job, CampaignAsk, CreateError};
@@ -745,42 +745,9 @@ fn to_csv(rows: &[ReportRow]) -> String {
     out
 }
 
-/// One RFC 4180 field. Text from sources and reviewers must not run as a
-/// spreadsheet formula when the auditor opens the file: a leading `=`, `+`,
-/// `-`, `@` (and tab or CR, which some spreadsheets skip before one) gets a
-/// `'` in front. Then a field with a comma, quote or line break is quoted,
-/// its quotes doubled.
-fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}")
-    } else {
-        text.to_owned()
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_fields_are_quoted_and_defused() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field(""), "");
-        assert_eq!(csv_field("Lee, Ann"), "\"Lee, Ann\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
-        assert_eq!(csv_field("=cmd|' /C calc'!A0"), "'=cmd|' /C calc'!A0");
-        assert_eq!(csv_field("+1"), "'+1");
-        assert_eq!(csv_field("-1"), "'-1");
-        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(csv_field("=a,b"), "\"'=a,b\"");
-        assert_eq!(csv_field("a=b"), "a=b");
-    }
 
     #[test]
     fn durations_and_reviewers_parse() {

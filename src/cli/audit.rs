@@ -1,0 +1,343 @@
+//! `accessd audit export|verify`: the hash-chained audit log written out for
+//! an auditor (JSON Lines or CSV), and a walk of the whole chain that exits 1
+//! when a row was altered or deleted. Both only read the store, so they run
+//! while the daemon does.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::{Subcommand, ValueEnum};
+use serde::Serialize;
+
+use super::output::{clean, csv_field, emit, print_out, with_store, Failure, Outcome};
+use crate::config;
+use crate::store::{AuditBreakKind, AuditRow, AuditVerification, Store};
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Write every audit row, oldest first: seq, at, actor, action, subject,
+    /// detail, prev_hash, hash.
+    Export {
+        /// Only rows at or after T: an RFC 3339 time (`2024-05-01T00:00:00Z`)
+        /// or a humantime duration ago (`24h` = since 24 hours ago, `7d`).
+        #[arg(long, value_name = "T", value_parser = parse_since)]
+        since: Option<DateTime<Utc>>,
+        /// `jsonl`: one JSON object per row, the exact hashed text (use it to
+        /// re-check the chain later). `csv`: for spreadsheets, with a header.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+        /// Write to PATH (created 0600: the log names people) instead of stdout.
+        #[arg(long, value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
+    /// Walk the whole hash chain; exit 1 naming the first altered, missing
+    /// or truncated row.
+    Verify {
+        /// Print the verification as a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
+/// RFC 3339 first (it cannot be mistaken for a duration), then a duration
+/// counted back from now.
+fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let ago = humantime::parse_duration(text).map_err(|_| {
+        format!("`{text}` is neither an RFC 3339 time (2024-05-01T00:00:00Z) nor a duration ago (24h, 7d)")
+    })?;
+    chrono::Duration::from_std(ago)
+        .ok()
+        .and_then(|ago| Utc::now().checked_sub_signed(ago))
+        .ok_or_else(|| format!("`{text}` reaches back too far"))
+}
+
+pub(crate) fn execute(config_path: &Path, command: AuditCommand) -> Outcome {
+    // `Store::open` creates a missing database; an empty log would then
+    // "verify" — a wrong `[database] path` must not look like a clean audit.
+    let config = config::load(config_path).map_err(|err| Failure::usage(err.to_string()))?;
+    let db = &config.database.path;
+    if !db.exists() {
+        return Err(Failure::runtime(format!(
+            "accessd: no database at {}: nothing to {}; check `[database] path`",
+            db.display(),
+            match command {
+                AuditCommand::Export { .. } => "export",
+                AuditCommand::Verify { .. } => "verify",
+            }
+        )));
+    }
+    match command {
+        AuditCommand::Export {
+            since,
+            format,
+            output,
+        } => with_store(config_path, |store| export(store, since, format, output)),
+        AuditCommand::Verify { json } => with_store(config_path, |store| verify(store, json)),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// export
+
+/// The CSV header; the JSON keys are the same names.
+const COLUMNS: [&str; 8] = [
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "subject",
+    "detail",
+    "prev_hash",
+    "hash",
+];
+
+/// One exported row. `at` to the millisecond with `Z`, as it was hashed
+/// (chrono's own serialization drops a `.000`), so the export can be
+/// re-verified with the formula in `store/audit.rs`.
+#[derive(Serialize)]
+struct ExportRow<'a> {
+    seq: i64,
+    at: String,
+    actor: &'a str,
+    action: &'a str,
+    subject: &'a str,
+    detail: &'a serde_json::Value,
+    prev_hash: &'a str,
+    hash: &'a str,
+}
+
+impl<'a> From<&'a AuditRow> for ExportRow<'a> {
+    fn from(r: &'a AuditRow) -> Self {
+        ExportRow {
+            seq: r.seq,
+            at: r.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            actor: &r.actor,
+            action: &r.action,
+            subject: &r.subject,
+            detail: &r.detail,
+            prev_hash: &r.prev_hash,
+            hash: &r.hash,
+        }
+    }
+}
+
+async fn export(
+    store: Store,
+    since: Option<DateTime<Utc>>,
+    format: ExportFormat,
+    output: Option<PathBuf>,
+) -> Outcome {
+    // The store hands over one Vec; each row is formatted and written as it
+    // comes, so the output never exists as a second copy in memory.
+    let rows = store.audit_rows(since).await?;
+    match output {
+        None => {
+            let stdout = std::io::stdout().lock();
+            match write_rows(std::io::BufWriter::new(stdout), &rows, format) {
+                // `| head` has what it wanted.
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                Err(err) => Err(Failure::runtime(format!("accessd: writing output: {err}"))),
+                Ok(()) => Ok(()),
+            }
+        }
+        Some(path) => {
+            let failed = |err: std::io::Error| {
+                Failure::runtime(format!("accessd: writing {}: {err}", path.display()))
+            };
+            let file = create_private(&path).map_err(failed)?;
+            write_rows(std::io::BufWriter::new(&file), &rows, format).map_err(failed)?;
+            // An auditor's copy is only worth something once it is on disk.
+            file.sync_all().map_err(failed)?;
+            let span = match (rows.first(), rows.last()) {
+                (Some(first), Some(last)) => format!(" (seq {}..{})", first.seq, last.seq),
+                _ => String::new(),
+            };
+            print_out(&clean(&format!(
+                "exported {} audit row{}{span} to {}",
+                rows.len(),
+                if rows.len() == 1 { "" } else { "s" },
+                path.display()
+            )))
+        }
+    }
+}
+
+/// Truncates an existing file; a new one is 0600 because audit rows carry
+/// emails, as the database (also 0600) does.
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+fn write_rows(mut out: impl Write, rows: &[AuditRow], format: ExportFormat) -> std::io::Result<()> {
+    match format {
+        ExportFormat::Jsonl => {
+            for row in rows {
+                serde_json::to_writer(&mut out, &ExportRow::from(row))?;
+                out.write_all(b"\n")?;
+            }
+        }
+        ExportFormat::Csv => {
+            write_csv_line(&mut out, &COLUMNS)?;
+            for row in rows {
+                let r = ExportRow::from(row);
+                // Compact JSON: the text that was hashed.
+                let detail = r.detail.to_string();
+                let seq = r.seq.to_string();
+                write_csv_line(
+                    &mut out,
+                    &[
+                        &seq,
+                        &r.at,
+                        r.actor,
+                        r.action,
+                        r.subject,
+                        &detail,
+                        r.prev_hash,
+                        r.hash,
+                    ],
+                )?;
+            }
+        }
+    }
+    out.flush()
+}
+
+/// RFC 4180 records end with CRLF.
+fn write_csv_line(out: &mut impl Write, cells: &[&str]) -> std::io::Result<()> {
+    for (i, cell) in cells.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        out.write_all(csv_field(cell).as_bytes())?;
+    }
+    out.write_all(b"\r\n")
+}
+
+// ---------------------------------------------------------------------------
+// verify
+
+/// `audit verify --json`: the store's verification plus `intact`, so a
+/// script need not know that a null `first_broken` means good.
+#[derive(Serialize)]
+struct VerifyView<'a> {
+    intact: bool,
+    #[serde(flatten)]
+    verification: &'a AuditVerification,
+}
+
+async fn verify(store: Store, json: bool) -> Outcome {
+    let v = store.verify_audit().await?;
+    if json {
+        emit(
+            true,
+            &VerifyView {
+                intact: v.is_intact(),
+                verification: &v,
+            },
+            String::new,
+        )?;
+    }
+    match broken_message(&v) {
+        Some(message) => Err(Failure::runtime(message)),
+        None if json => Ok(()),
+        None => print_out(&intact_message(&v)),
+    }
+}
+
+fn intact_message(v: &AuditVerification) -> String {
+    match (v.last_seq, &v.last_hash) {
+        (Some(seq), Some(hash)) => format!(
+            "audit log intact: {} row{}, last seq {seq}, last hash {hash}",
+            v.rows,
+            if v.rows == 1 { "" } else { "s" }
+        ),
+        _ => "audit log intact: 0 rows (empty)".into(),
+    }
+}
+
+/// Which row and what is wrong with it, or `None` when the chain holds.
+fn broken_message(v: &AuditVerification) -> Option<String> {
+    let b = v.first_broken.as_ref()?;
+    let seq = b.seq;
+    let what = match b.kind {
+        AuditBreakKind::Altered => format!(
+            "row altered: seq {seq}'s stored hash does not match the hash recomputed from its content"
+        ),
+        AuditBreakKind::BrokenLink => format!(
+            "chain link broken: seq {seq}'s prev_hash is not the hash of the row before it \
+             (that row was rewritten or replaced)"
+        ),
+        AuditBreakKind::Gap => format!(
+            "rows missing: a gap in seq just before seq {seq} (rows were deleted)"
+        ),
+        AuditBreakKind::Truncated => format!(
+            "tail truncated: sqlite_sequence records rows from seq {seq} on, which are gone \
+             (last row present: {})",
+            v.last_seq.map_or_else(|| "none".into(), |s| format!("seq {s}"))
+        ),
+    };
+    Some(format!(
+        "audit log BROKEN at seq {seq}: {what}; {} row{} present",
+        v.rows,
+        if v.rows == 1 { "" } else { "s" }
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_rfc3339_or_a_duration_ago() {
+        assert_eq!(
+            parse_since("2024-05-01T02:00:00+02:00"),
+            Ok("2024-05-01T00:00:00Z".parse().unwrap())
+        );
+        let day_ago = parse_since("24h").unwrap();
+        let expected = Utc::now() - chrono::Duration::hours(24);
+        assert!((day_ago - expected).num_seconds().abs() < 5);
+        assert!(parse_since("garbage").is_err());
+        assert!(parse_since("2024-05-01").is_err());
+        assert!(parse_since("100000000000y").is_err());
+    }
+
+    #[test]
+    fn csv_rows_quote_the_detail_and_end_with_crlf() {
+        let row = AuditRow {
+            seq: 7,
+            at: "2024-05-01T00:00:00Z".parse().unwrap(),
+            actor: "=cmd".into(),
+            action: "review.created".into(),
+            subject: "R-1".into(),
+            detail: serde_json::json!({ "name": "Q3, \"all\"" }),
+            prev_hash: "a".into(),
+            hash: "b".into(),
+        };
+        let mut out = Vec::new();
+        write_rows(&mut out, std::slice::from_ref(&row), ExportFormat::Csv).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "seq,at,actor,action,subject,detail,prev_hash,hash\r\n\
+             7,2024-05-01T00:00:00.000Z,'=cmd,review.created,R-1,\
+             \"{\"\"name\"\":\"\"Q3, \\\"\"all\\\"\"\"\"}\",a,b\r\n"
+        );
+    }
+}
