@@ -7,7 +7,7 @@
 //! Module map: `config` (the TOML contract), `store` (all SQL), `slack`
 //! (Socket Mode transport, Web API, manifest, views), `router` (envelope →
 //! typed route), `handlers` (one per surface), `outbox` (durable delivery),
-//! `cli` (subcommands).
+//! `server` + `metrics` (`/healthz`, `/metrics`), `cli` (subcommands).
 
 pub mod alerts;
 pub mod cli;
@@ -16,17 +16,20 @@ pub mod domain;
 pub mod handlers;
 pub mod identity;
 pub mod lifecycle;
+pub mod metrics;
 pub(crate) mod net;
 pub mod outbox;
 pub mod provision;
 pub mod reviews;
 pub mod router;
 pub mod scheduler;
+pub mod server;
 pub mod slack;
 pub mod sources;
 pub mod store;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +70,11 @@ pub enum RunError {
     Source(String),
     #[error("{0}")]
     Channels(String),
+    #[error("server.listen = \"{addr}\": could not listen: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Knobs that are not part of the config file: protocol timings tests shorten.
@@ -76,6 +84,8 @@ pub struct RunOptions {
     pub outbox: OutboxOptions,
     pub api_timeout: Duration,
     pub jobs: scheduler::JobOptions,
+    /// Told the address `server.listen` is bound to (tests listen on port 0).
+    pub listening: Option<tokio::sync::mpsc::UnboundedSender<SocketAddr>>,
 }
 
 impl RunOptions {
@@ -88,6 +98,7 @@ impl RunOptions {
             outbox: OutboxOptions::default(),
             api_timeout: Duration::from_secs(10),
             jobs: scheduler::JobOptions::default(),
+            listening: None,
         }
     }
 }
@@ -125,6 +136,26 @@ async fn run_on_store(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     tokio::pin!(shutdown);
+    // Dropped on every way out of this function, which also ends the listener.
+    let (stop, stopped) = watch::channel(false);
+    let server_state = server::ServerState::new(
+        store.clone(),
+        config.sources.iter().map(|s| s.id.clone()).collect(),
+    );
+    // Bound before Slack is reached, so a supervisor sees 503 during start-up.
+    let server = match config.server.listen {
+        Some(addr) => {
+            let server = server::Server::bind(addr, server_state.clone(), stopped.clone())
+                .await
+                .map_err(|source| RunError::Listen { addr, source })?;
+            tracing::info!(address = %server.local_addr(), "health and metrics listening");
+            if let Some(tell) = &options.listening {
+                let _ = tell.send(server.local_addr());
+            }
+            Some(server)
+        }
+        None => None,
+    };
     let provisioners =
         provision::Provisioners::from_config(&config).map_err(RunError::Provisioner)?;
     let readers = config
@@ -150,7 +181,6 @@ async fn run_on_store(
     config.alerts.channels = channels;
     store.save_channels(resolved).await?;
 
-    let (stop, stopped) = watch::channel(false);
     let outbox = Outbox::new(store.clone());
     let outbox_task = tokio::spawn(
         OutboxWorker::new(&outbox, api.clone(), options.outbox.clone()).run(stopped.clone()),
@@ -187,6 +217,7 @@ async fn run_on_store(
         options.transport.clone(),
     );
     let status = transport.status();
+    server_state.set_transport(status.clone());
     tokio::spawn(notify_systemd_when_connected(status));
     let pruner = tokio::spawn(prune_periodically(store.clone()));
     let mut transport_task = tokio::spawn(transport.run(stopped));
@@ -212,6 +243,9 @@ async fn run_on_store(
         let _ = job_runner.await;
         let _ = source_timers.await;
         let _ = outbox_task.await;
+        if let Some(server) = server {
+            server.stopped().await;
+        }
     })
     .await;
     if drained.is_err() {

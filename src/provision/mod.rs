@@ -71,15 +71,19 @@ pub enum AnyProvisioner {
 }
 
 impl Provisioner for AnyProvisioner {
+    /// Counted here: every lifecycle call (grant, expiry, revoke) comes
+    /// through this one dispatch.
     async fn provision(&self, request: &Request) -> Outcome {
-        match self {
+        let outcome = match self {
             AnyProvisioner::Command(p) => p.provision(request).await,
             AnyProvisioner::Webhook(p) => p.provision(request).await,
             AnyProvisioner::Scim(p) => p.provision(request).await,
             AnyProvisioner::Unsupported(message) => Outcome::Permanent {
                 message: message.clone(),
             },
-        }
+        };
+        crate::metrics::global().provisioning(&outcome);
+        outcome
     }
 }
 

@@ -2,8 +2,10 @@
 //! with a timeout on every call, typed errors and `Retry-After` handling.
 //!
 //! Every call goes through [`SlackApi::call`] with a JSON body, so the outbox can
-//! replay any queued method without a per-method request type. Tokens live in
-//! slack-morphism's `SlackApiToken`; this type's `Debug` never prints them.
+//! replay any queued method without a per-method request type. Every request
+//! (GET or POST, either token) ends in `bounded`, where it is counted for
+//! `/metrics`. Tokens live in slack-morphism's `SlackApiToken`; this type's
+//! `Debug` never prints them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -272,12 +274,15 @@ impl SlackApi {
         method: &str,
         call: impl std::future::Future<Output = ClientResult<Value>>,
     ) -> Result<Value, ApiError> {
-        match tokio::time::timeout(self.inner.timeout, call).await {
+        let result = match tokio::time::timeout(self.inner.timeout, call).await {
             Ok(result) => result.map_err(|e| ApiError::from_client(method, e)),
             Err(_) => Err(ApiError::Timeout {
                 method: method.to_string(),
                 after: self.inner.timeout,
             }),
-        }
+        };
+        let rate_limited = matches!(result, Err(ApiError::RateLimited { .. }));
+        crate::metrics::global().api_call(method, rate_limited);
+        result
     }
 }

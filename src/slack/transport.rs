@@ -223,12 +223,11 @@ enum ConnEvent {
 }
 
 enum Outgoing {
-    Ack(String),
+    /// The ack frame and when its envelope arrived (for `accessd_ack_seconds`).
+    Ack(String, Instant),
     /// Finish in-flight envelopes, then close. `keep_reading` while draining for a
     /// refresh (Slack may still deliver on it); not on shutdown.
-    Retire {
-        keep_reading: bool,
-    },
+    Retire { keep_reading: bool },
 }
 
 /// A connected socket as seen by its slot.
@@ -559,10 +558,11 @@ impl<H: EnvelopeHandler> Transport<H> {
                     }
                 }
                 out = out_rx.recv() => match out {
-                    Some(Outgoing::Ack(text)) => {
+                    Some(Outgoing::Ack(text, received_at)) => {
                         if let Err(err) = sink.send(Message::text(text)).await {
                             break Some(ConnEvent::Lost(format!("could not send ack: {err}")));
                         }
+                        crate::metrics::global().ack(received_at.elapsed());
                     }
                     Some(Outgoing::Retire { keep_reading }) => {
                         retiring = Some((keep_reading, Instant::now() + self.options.drain_timeout));
@@ -611,7 +611,7 @@ impl<H: EnvelopeHandler> Transport<H> {
                 // verification tokens.
                 tracing::warn!(connection, bytes = text.len(), error = %err, "unparseable Socket Mode frame");
                 if let Some(envelope_id) = scrape_envelope_id(text) {
-                    let _ = out.send(Outgoing::Ack(ack_frame(&envelope_id, None)));
+                    let _ = out.send(Outgoing::Ack(ack_frame(&envelope_id, None), Instant::now()));
                 }
                 return None;
             }
@@ -648,6 +648,7 @@ impl<H: EnvelopeHandler> Transport<H> {
                     );
                     return None;
                 };
+                crate::metrics::global().envelope(&kind);
                 let envelope = Envelope {
                     event_id: frame
                         .pointer("/payload/event_id")
@@ -680,8 +681,9 @@ impl<H: EnvelopeHandler> Transport<H> {
     ) {
         let envelope_id = envelope.envelope_id.clone();
         let event_id = envelope.event_id.clone();
+        let received_at = envelope.received_at;
         let ack = |payload: Option<Value>| {
-            let _ = out.send(Outgoing::Ack(ack_frame(&envelope_id, payload)));
+            let _ = out.send(Outgoing::Ack(ack_frame(&envelope_id, payload), received_at));
         };
         let envelope_key = format!("envelope:{envelope_id}");
         let event_key = event_id.as_ref().map(|e| format!("event:{e}"));

@@ -20,6 +20,7 @@ pub mod grants;
 pub mod identity;
 pub(crate) mod jobs;
 pub(crate) mod links;
+pub(crate) mod metrics;
 pub(crate) mod migrations;
 pub(crate) mod outbox;
 pub mod reviews;
@@ -43,6 +44,7 @@ pub use grants::{Grant, GrantFilter, GrantStatus, ProvisionStart, RevokeTarget};
 pub use identity::{Offboarded, SourceState, SyncRecord};
 pub use jobs::{Job, JobChange};
 pub use links::UserLink;
+pub use metrics::{MetricsGauges, MetricsSource};
 pub use migrations::MigrationReport;
 pub use outbox::{NewMessage, OnSent, OutboxItem, OutboxStats};
 pub use reviews::{

@@ -337,24 +337,26 @@ impl Store {
     }
 
     pub async fn outbox_stats(&self) -> Result<OutboxStats> {
-        self.call(|conn| {
-            Ok(conn.query_row(
-                "SELECT
-                   (SELECT count(*) FROM outbox WHERE status = 'pending'),
-                   (SELECT count(*) FROM outbox WHERE status = 'dead'),
-                   (SELECT min(created_at) FROM outbox WHERE status = 'pending')",
-                [],
-                |r| {
-                    Ok(OutboxStats {
-                        pending: r.get(0)?,
-                        dead: r.get(1)?,
-                        oldest_pending: opt_ts_col(r, 2)?,
-                    })
-                },
-            )?)
-        })
-        .await
+        self.call(|conn| outbox_stats_on(conn)).await
     }
+}
+
+/// Shared with the `/metrics` gauges, which read it in their own store call.
+pub(crate) fn outbox_stats_on(conn: &rusqlite::Connection) -> Result<OutboxStats> {
+    Ok(conn.query_row(
+        "SELECT
+           (SELECT count(*) FROM outbox WHERE status = 'pending'),
+           (SELECT count(*) FROM outbox WHERE status = 'dead'),
+           (SELECT min(created_at) FROM outbox WHERE status = 'pending')",
+        [],
+        |r| {
+            Ok(OutboxStats {
+                pending: r.get(0)?,
+                dead: r.get(1)?,
+                oldest_pending: opt_ts_col(r, 2)?,
+            })
+        },
+    )?)
 }
 
 #[cfg(test)]

@@ -19,10 +19,22 @@ pub fn tokens() -> SlackTokens {
 }
 
 /// A config for `connections` sockets to `fake`, database in `dir`; `extra` is
-/// appended TOML (apps, groups …).
+/// appended TOML (apps, groups …). The health and metrics listener is off.
 pub fn config(fake: &FakeSlack, dir: &Path, connections: usize, extra: &str) -> Config {
+    config_listening(fake, dir, connections, "", extra)
+}
+
+/// As [`config`], with `server.listen = listen` (`"127.0.0.1:0"`: any free port,
+/// learnt through [`RunOptions::listening`]).
+pub fn config_listening(
+    fake: &FakeSlack,
+    dir: &Path,
+    connections: usize,
+    listen: &str,
+    extra: &str,
+) -> Config {
     let text = format!(
-        "[slack]\napi_url = \"{}\"\nconnections = {connections}\n\n[database]\npath = \"accessd.db\"\n\n[server]\nlisten = \"\"\n\n{extra}",
+        "[slack]\napi_url = \"{}\"\nconnections = {connections}\n\n[database]\npath = \"accessd.db\"\n\n[server]\nlisten = \"{listen}\"\n\n{extra}",
         fake.api_url()
     );
     let path = dir.join("accessd.toml");

@@ -1013,6 +1013,11 @@ impl FakeSlack {
         q.extend(std::iter::repeat_n(failure, times));
     }
 
+    /// Drops the failures still queued for `method`: it answers normally again.
+    pub fn clear_failures(&self, method: &str) {
+        self.inner.lock().failures.remove(method);
+    }
+
     /// Every recorded call, oldest first.
     pub fn calls(&self) -> Vec<RecordedCall> {
         self.inner.lock().calls.clone()

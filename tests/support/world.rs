@@ -9,7 +9,7 @@ use accessd::domain::ticket::Status;
 use accessd::store::Store;
 use serde_json::{json, Value};
 
-use super::daemon::{config, fast_options, Daemon};
+use super::daemon::{config_listening, fast_options, Daemon};
 use super::{payloads, FakeSlack};
 
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -35,6 +35,8 @@ pub struct World {
     pub catalog: String,
     pub options: Option<AdjustOptions>,
     pub fake: FakeSlack,
+    /// `server.listen` of the daemon; `""` (off) unless a test asks.
+    pub listen: String,
     pub dir: tempfile::TempDir,
     pub daemon: Option<Daemon>,
 }
@@ -46,6 +48,15 @@ impl World {
 
     /// As [`World::start_with`], with the daemon's run options adjusted.
     pub async fn start_adjusted(catalog: &str, options: Option<AdjustOptions>) -> World {
+        Self::start_listening(catalog, "", options).await
+    }
+
+    /// As [`World::start_adjusted`], with the health and metrics listener on `listen`.
+    pub async fn start_listening(
+        catalog: &str,
+        listen: &str,
+        options: Option<AdjustOptions>,
+    ) -> World {
         let fake = FakeSlack::start().await;
         for (id, email, name) in [
             (ANN, "ann@example.com", "Ann Lee"),
@@ -67,6 +78,7 @@ impl World {
             catalog: catalog.to_string(),
             options,
             fake,
+            listen: listen.to_string(),
             dir,
             daemon: None,
         };
@@ -75,7 +87,7 @@ impl World {
     }
 
     pub async fn boot(&mut self) {
-        let config = config(&self.fake, self.dir.path(), 2, &self.catalog);
+        let config = config_listening(&self.fake, self.dir.path(), 2, &self.listen, &self.catalog);
         let mut options = fast_options(&config);
         if let Some(adjust) = &self.options {
             adjust(&mut options);
