@@ -402,6 +402,41 @@ async fn a_150_item_campaign_across_two_reviewers() {
     ] {
         assert!(actions.iter().any(|x| x == a), "{a} audited");
     }
+    // The auditor's report shows the decided, commented, revoked and moved items.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_accessd"))
+        .args([
+            "reviews",
+            "report",
+            &c.reference(),
+            "--format",
+            "csv",
+            "--config",
+        ])
+        .arg(world.dir.path().join("accessd.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(csv.lines().count(), ITEMS + 1);
+    assert!(csv.contains("needed for on-call"));
+    assert!(csv.contains("Dana owns this repo"));
+    assert!(csv
+        .lines()
+        .any(|l| l.contains(",revoke,") && l.contains("revoked: `gh-writers` revoked")));
+    if std::env::var_os("ACCESSD_PRINT_REPORT").is_some() {
+        for line in csv.lines().take(1).chain(csv.lines().filter(|l| {
+            l.contains(",revoke,")
+                || l.contains("on-call")
+                || l.contains("Dana owns")
+                || l.contains(&format!("RI-{kept},"))
+        })) {
+            println!("{line}");
+        }
+    }
     store.close().await;
     world.stop().await;
 }
