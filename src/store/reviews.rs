@@ -216,6 +216,41 @@ fn page_mates(conn: &rusqlite::Connection, items: &[ReviewItem]) -> Result<Vec<R
     Ok(out)
 }
 
+/// The campaign and the undecided ones of `ids`, once the campaign is open
+/// and `check` agrees; otherwise the answer to give (gone, closed, refused,
+/// or already decided).
+fn undecided(
+    tx: &Transaction<'_>,
+    ids: &[i64],
+    check: impl FnOnce(&Campaign, &[ReviewItem]) -> std::result::Result<(), String>,
+) -> Result<std::result::Result<(Campaign, Vec<ReviewItem>), ReviewChange>> {
+    let items = items_by_ids(tx, ids)?;
+    let Some(first) = items.first() else {
+        return Ok(Err(ReviewChange::Refused(
+            "Those review items no longer exist.".into(),
+        )));
+    };
+    let campaign = load_campaign(tx, first.campaign_id)?.ok_or(StoreError::NotFound {
+        what: "campaign",
+        id: first.campaign_id,
+    })?;
+    if !campaign.is_open() {
+        return Ok(Err(ReviewChange::Closed(campaign)));
+    }
+    if let Err(why) = check(&campaign, &items) {
+        return Ok(Err(ReviewChange::Refused(why)));
+    }
+    let open: Vec<ReviewItem> = items
+        .iter()
+        .filter(|i| i.decision.is_none())
+        .cloned()
+        .collect();
+    if open.is_empty() {
+        return Ok(Err(ReviewChange::Already(first.clone())));
+    }
+    Ok(Ok((campaign, open)))
+}
+
 /// Where a reviewer's page was posted, recorded from Slack's answer.
 pub(crate) fn record_page_tx(
     tx: &Transaction<'_>,
@@ -431,22 +466,11 @@ impl Store {
     ) -> Result<ReviewChange> {
         self.call(move |conn| {
             let tx = write_tx(conn)?;
-            let items = items_by_ids(&tx, &item_ids)?;
-            let Some(first) = items.first() else {
-                return Ok(ReviewChange::Refused("Those review items no longer exist.".into()));
+            let (campaign, open) = match undecided(&tx, &item_ids, check)? {
+                Ok(found) => found,
+                Err(answer) => return Ok(answer),
             };
-            let campaign = load_campaign(&tx, first.campaign_id)?
-                .ok_or(StoreError::NotFound { what: "campaign", id: first.campaign_id })?;
-            if !campaign.is_open() {
-                return Ok(ReviewChange::Closed(campaign));
-            }
-            if let Err(why) = check(&campaign, &items) {
-                return Ok(ReviewChange::Refused(why));
-            }
-            let open: Vec<i64> = items.iter().filter(|i| i.decision.is_none()).map(|i| i.id).collect();
-            if open.is_empty() {
-                return Ok(ReviewChange::Already(first.clone()));
-            }
+            let open: Vec<i64> = open.iter().map(|i| i.id).collect();
             let now = ts(Utc::now());
             for id in &open {
                 tx.prepare_cached(
@@ -467,7 +491,6 @@ impl Store {
     /// Moves the undecided ones of `item_ids` to `to` (off their pages: the
     /// new reviewer gets pages of their own). `effects` get the moved items
     /// (as now stored) and every item of the pages that showed them.
-    #[allow(clippy::too_many_arguments)]
     pub async fn reassign_review_items(
         &self,
         item_ids: Vec<i64>,
@@ -478,24 +501,10 @@ impl Store {
     ) -> Result<ReviewChange> {
         self.call(move |conn| {
             let tx = write_tx(conn)?;
-            let items = items_by_ids(&tx, &item_ids)?;
-            let Some(first) = items.first() else {
-                return Ok(ReviewChange::Refused("Those review items no longer exist.".into()));
+            let (campaign, open) = match undecided(&tx, &item_ids, check)? {
+                Ok(found) => found,
+                Err(answer) => return Ok(answer),
             };
-            let campaign = load_campaign(&tx, first.campaign_id)?
-                .ok_or(StoreError::NotFound { what: "campaign", id: first.campaign_id })?;
-            if !campaign.is_open() {
-                return Ok(ReviewChange::Closed(campaign));
-            }
-            if let Err(why) = check(&campaign, &items) {
-                return Ok(ReviewChange::Refused(why));
-            }
-            let open: Vec<&ReviewItem> = items.iter().filter(|i| i.decision.is_none()).collect();
-            if open.is_empty() {
-                return Ok(ReviewChange::Already(first.clone()));
-            }
-            // The pages as they were, so the old reviewer's copies show the move.
-            let before: Vec<ReviewItem> = open.iter().map(|i| (*i).clone()).collect();
             for item in &open {
                 tx.prepare_cached(
                     "UPDATE review_items SET reviewer_email = ?2, reassigned_from = ?3, reassign_reason = ?4, page = NULL
@@ -505,7 +514,8 @@ impl Store {
             }
             let ids: Vec<i64> = open.iter().map(|i| i.id).collect();
             let moved = items_by_ids(&tx, &ids)?;
-            let pages = page_mates(&tx, &before)?;
+            // `open` still holds the old pages, so the old reviewer's copies show the move.
+            let pages = page_mates(&tx, &open)?;
             write_effects(&tx, &effects(&campaign, &moved, &pages))?;
             tx.commit()?;
             Ok(ReviewChange::Done(moved))
