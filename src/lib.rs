@@ -7,6 +7,7 @@
 //! Module map: `config` (the TOML contract), `store` (all SQL), `slack`
 //! (Socket Mode transport, Web API, manifest, views), `router` (envelope →
 //! typed route), `handlers` (one per surface), `outbox` (durable delivery),
+//! `reload` (SIGHUP: swap in a re-read config),
 //! `server` + `metrics` (`/healthz`, `/metrics`), `cli` (subcommands).
 
 pub mod alerts;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub(crate) mod net;
 pub mod outbox;
 pub mod provision;
+pub mod reload;
 pub mod reviews;
 pub mod router;
 pub mod scheduler;
@@ -64,10 +66,9 @@ pub enum RunError {
     Transport(#[from] TransportError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A provisioner or source that cannot be built (a secret file unreadable…).
     #[error("{0}")]
-    Provisioner(String),
-    #[error("{0}")]
-    Source(String),
+    Integration(String),
     #[error("{0}")]
     Channels(String),
     #[error("server.listen = \"{addr}\": could not listen: {source}")]
@@ -86,6 +87,8 @@ pub struct RunOptions {
     pub jobs: scheduler::JobOptions,
     /// Told the address `server.listen` is bound to (tests listen on port 0).
     pub listening: Option<tokio::sync::mpsc::UnboundedSender<SocketAddr>>,
+    /// Each notification re-reads the config file (the binary wires SIGHUP here).
+    pub reload: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl RunOptions {
@@ -99,6 +102,7 @@ impl RunOptions {
             api_timeout: Duration::from_secs(10),
             jobs: scheduler::JobOptions::default(),
             listening: None,
+            reload: None,
         }
     }
 }
@@ -156,14 +160,8 @@ async fn run_on_store(
         }
         None => None,
     };
-    let provisioners =
-        provision::Provisioners::from_config(&config).map_err(RunError::Provisioner)?;
-    let readers = config
-        .sources
-        .iter()
-        .map(|s| sources::AnySource::from_config(s).map(Arc::new))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(RunError::Source)?;
+    // Built before Slack is reached so an unreadable secret file fails fast.
+    let live = handlers::Live::build(config.clone()).map_err(RunError::Integration)?;
     let api = SlackApi::new(&config.slack.api_url, &tokens, options.api_timeout)?;
     let bot = tokio::select! {
         bot = check_bot_token(&api, &options.transport) => bot?,
@@ -187,28 +185,28 @@ async fn run_on_store(
     );
     let identity =
         identity::Identity::new(store.clone(), api.clone(), config.identity.link_refresh);
-    let app = Arc::new(App {
-        home_refresh: handlers::home::HomeRefresh::default(),
-        identity,
+    let live = handlers::Live {
         config: Arc::new(config),
-        store: store.clone(),
-        api: api.clone(),
-        bot,
-        outbox,
-        provisioners,
-        jobs: scheduler::Wake::default(),
-        job_options: options.jobs.clone(),
-    });
-    schedule_digest(&app).await?;
-    for schedule in &app.config.reviews.schedules {
-        lifecycle::reviews::schedule_next(&app, &schedule.name).await?;
-    }
-    let job_runner = tokio::spawn(scheduler::run(app.clone(), stopped.clone()));
-    let source_timers = tokio::spawn(scheduler::sources::run(
-        app.clone(),
-        readers,
-        stopped.clone(),
+        ..live
+    };
+    let app = Arc::new(App::new(
+        live,
+        handlers::AppParts {
+            store: store.clone(),
+            api: api.clone(),
+            bot,
+            outbox,
+            identity,
+            job_options: options.jobs.clone(),
+        },
     ));
+    reload::arm_timers(&app).await?;
+    let job_runner = tokio::spawn(scheduler::run(app.clone(), stopped.clone()));
+    let source_timers = tokio::spawn(scheduler::sources::run(app.clone(), stopped.clone()));
+    let reloads = options
+        .reload
+        .clone()
+        .map(|trigger| tokio::spawn(reload::serve(app.clone(), server_state.clone(), trigger)));
     let home_refresh = tokio::spawn(handlers::home::HomeRefresh::run(Arc::downgrade(&app)));
     let transport = Transport::new(
         api,
@@ -236,6 +234,9 @@ async fn run_on_store(
     let _ = stop.send(true);
     pruner.abort();
     home_refresh.abort();
+    if let Some(reloads) = reloads {
+        reloads.abort();
+    }
     let drained = tokio::time::timeout(SHUTDOWN_BUDGET, async {
         if !transport_task.is_finished() {
             let _ = (&mut transport_task).await;
@@ -274,21 +275,6 @@ async fn check_bot_token(
             Err(err) => return Err(RunError::Slack(err)),
         }
     }
-}
-
-/// Sets the daily digest timer to the next `alerts.digest_at` (a digest
-/// missed while the daemon was down is skipped, not sent late).
-async fn schedule_digest(app: &App) -> Result<(), StoreError> {
-    let next = alerts::next_digest(app.config.alerts.digest_at, chrono::Utc::now());
-    app.store
-        .schedule_job(
-            alerts::DIGEST_JOB.into(),
-            alerts::DIGEST_SUBJECT.into(),
-            next,
-            serde_json::Value::Null,
-        )
-        .await?;
-    Ok(())
 }
 
 async fn notify_systemd_when_connected(status: Arc<TransportStatus>) {

@@ -49,6 +49,8 @@ pub struct Metrics {
     ack_count: AtomicU64,
     api: Mutex<BTreeMap<String, ApiCounts>>,
     provisioning: [AtomicU64; OUTCOMES.len()],
+    /// Config reloads: [applied, refused].
+    reloads: [AtomicU64; 2],
 }
 
 #[derive(Default, Clone, Copy)]
@@ -73,6 +75,7 @@ impl Metrics {
             ack_count: AtomicU64::new(0),
             api: Mutex::new(BTreeMap::new()),
             provisioning: [const { AtomicU64::new(0) }; OUTCOMES.len()],
+            reloads: [const { AtomicU64::new(0) }; 2],
         }
     }
 
@@ -124,6 +127,11 @@ impl Metrics {
             Outcome::Permanent { .. } => 3,
         };
         self.provisioning[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One config reload (SIGHUP), applied or refused.
+    pub fn config_reloaded(&self, applied: bool) {
+        self.reloads[usize::from(!applied)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Prometheus text exposition (format 0.0.4). `gauges` is `None` when the
@@ -230,6 +238,21 @@ impl Metrics {
                 &mut out,
                 "accessd_provisioning_total",
                 &[("outcome", outcome)],
+                load(n),
+            );
+        }
+
+        header(
+            &mut out,
+            "accessd_config_reloads_total",
+            "counter",
+            "Config reloads (SIGHUP), by result.",
+        );
+        for (result, n) in ["applied", "refused"].iter().zip(&self.reloads) {
+            sample(
+                &mut out,
+                "accessd_config_reloads_total",
+                &[("result", result)],
                 load(n),
             );
         }

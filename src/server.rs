@@ -44,8 +44,9 @@ const MAX_CONNECTIONS: usize = 32;
 pub struct ServerState {
     store: Store,
     transport: OnceLock<Arc<TransportStatus>>,
-    /// Configured identity source ids, the only `source` label values.
-    sources: Vec<String>,
+    /// Configured identity source ids, the only `source` label values;
+    /// replaced on reload.
+    sources: std::sync::RwLock<Vec<String>>,
 }
 
 impl ServerState {
@@ -53,8 +54,19 @@ impl ServerState {
         Arc::new(Self {
             store,
             transport: OnceLock::new(),
-            sources,
+            sources: std::sync::RwLock::new(sources),
         })
+    }
+
+    pub fn set_sources(&self, sources: Vec<String>) {
+        *self.sources.write().unwrap_or_else(|p| p.into_inner()) = sources;
+    }
+
+    fn sources(&self) -> Vec<String> {
+        self.sources
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Called once the transport is built; before that health is "starting".
@@ -195,22 +207,20 @@ async fn health(state: &ServerState) -> Response<String> {
 }
 
 async fn metrics(state: &ServerState) -> Response<String> {
-    let gauges = match tokio::time::timeout(
-        GAUGES_TIMEOUT,
-        state.store.metrics_gauges(state.sources.clone()),
-    )
-    .await
-    {
-        Ok(Ok(gauges)) => Some(gauges),
-        Ok(Err(err)) => {
-            tracing::warn!(error = %err, "metrics: could not read the database gauges");
-            None
-        }
-        Err(_) => {
-            tracing::warn!(after = ?GAUGES_TIMEOUT, "metrics: database gauges timed out");
-            None
-        }
-    };
+    let gauges =
+        match tokio::time::timeout(GAUGES_TIMEOUT, state.store.metrics_gauges(state.sources()))
+            .await
+        {
+            Ok(Ok(gauges)) => Some(gauges),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "metrics: could not read the database gauges");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(after = ?GAUGES_TIMEOUT, "metrics: database gauges timed out");
+                None
+            }
+        };
     let text =
         crate::metrics::global().render(state.connections(), gauges.as_ref(), chrono::Utc::now());
     let mut response = Response::new(text);

@@ -190,7 +190,12 @@ fn run(path: &Path) -> ExitCode {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    match runtime.block_on(crate::run(config, tokens, shutdown_signal())) {
+    let mut options = crate::RunOptions::for_config(&config);
+    let daemon = async move {
+        options.reload = Some(reload_on_sighup());
+        crate::run_with(config, tokens, options, shutdown_signal()).await
+    };
+    match runtime.block_on(daemon) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "accessd stopped");
@@ -201,6 +206,32 @@ fn run(path: &Path) -> ExitCode {
 }
 
 /// Resolves on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
+/// SIGHUP (what `systemctl reload` sends) as reload requests. The handler is
+/// installed before anything else runs, so an early SIGHUP cannot take the
+/// default action and kill the daemon.
+fn reload_on_sighup() -> std::sync::Arc<tokio::sync::Notify> {
+    let trigger = std::sync::Arc::new(tokio::sync::Notify::new());
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangups) => {
+                let notify = trigger.clone();
+                tokio::spawn(async move {
+                    while hangups.recv().await.is_some() {
+                        tracing::info!("SIGHUP: reloading the config");
+                        notify.notify_one();
+                    }
+                });
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGHUP; reload needs a restart")
+            }
+        }
+    }
+    trigger
+}
+
 pub async fn shutdown_signal() {
     #[cfg(unix)]
     {

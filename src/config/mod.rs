@@ -199,7 +199,7 @@ pub enum Required {
     All,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SourceConfig {
     pub id: String,
     pub name: Option<String>,

@@ -135,7 +135,7 @@ pub async fn revoke(
                 .await,
         )
     } else {
-        let check = approver_or_admin(app.config.clone(), &actor);
+        let check = approver_or_admin(app.config(), &actor);
         (
             "revoked",
             app.store
@@ -174,14 +174,15 @@ pub async fn task(
     value: &str,
     event: SlackInteractionBlockActionsEvent,
 ) -> Reply {
+    let config = app.config();
     let Some((actor, channel, ticket)) = clicked_ticket(app, value, &event).await else {
         return Reply::empty();
     };
     let user = actor.slack_id.clone();
     let done = action_id == TASK_DONE;
-    let check = owner_or_admin(app.config.clone(), &actor);
-    let config = app.config.clone();
+    let check = owner_or_admin(config.clone(), &actor);
     let by = user.clone();
+    let warning = config.requests.expiry_warning;
     let effects = move |t: &Ticket, grants: &[crate::store::Grant]| {
         let mut effects = Effects::default();
         for copy in &t.task_messages {
@@ -208,7 +209,6 @@ pub async fn task(
         }
         effects
     };
-    let warning = app.config.requests.expiry_warning;
     match app
         .store
         .settle_manual_task(ticket.id, actor, done, warning, check, effects)
@@ -248,6 +248,7 @@ pub async fn extend_clicked(
     value: &str,
     event: SlackInteractionBlockActionsEvent,
 ) -> Reply {
+    let config = app.config();
     let trigger_id = event.trigger_id.0.clone();
     let app = app.clone();
     let value = value.to_string();
@@ -262,7 +263,7 @@ pub async fn extend_clicked(
             );
             return tell(&app, &actor.slack_id, channel.as_deref(), &why).await;
         }
-        let view = views::extend_modal(&app.config, &ticket, extension_cap(&app.config, &ticket));
+        let view = views::extend_modal(&config, &ticket, extension_cap(&config, &ticket));
         if let Err(err) = app
             .api
             .call(
@@ -285,6 +286,7 @@ pub async fn extend_submitted(
     app: &Arc<App>,
     submission: SlackInteractionViewSubmissionEvent,
 ) -> Reply {
+    let config = app.config();
     let user = submission.user.id.0.clone();
     let metadata = match &submission.view.view {
         SlackView::Modal(m) => m.private_metadata.clone().unwrap_or_default(),
@@ -301,15 +303,14 @@ pub async fn extend_submitted(
             "That access is no longer active, or not yours to extend.",
         ));
     };
-    let Some(found) = app.config.app(&parent.app_id) else {
+    let Some(found) = config.app(&parent.app_id) else {
         return super::request::update(notice("That app is no longer in the catalog."));
     };
     let text = value_of(&submission, DURATION_BLOCK, DURATION_ACTION).unwrap_or_default();
-    let duration =
-        match super::request::checked_duration(&text, extension_cap(&app.config, &parent)) {
-            Ok(d) => d,
-            Err(why) => return errors(DURATION_BLOCK, why),
-        };
+    let duration = match super::request::checked_duration(&text, extension_cap(&config, &parent)) {
+        Ok(d) => d,
+        Err(why) => return errors(DURATION_BLOCK, why),
+    };
     let reason = value_of(&submission, REASON_BLOCK, REASON_ACTION).unwrap_or_default();
     if reason.trim().is_empty() {
         return errors(REASON_BLOCK, "Say why you need more time.".into());
@@ -325,7 +326,7 @@ pub async fn extend_submitted(
             plan.stages
                 .iter()
                 .flat_map(|s| s.approvers.clone())
-                .chain(app.config.expand(&app.config.requests.fallback_approvers)),
+                .chain(config.expand(&config.requests.fallback_approvers)),
         )
         .await;
     let plan = match super::request::reachable_plan(app, plan, &ids, &[], &email) {
@@ -348,7 +349,6 @@ pub async fn extend_submitted(
         kind: Kind::Extension,
         parent: Some(parent.id),
     };
-    let config = app.config.clone();
     let effects = move |t: &Ticket| super::request::creation_effects(&config, t, &ids);
     match app.store.create_ticket(new, effects).await {
         Ok(Created::New(t)) => {

@@ -20,9 +20,10 @@ use crate::store::{ActionOutcome, AlertAction, AlertRow, AuditEvent, JobChange, 
 
 /// Who may act on a finding about `app` (None: not about an app).
 fn may_act(app: &App, email: &str, about: Option<&str>) -> bool {
-    app.config.is_admin(email)
+    let config = app.config();
+    config.is_admin(email)
         || about
-            .and_then(|a| app.config.app(a))
+            .and_then(|a| config.app(a))
             .is_some_and(|a| a.owners.iter().any(|o| o.eq_ignore_ascii_case(email)))
 }
 
@@ -95,7 +96,7 @@ pub async fn clicked(
     let mut jobs = Vec::new();
     if action == "revoke" {
         if alert.kind != kind::OFFBOARDED_ACTIVE
-            || !crate::alerts::revocable(&app.config, about.unwrap_or(""))
+            || !crate::alerts::revocable(&app.config(), about.unwrap_or(""))
         {
             tell(
                 app,
@@ -187,7 +188,7 @@ fn message_update(
         _ => None,
     };
     let (channel, ts) = alert.channel.clone().zip(alert.ts.clone()).or(clicked)?;
-    let (text, blocks) = crate::slack::views::alert::message(&app.config, alert);
+    let (text, blocks) = crate::slack::views::alert::message(&app.config(), alert);
     Some(NewMessage::update(&channel, &channel, &ts, &text, blocks))
 }
 
@@ -214,7 +215,7 @@ pub async fn digest_clicked(
         return Reply::empty();
     };
     let email = match app.identity.email_of(&user).await {
-        Ok(Some(email)) if app.config.is_admin(&email) => email,
+        Ok(Some(email)) if app.config().is_admin(&email) => email,
         _ => {
             let text = "Only accessd admins can acknowledge findings from the digest.";
             tell(app, &user, channel.as_deref(), text).await;

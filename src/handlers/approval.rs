@@ -119,6 +119,7 @@ pub async fn clicked(
     value: &str,
     event: SlackInteractionBlockActionsEvent,
 ) -> Reply {
+    let config = app.config();
     let user = super::user_of(&event);
     let channel = channel_of(&event);
     let trigger_id = event.trigger_id.0.clone();
@@ -151,7 +152,7 @@ pub async fn clicked(
             _ => return refuse("accessd cannot tell who you are (no email on your Slack account).".into()).await,
         };
         let manager = super::request::manager_of(&app, &ticket.requester_email).await;
-        if let Err(why) = may_decide(&app.config, &ticket, &email, manager.as_deref()) {
+        if let Err(why) = may_decide(&config, &ticket, &email, manager.as_deref()) {
             let audit = AuditEvent::new(
                 email.clone(),
                 "ticket.decision_refused",
@@ -163,10 +164,10 @@ pub async fn clicked(
             }
             return refuse(why).await;
         }
-        let cap = decision_cap(&app.config, &ticket);
+        let cap = decision_cap(&config, &ticket);
         let view = match verdict {
-            Verdict::Approve => approve_modal(&app.config, &ticket, cap),
-            Verdict::Reject => reject_modal(&app.config, &ticket),
+            Verdict::Approve => approve_modal(&config, &ticket, cap),
+            Verdict::Reject => reject_modal(&config, &ticket),
         };
         if let Err(err) = app.api.call("views.open", &json!({ "trigger_id": trigger_id, "view": view })).await {
             tracing::warn!(error = %err, "could not open the decision modal");
@@ -215,6 +216,7 @@ fn update(view: serde_json::Value) -> Reply {
 
 /// The approve or reject modal was submitted: the decision.
 pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissionEvent) -> Reply {
+    let config = app.config();
     let user = submission.user.id.0.clone();
     let (callback, metadata) = match &submission.view.view {
         SlackView::Modal(m) => (
@@ -257,7 +259,7 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
     let mut duration_secs = None;
     if verdict == Verdict::Approve {
         if let Some(text) = value_of(&submission, DURATION_BLOCK, DURATION_ACTION) {
-            match super::request::checked_duration(&text, decision_cap(&app.config, &ticket)) {
+            match super::request::checked_duration(&text, decision_cap(&config, &ticket)) {
                 Ok(d) => {
                     duration_secs = i64::try_from(d.as_secs())
                         .ok()
@@ -286,10 +288,10 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
         comment,
         duration_secs,
     };
-    let check_config = app.config.clone();
+    let check_config = config.clone();
     let manager = super::request::manager_of(app, &ticket.requester_email).await;
     let check = move |t: &Ticket| may_decide(&check_config, t, &email, manager.as_deref());
-    let effects_config = app.config.clone();
+    let effects_config = config;
     let effect_ids = ids.clone();
     let effects = move |t: &Ticket, transition: Transition| {
         decision_effects(&effects_config, t, transition, &effect_ids)

@@ -48,7 +48,7 @@ pub async fn publish(app: &Arc<App>, user: &str, pages: Pages) {
         }
     };
     let view = home_view(&HomeData {
-        config: &app.config,
+        config: &app.config(),
         waiting: &lists.0,
         requests: &lists.1,
         access: &lists.2,

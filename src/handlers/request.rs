@@ -13,7 +13,7 @@ use slack_morphism::prelude::*;
 
 use super::actions::*;
 use super::App;
-use crate::config::AppConfig;
+use crate::config::{AppConfig, Config};
 use crate::domain::policy::{self, Plan, PolicyError, Requester};
 use crate::domain::ticket::Status;
 use crate::slack::transport::Reply;
@@ -56,7 +56,7 @@ pub enum Who {
 /// Resolves the requester's email; the refusal names the email seen and what to do.
 pub async fn requester_email(app: &Arc<App>, user: &str) -> Who {
     match app.identity.email_of(user).await {
-        Ok(Some(email)) if app.config.identity.require_known_email && !known_in_sources(app, &email).await => Who::Refused(format!(
+        Ok(Some(email)) if app.config().identity.require_known_email && !known_in_sources(app, &email).await => Who::Refused(format!(
             "Your Slack account's email is *{email}*, and no identity source knows that address, so accessd \
              cannot tell who you are. Ask an admin to link you (`accessd users link {user} you@company`)."
         )),
@@ -89,11 +89,11 @@ async fn known_in_sources(app: &Arc<App>, email: &str) -> bool {
 /// The person's manager as the identity sources give it (authoritative
 /// sources first), for `manager` approvers.
 pub(super) async fn manager_of(app: &Arc<App>, email: &str) -> Option<String> {
-    if app.config.sources.is_empty() {
+    if app.config().sources.is_empty() {
         return None;
     }
     let prefer = app
-        .config
+        .config()
         .sources
         .iter()
         .filter(|s| s.authoritative)
@@ -126,11 +126,12 @@ pub async fn open(app: &Arc<App>, trigger_id: &str, user: String, text: Option<S
 }
 
 async fn first_step(app: &Arc<App>, user: &str, text: Option<&str>) -> Value {
+    let config = app.config();
     let draft_id = new_draft_id();
     let mut draft = Draft::default();
     let mut note = None;
     if let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) {
-        match crate::domain::catalog::match_app(&app.config, text) {
+        match crate::domain::catalog::match_app(&config, text) {
             Some(found) => {
                 draft.app = Some(found.id.clone());
                 draft.step = Step::Roles;
@@ -143,7 +144,7 @@ async fn first_step(app: &Arc<App>, user: &str, text: Option<&str>) -> Value {
             }
         }
     }
-    if app.config.apps.is_empty() {
+    if config.apps.is_empty() {
         return views::notice(
             "No apps are configured yet: an admin adds them under `[[apps]]` in accessd.toml.",
         );
@@ -152,7 +153,7 @@ async fn first_step(app: &Arc<App>, user: &str, text: Option<&str>) -> Value {
         tracing::error!(error = %err, "could not save a request draft");
         return views::notice("accessd could not start a request just now; please try again.");
     }
-    match draft.app.as_deref().and_then(|id| app.config.app(id)) {
+    match draft.app.as_deref().and_then(|id| config.app(id)) {
         Some(found) => {
             let email = app.identity.email_of(user).await.ok().flatten();
             views::roles_step(
@@ -163,7 +164,7 @@ async fn first_step(app: &Arc<App>, user: &str, text: Option<&str>) -> Value {
                 may_break_glass(app, found, email.as_deref()),
             )
         }
-        None => views::app_step(&app.config, &draft_id, note.as_deref()),
+        None => views::app_step(&config, &draft_id, note.as_deref()),
     }
 }
 
@@ -269,15 +270,16 @@ async fn step_app(
     email: &str,
     draft_id: &str,
 ) -> Reply {
+    let config = app.config();
     let chosen = input(values, APP_BLOCK, APP_ACTION)
         .and_then(|v| v.selected_option.as_ref())
         .map(|o| o.value.clone());
-    let Some(found) = chosen.as_deref().and_then(|id| app.config.app(id)) else {
+    let Some(found) = chosen.as_deref().and_then(|id| config.app(id)) else {
         return errors(&[(APP_BLOCK, "Choose an app from the list.".into())]);
     };
     let manager = manager_of(app, email).await;
     if let Err(PolicyError::Denied { app: name, rule }) = policy::plan(
-        &app.config,
+        &config,
         found,
         &[],
         &Requester {
@@ -300,7 +302,7 @@ async fn step_app(
 
 /// Whether to offer break-glass at all: admins, or an app with a role that allows it.
 fn may_break_glass(app: &Arc<App>, found: &AppConfig, email: Option<&str>) -> bool {
-    email.is_some_and(|e| app.config.is_admin(e)) || found.roles.iter().any(|r| r.break_glass)
+    email.is_some_and(|e| app.config().is_admin(e)) || found.roles.iter().any(|r| r.break_glass)
 }
 
 /// The draft's app was removed from the config since the modal opened.
@@ -310,8 +312,8 @@ fn app_gone() -> Reply {
     ))
 }
 
-fn app_of<'a>(app: &'a Arc<App>, draft: &Draft) -> Option<&'a AppConfig> {
-    draft.app.as_deref().and_then(|id| app.config.app(id))
+fn app_of<'a>(config: &'a Config, draft: &Draft) -> Option<&'a AppConfig> {
+    draft.app.as_deref().and_then(|id| config.app(id))
 }
 
 pub(super) async fn plan_for(
@@ -322,7 +324,7 @@ pub(super) async fn plan_for(
 ) -> Result<Plan, PolicyError> {
     let manager = manager_of(app, email).await;
     policy::plan(
-        &app.config,
+        &app.config(),
         found,
         roles,
         &Requester {
@@ -339,7 +341,8 @@ async fn step_roles(
     email: &str,
     draft_id: &str,
 ) -> Reply {
-    let Some(found) = app_of(app, draft) else {
+    let config = app.config();
+    let Some(found) = app_of(&config, draft) else {
         return app_gone();
     };
     let roles: Vec<String> = input(values, ROLES_BLOCK, ROLES_ACTION)
@@ -386,7 +389,7 @@ async fn step_roles(
     let urgent = input(values, URGENT_BLOCK, URGENT_ACTION)
         .and_then(|v| v.selected_options.as_ref())
         .is_some_and(|opts| !opts.is_empty());
-    if urgent && !app.config.is_admin(email) {
+    if urgent && !config.is_admin(email) {
         let allowed = !roles.is_empty()
             && roles
                 .iter()
@@ -409,7 +412,7 @@ async fn step_roles(
     let initial = if draft.duration_secs > 0 {
         Duration::from_secs(draft.duration_secs)
     } else {
-        app.config.requests.default_duration
+        config.requests.default_duration
     };
     let (_, names) = role_names(found, &draft.roles);
     update(views::duration_step(
@@ -465,12 +468,13 @@ pub fn checked_duration(text: &str, cap: Duration) -> Result<Duration, String> {
 /// The duration step's input checked against the cap, and the plan it
 /// leads to; the reply to send instead when either is wrong.
 async fn duration_and_plan<'a>(
-    app: &'a Arc<App>,
+    app: &Arc<App>,
+    config: &'a Config,
     draft: &Draft,
     values: &StateValues,
     email: &str,
 ) -> Result<(&'a AppConfig, Duration, Plan), Reply> {
-    let found = app_of(app, draft).ok_or_else(app_gone)?;
+    let found = app_of(config, draft).ok_or_else(app_gone)?;
     let cap = policy::duration_cap(found, &draft.roles).unwrap_or(found.max_duration);
     let text = input(values, DURATION_BLOCK, DURATION_ACTION)
         .and_then(|v| v.value.clone())
@@ -489,7 +493,9 @@ async fn step_duration(
     email: &str,
     draft_id: &str,
 ) -> Reply {
-    let (found, duration, plan) = match duration_and_plan(app, draft, values, email).await {
+    let config = app.config();
+    let (found, duration, plan) = match duration_and_plan(app, &config, draft, values, email).await
+    {
         Ok(checked) => checked,
         Err(reply) => return reply,
     };
@@ -525,7 +531,9 @@ async fn break_glass(
     email: &str,
     draft_id: &str,
 ) -> Reply {
-    let (found, duration, plan) = match duration_and_plan(app, draft, values, email).await {
+    let config = app.config();
+    let (found, duration, plan) = match duration_and_plan(app, &config, draft, values, email).await
+    {
         Ok(checked) => checked,
         Err(reply) => return reply,
     };
@@ -545,10 +553,11 @@ async fn break_glass(
         kind: crate::domain::ticket::Kind::BreakGlass,
         parent: None,
     };
-    let config = app.config.clone();
+    let effects_config = config.clone();
     let effects = move |t: &Ticket| {
         let mut effects = Effects::default();
-        let (text, blocks) = crate::slack::views::grant::break_glass_notice(&config, t, true);
+        let (text, blocks) =
+            crate::slack::views::grant::break_glass_notice(&effects_config, t, true);
         let mut told: Vec<&String> = ids
             .values()
             .filter(|id| *id != &t.requester_slack_id)
@@ -561,7 +570,7 @@ async fn break_glass(
                 .push(NewMessage::post(slack_id, &text, blocks.clone()));
         }
         effects.messages.extend(crate::lifecycle::alert(
-            config.alerts.channels.break_glass.as_ref(),
+            effects_config.alerts.channels.break_glass.as_ref(),
             &text,
             blocks.clone(),
         ));
@@ -580,7 +589,7 @@ async fn break_glass(
                 "duration_secs": t.duration_secs,
                 "reason": t.reason,
                 "told": told,
-                "channel": config.alerts.channels.break_glass,
+                "channel": effects_config.alerts.channels.break_glass,
             }),
         ));
         effects
@@ -591,7 +600,7 @@ async fn break_glass(
         Ok(Created::New(ticket)) => {
             app.outbox.wake();
             app.jobs.wake();
-            let (name, roles) = describe(&app.config, &ticket);
+            let (name, roles) = describe(&config, &ticket);
             update(views::submitted(
                 &ticket.reference(),
                 &format!("for *{name}* ({roles}) is being granted now (break-glass). The approvers and security were told and can revoke it."),
@@ -620,7 +629,8 @@ pub(super) fn reachable_plan(
     chosen: &[Option<Vec<String>>],
     requester: &str,
 ) -> Result<Plan, String> {
-    let fallback: BTreeSet<String> = app.config.expand(&app.config.requests.fallback_approvers);
+    let config = app.config();
+    let fallback: BTreeSet<String> = config.expand(&config.requests.fallback_approvers);
     for (i, stage) in plan.stages.iter_mut().enumerate() {
         let mut asked: Vec<String> = stage
             .approvers
@@ -677,7 +687,8 @@ async fn step_submit(
     email: &str,
     draft_id: &str,
 ) -> Reply {
-    let Some(found) = app_of(app, draft) else {
+    let config = app.config();
+    let Some(found) = app_of(&config, draft) else {
         return app_gone();
     };
     let plan = match plan_for(app, found, &draft.roles, email).await {
@@ -701,7 +712,7 @@ async fn step_submit(
             plan.stages
                 .iter()
                 .flat_map(|s| s.approvers.clone())
-                .chain(app.config.expand(&app.config.requests.fallback_approvers)),
+                .chain(config.expand(&config.requests.fallback_approvers)),
         )
         .await;
     let plan = match reachable_plan(app, plan, &ids, &chosen, email) {
@@ -733,16 +744,16 @@ async fn step_submit(
         kind: crate::domain::ticket::Kind::Request,
         parent: None,
     };
-    let config = app.config.clone();
     let slack_ids = ids.clone();
-    let effects = move |ticket: &Ticket| creation_effects(&config, ticket, &slack_ids);
+    let effects_config = config.clone();
+    let effects = move |ticket: &Ticket| creation_effects(&effects_config, ticket, &slack_ids);
     let created = app.store.create_ticket(new, effects).await;
     let _ = app.store.delete_draft(draft_id.to_string()).await;
     match created {
         Ok(Created::New(ticket)) => {
             app.outbox.wake();
             app.jobs.wake();
-            let (name, roles) = describe(&app.config, &ticket);
+            let (name, roles) = describe(&config, &ticket);
             let text = if ticket.status == Status::Approved {
                 format!("for *{name}* ({roles}) was approved automatically.")
             } else {

@@ -54,6 +54,7 @@ async fn click(
 }
 
 pub async fn nudge(app: &Arc<App>, value: &str, event: SlackInteractionBlockActionsEvent) -> Reply {
+    let config = app.config();
     let Some(Click {
         user,
         channel,
@@ -75,8 +76,7 @@ pub async fn nudge(app: &Arc<App>, value: &str, event: SlackInteractionBlockActi
                 .unwrap_or_default(),
         )
         .await;
-    let config = app.config.clone();
-    let cooldown = app.config.requests.nudge_cooldown;
+    let cooldown = config.requests.nudge_cooldown;
     let effects = move |t: &crate::store::Ticket| Effects {
         messages: reminder_messages(&config, t, &ids),
         ..Effects::default()
@@ -141,6 +141,7 @@ pub async fn cancel(
     value: &str,
     event: SlackInteractionBlockActionsEvent,
 ) -> Reply {
+    let config = app.config();
     let Some(Click {
         user,
         channel,
@@ -155,7 +156,6 @@ pub async fn cancel(
         .identity
         .slack_ids_of(ticket.plan.stages.iter().flat_map(|s| s.approvers.clone()))
         .await;
-    let config = app.config.clone();
     let effects = move |t: &crate::store::Ticket| {
         let mut effects = Effects::default();
         super::approval::update_approver_copies(&config, t, &ids, &mut effects);

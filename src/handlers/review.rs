@@ -150,6 +150,7 @@ async fn decide(
     decision: &str,
     comment: Option<String>,
 ) -> Option<String> {
+    let config = app.config();
     let mut before = Vec::new();
     for id in &ids {
         if let Ok(Some(item)) = app.store.review_item(*id).await {
@@ -160,8 +161,7 @@ async fn decide(
         return Some("That review item no longer exists.".into());
     }
     let locations = page_locations(app, &before).await;
-    let config = app.config.clone();
-    let check_config = app.config.clone();
+    let check_config = config.clone();
     let actor = email.to_string();
     let check_actor = actor.clone();
     let decided = app
@@ -237,6 +237,7 @@ pub async fn more_clicked(
     selected: &str,
     event: SlackInteractionBlockActionsEvent,
 ) -> Reply {
+    let config = app.config();
     let Some((what, id)) = selected.split_once(':') else {
         return Reply::empty();
     };
@@ -259,7 +260,7 @@ pub async fn more_clicked(
             return Reply::empty();
         }
     };
-    if let Err(why) = may_review(&app.config, &who.email, std::slice::from_ref(&item)) {
+    if let Err(why) = may_review(&config, &who.email, std::slice::from_ref(&item)) {
         if what != "reassign" || !item.reviewer_email.eq_ignore_ascii_case(&who.email) {
             tell(app, &who.slack_id, who.channel.as_deref(), &why).await;
             return Reply::empty();
@@ -271,11 +272,11 @@ pub async fn more_clicked(
             &format!(
                 "{} ({})",
                 item_ref(id),
-                views::describe_item(&app.config, &item)
+                views::describe_item(&config, &item)
             ),
         )
     } else {
-        views::comment_modal(&app.config, &item)
+        views::comment_modal(&config, &item)
     };
     open_modal(app, &event.trigger_id.0, view)
 }
@@ -361,6 +362,7 @@ pub async fn reassign_submitted(
     app: &Arc<App>,
     submission: SlackInteractionViewSubmissionEvent,
 ) -> Reply {
+    let config = app.config();
     let user = submission.user.id.0.clone();
     let target = metadata(&submission);
     let new_reviewer = state_of(&submission, ids::REVIEWER_BLOCK, ids::REVIEWER_ACTION)
@@ -426,8 +428,7 @@ pub async fn reassign_submitted(
     }
     let locations = page_locations(app, &before).await;
     let moved_from = on_pages(&before);
-    let config = app.config.clone();
-    let check_config = app.config.clone();
+    let check_config = config.clone();
     let actor = email.clone();
     let to = to_email.clone();
     let target_person = to_email.clone();

@@ -13,6 +13,7 @@ use crate::slack::views::grant as views;
 use crate::store::{Effects, GrantStatus, Job, NewMessage, RevokeTarget};
 
 pub async fn revoke(app: &Arc<App>, job: &Job, grant_id: i64) -> JobResult {
+    let config = app.config();
     let target = match app.store.revoke_target(grant_id).await {
         Ok(Some(target)) => target,
         Ok(None) => return JobResult::Done,
@@ -31,11 +32,12 @@ pub async fn revoke(app: &Arc<App>, job: &Job, grant_id: i64) -> JobResult {
         (reason, Some(by)) => (GrantStatus::Revoked, format!("{reason} by {by}")),
         (reason, None) => (GrantStatus::Revoked, reason.to_string()),
     };
-    let provisioner = app
+    let live = app.live();
+    let provisioner = live
         .config
         .app(&grant.app_id)
         .and_then(|a| a.provisioner.as_deref())
-        .and_then(|id| app.provisioners.get(id));
+        .and_then(|id| live.provisioners.get(id));
     if !grant.preexisting && !grant.manual {
         let Some(provisioner) = provisioner else {
             return JobResult::Fail(format!(
@@ -85,7 +87,6 @@ pub async fn revoke(app: &Arc<App>, job: &Job, grant_id: i64) -> JobResult {
     } else {
         Default::default()
     };
-    let config = app.config.clone();
     let ended = app
         .store
         .end_grant(grant_id, Some(job.id), end, ended_by, move |t, g| {
@@ -113,10 +114,10 @@ pub async fn revoke(app: &Arc<App>, job: &Job, grant_id: i64) -> JobResult {
 }
 
 async fn revoke_alert(app: &Arc<App>, target: &RevokeTarget, error: &str) {
-    let (text, blocks) =
-        views::revoke_failed_alert(&app.config, &target.ticket, &target.grant, error);
+    let config = app.config();
+    let (text, blocks) = views::revoke_failed_alert(&config, &target.ticket, &target.grant, error);
     if let Some(message) = alert(
-        app.config.alerts.channels.provisioning_failed.as_ref(),
+        config.alerts.channels.provisioning_failed.as_ref(),
         &text,
         blocks,
     ) {
@@ -135,7 +136,7 @@ pub async fn warn(app: &Arc<App>, ticket_id: i64) -> JobResult {
     if ticket.status != Status::Active {
         return JobResult::Done;
     }
-    let (text, blocks) = views::expiry_warning(&app.config, &ticket);
+    let (text, blocks) = views::expiry_warning(&app.config(), &ticket);
     let mut message = NewMessage::post(&ticket.requester_slack_id, &text, blocks);
     // One warning per expiry, even if this job re-runs after a crash.
     message.dedupe_key = Some(format!(

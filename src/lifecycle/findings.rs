@@ -20,13 +20,14 @@ pub mod job {
 
 /// Posts every open finding, grouped, then sets tomorrow's timer.
 pub async fn digest(app: &Arc<App>) -> JobResult {
+    let config = app.config();
     let now = Utc::now();
-    if let Some(channel) = alerts::channel_for(&app.config.alerts.channels, kind::FINDINGS_DIGEST) {
+    if let Some(channel) = alerts::channel_for(&config.alerts.channels, kind::FINDINGS_DIGEST) {
         let open = match app.store.alerts(None, vec!["open".into()]).await {
             Ok(open) => open,
             Err(err) => return store_error(app, err),
         };
-        let (text, blocks) = crate::slack::views::alert::digest(&app.config, &open, now);
+        let (text, blocks) = crate::slack::views::alert::digest(&config, &open, now);
         let mut message = NewMessage::post(channel, &text, blocks);
         // One digest per day even if this job re-runs after a crash.
         message.dedupe_key = Some(format!("digest:{}", now.format("%Y-%m-%d")));
@@ -34,20 +35,25 @@ pub async fn digest(app: &Arc<App>) -> JobResult {
             return store_error(app, err);
         }
     }
-    let next = alerts::next_digest(app.config.alerts.digest_at, now);
-    match app
-        .store
+    match schedule_digest(app).await {
+        Ok(()) => JobResult::Done,
+        Err(err) => store_error(app, err),
+    }
+}
+
+/// Sets the daily digest timer to the next `alerts.digest_at` (a digest
+/// missed while the daemon was down is skipped, not sent late).
+pub async fn schedule_digest(app: &App) -> Result<(), crate::store::StoreError> {
+    let next = alerts::next_digest(app.config().alerts.digest_at, Utc::now());
+    app.store
         .schedule_job(
             alerts::DIGEST_JOB.into(),
             alerts::DIGEST_SUBJECT.into(),
             next,
             Value::Null,
         )
-        .await
-    {
-        Ok(_) => JobResult::Done,
-        Err(err) => store_error(app, err),
-    }
+        .await?;
+    Ok(())
 }
 
 /// Revokes what an offboarded person still has in one app, then reports it

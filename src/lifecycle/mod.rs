@@ -75,7 +75,7 @@ fn store_error(app: &Arc<App>, err: crate::store::StoreError) -> JobResult {
 /// Slack ids of the app's owners (emails resolved through the link cache).
 async fn owner_ids(app: &Arc<App>, app_id: &str) -> HashMap<String, String> {
     let owners = app
-        .config
+        .config()
         .app(app_id)
         .map(|a| a.owners.clone())
         .unwrap_or_default();

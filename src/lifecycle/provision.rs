@@ -15,6 +15,9 @@ use crate::store::grants::{GrantResult, GrantSpec};
 use crate::store::{Effects, GrantStatus, Job, NewMessage, OnSent, ProvisionStart, Ticket};
 
 pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
+    // Catalog and provisioners of one file, whatever a reload does meanwhile.
+    let live = app.live();
+    let config = live.config.clone();
     let ticket = match app.store.ticket(ticket_id).await {
         Ok(Some(t)) => t,
         Ok(None) => return JobResult::Fail(format!("no ticket {ticket_id}")),
@@ -23,7 +26,7 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
     if ticket.kind == Kind::Extension {
         return extend(app, job, ticket_id).await;
     }
-    let Some(found) = app.config.app(&ticket.app_id) else {
+    let Some(found) = config.app(&ticket.app_id) else {
         return JobResult::Fail(format!(
             "{} is for {}, which is no longer in the catalog",
             ticket.reference(),
@@ -50,17 +53,18 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
     let provisioner = found
         .provisioner
         .as_deref()
-        .and_then(|id| app.provisioners.get(id));
+        .and_then(|id| live.provisioners.get(id));
     let manual = provisioner.is_none();
     let owners = if manual {
         owner_ids(app, &ticket.app_id).await
     } else {
         Default::default()
     };
-    let config = app.config.clone();
+    let effects_config = config.clone();
     let start = app
         .store
         .start_provisioning(ticket_id, specs, manual, move |t, _| {
+            let config = effects_config;
             let mut effects = Effects::default();
             if manual {
                 for slack_id in owners.values() {
@@ -134,7 +138,6 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
             return store_error(app, err);
         }
     }
-    let config = app.config.clone();
     let warning = config.requests.expiry_warning;
     let finished = app
         .store
@@ -173,7 +176,7 @@ fn finished_effects(
 }
 
 async fn extend(app: &Arc<App>, job: &Job, extension_id: i64) -> JobResult {
-    let config = app.config.clone();
+    let config = app.config();
     let warning = config.requests.expiry_warning;
     let applied = app
         .store

@@ -43,6 +43,7 @@ pub fn timers(config: &crate::config::Config, ticket: &Ticket) -> Vec<JobChange>
 }
 
 pub async fn remind(app: &Arc<App>, ticket_id: i64) -> JobResult {
+    let config = app.config();
     let ticket = match app.store.ticket(ticket_id).await {
         Ok(Some(t)) if t.status.is_pending() => t,
         Ok(_) => return JobResult::Done,
@@ -60,9 +61,9 @@ pub async fn remind(app: &Arc<App>, ticket_id: i64) -> JobResult {
         )
         .await;
     let next = chrono::Utc::now()
-        + chrono::Duration::from_std(app.config.requests.reminder_every)
+        + chrono::Duration::from_std(config.requests.reminder_every)
             .unwrap_or(chrono::Duration::MAX / 2);
-    let messages = reminder_messages(&app.config, &ticket, &ids);
+    let messages = reminder_messages(&config, &ticket, &ids);
     match app.store.send_reminders(ticket.id, messages, next).await {
         Ok(()) => {
             app.outbox.wake();
@@ -73,6 +74,7 @@ pub async fn remind(app: &Arc<App>, ticket_id: i64) -> JobResult {
 }
 
 pub async fn stale(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
+    let config = app.config();
     let ticket = match app.store.ticket(ticket_id).await {
         Ok(Some(t)) if t.status.is_pending() => t,
         Ok(_) => return JobResult::Done,
@@ -82,7 +84,6 @@ pub async fn stale(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
         .identity
         .slack_ids_of(ticket.plan.stages.iter().flat_map(|s| s.approvers.clone()))
         .await;
-    let config = app.config.clone();
     let job_id = job.id;
     let changed = app
         .store

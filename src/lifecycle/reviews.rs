@@ -80,6 +80,7 @@ pub async fn send_pages(
     reviewer: &str,
     intro: Intro,
 ) -> Result<(), JobResult> {
+    let config = app.config();
     let slack_id = match app.identity.slack_id_of(reviewer).await {
         Ok(Some(id)) => id,
         Ok(None) => {
@@ -110,7 +111,6 @@ pub async fn send_pages(
             })
         }
     };
-    let config = app.config.clone();
     let total = app
         .store
         .reviewer_items(campaign.id, reviewer.to_string())
@@ -228,6 +228,7 @@ pub fn on_pages(items: &[ReviewItem]) -> Vec<((String, i64), ReviewItem)> {
 }
 
 async fn nudge(app: &Arc<App>, campaign: &Campaign, closing_soon: bool) -> JobResult {
+    let config = app.config();
     let progress = match app.store.review_progress(None).await {
         Ok(p) => p,
         Err(err) => return store_error(app, err),
@@ -243,7 +244,7 @@ async fn nudge(app: &Arc<App>, campaign: &Campaign, closing_soon: bool) -> JobRe
         let Ok(Some(slack_id)) = app.identity.slack_id_of(&p.reviewer_email).await else {
             continue;
         };
-        let (text, blocks) = views::nudge(&app.config, campaign, p.total - p.decided, closing_soon);
+        let (text, blocks) = views::nudge(&config, campaign, p.total - p.decided, closing_soon);
         if let Err(err) = app
             .outbox
             .send(NewMessage::post(&slack_id, &text, blocks))
@@ -254,7 +255,7 @@ async fn nudge(app: &Arc<App>, campaign: &Campaign, closing_soon: bool) -> JobRe
     }
     if !closing_soon {
         let next = Utc::now()
-            + chrono::Duration::from_std(app.config.reviews.reminder_every).unwrap_or_default();
+            + chrono::Duration::from_std(config.reviews.reminder_every).unwrap_or_default();
         if next < campaign.due_at {
             if let Err(err) = app
                 .store
@@ -269,6 +270,7 @@ async fn nudge(app: &Arc<App>, campaign: &Campaign, closing_soon: bool) -> JobRe
 }
 
 async fn close(app: &Arc<App>, campaign: &Campaign) -> JobResult {
+    let config = app.config();
     let owner = app
         .identity
         .slack_id_of(&campaign.owner_email)
@@ -286,7 +288,6 @@ async fn close(app: &Arc<App>, campaign: &Campaign) -> JobResult {
         .cloned()
         .collect();
     let locations = page_locations(app, &open).await;
-    let config = app.config.clone();
     let closed = app
         .store
         .close_campaign(campaign.id, move |c, items| {
@@ -395,7 +396,7 @@ async fn revoke_item(app: &Arc<App>, job_: &Job, id: i64) -> JobResult {
         ..Effects::default()
     };
     effects.messages.extend(page_updates(
-        &app.config,
+        &app.config(),
         &campaign,
         &locations,
         &on_pages(&mates),
@@ -417,7 +418,8 @@ async fn revoke_item(app: &Arc<App>, job_: &Job, id: i64) -> JobResult {
 
 /// A `[[reviews.schedules]]` entry came due: its campaign, then the next timer.
 async fn scheduled(app: &Arc<App>, name: &str) -> JobResult {
-    let Some(schedule) = app.config.reviews.schedules.iter().find(|s| s.name == name) else {
+    let config = app.config();
+    let Some(schedule) = config.reviews.schedules.iter().find(|s| s.name == name) else {
         tracing::info!(
             schedule = name,
             "review schedule no longer configured; dropped"
@@ -437,7 +439,7 @@ async fn scheduled(app: &Arc<App>, name: &str) -> JobResult {
         schedule: Some(schedule.name.clone()),
         created_by: format!("schedule:{}", schedule.name),
     };
-    match reviews::create(&app.store, &app.config, ask, Utc::now()).await {
+    match reviews::create(&app.store, &config, ask, Utc::now()).await {
         Ok(c) => {
             tracing::info!(
                 campaign = c.reference(),
@@ -459,7 +461,8 @@ async fn scheduled(app: &Arc<App>, name: &str) -> JobResult {
 
 /// Sets the schedule's next run (a run missed while down is skipped).
 pub async fn schedule_next(app: &App, name: &str) -> Result<(), crate::store::StoreError> {
-    let Some(schedule) = app.config.reviews.schedules.iter().find(|s| s.name == name) else {
+    let config = app.config();
+    let Some(schedule) = config.reviews.schedules.iter().find(|s| s.name == name) else {
         return Ok(());
     };
     if let Some(next) = schedule.cron.next_after(Utc::now()) {

@@ -65,7 +65,8 @@ pub async fn revoke_access(
     job: &Job,
     ask: &RevokeAsk,
 ) -> Result<RevokeReport, JobResult> {
-    let Some(catalog) = app.config.app(&ask.app_id) else {
+    let live = app.live();
+    let Some(catalog) = live.config.app(&ask.app_id) else {
         return Err(JobResult::Fail(format!(
             "app {} is no longer in the catalog",
             ask.app_id
@@ -118,7 +119,7 @@ pub async fn revoke_access(
     let provisioner = catalog
         .provisioner
         .as_deref()
-        .and_then(|id| app.provisioners.get(id));
+        .and_then(|id| live.provisioners.get(id));
     let mut manual: Vec<String> = Vec::new();
     match &provisioner {
         Some(provisioner) => {

@@ -3,6 +3,7 @@
 //! tick missed while a sync ran long (or the daemon was down) is skipped,
 //! not replayed; a failing source backs off so it is not hammered.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,9 +12,8 @@ use tokio::sync::watch;
 
 use super::JobOptions;
 use crate::config::SourceConfig;
-use crate::handlers::App;
+use crate::handlers::{App, Live};
 use crate::sources::sync::{lease_owner, sync_source, SyncOutcome};
-use crate::sources::AnySource;
 
 /// When to try next after a sync: the next scheduled tick after now, but
 /// after `failures` consecutive failures no sooner than the job runner's
@@ -36,28 +36,68 @@ pub fn next_attempt(
     tick.max(now + chrono::Duration::from_std(backoff).unwrap_or_default())
 }
 
-/// Runs every source's timer until `stop`.
-pub async fn run(app: Arc<App>, readers: Vec<Arc<AnySource>>, mut stop: watch::Receiver<bool>) {
+/// Runs every source's timer until `stop`, following reloads: a source added
+/// gets a timer, a removed one loses it (see [`run_one`] for changed ones).
+pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let mut live = app.watch_live();
+    let mut timers: HashMap<String, tokio::task::AbortHandle> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
-    for (source, reader) in app.config.sources.clone().into_iter().zip(readers) {
-        tasks.spawn(run_one(app.clone(), source, reader, stop.clone()));
+    loop {
+        let config = live.borrow_and_update().config.clone();
+        timers.retain(|id, timer| {
+            let keep = config.source(id).is_some();
+            if !keep {
+                tracing::info!(
+                    source = id,
+                    "source removed from the config; its timer stops"
+                );
+                // A sync in flight holds only a lease that lapses; nothing is half-written.
+                timer.abort();
+            }
+            keep
+        });
+        for source in &config.sources {
+            if !timers.contains_key(&source.id) {
+                let timer = tasks.spawn(run_one(
+                    app.clone(),
+                    source.id.clone(),
+                    live.clone(),
+                    stop.clone(),
+                ));
+                timers.insert(source.id.clone(), timer);
+            }
+        }
+        tokio::select! {
+            changed = live.changed() => if changed.is_err() { break },
+            _ = stop.wait_for(|s| *s) => break,
+            // Reap finished tasks so the set does not grow across reloads.
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
     }
-    let _ = stop.wait_for(|s| *s).await;
-    // A sync in flight holds only a lease that lapses; nothing is half-written.
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
 }
 
+/// One source's timer. After a reload that leaves the source's settings as
+/// they were it keeps its next tick (with the rebuilt reader, so a rotated
+/// token is used); changed settings sync now.
 async fn run_one(
     app: Arc<App>,
-    source: SourceConfig,
-    reader: Arc<AnySource>,
+    id: String,
+    mut live: watch::Receiver<Live>,
     mut stop: watch::Receiver<bool>,
 ) {
     let owner = lease_owner("daemon");
     let mut failures: u32 = 0;
     loop {
-        let outcome = sync_source(&app.store, &app.config, &source, &reader, &owner, false).await;
+        let current = live.borrow_and_update().clone();
+        let (Some(source), Some(reader)) = (current.config.source(&id), current.sources.get(&id))
+        else {
+            // Removed by a reload; the supervisor aborts this task.
+            let _ = stop.wait_for(|s| *s).await;
+            return;
+        };
+        let outcome = sync_source(&app.store, &current.config, source, reader, &owner, false).await;
         app.outbox.wake();
         let retry_after = match &outcome {
             Ok(SyncOutcome::Failed { retry_after, .. }) => {
@@ -75,17 +115,30 @@ async fn run_one(
             }
         };
         match &outcome {
-            Ok(o) => tracing::debug!(source = source.id, outcome = %o, "source sync finished"),
+            Ok(o) => tracing::debug!(source = id, outcome = %o, "source sync finished"),
             Err(err) => {
-                tracing::error!(source = source.id, error = %err, "source sync could not use the database")
+                tracing::error!(source = id, error = %err, "source sync could not use the database")
             }
         }
-        let next = next_attempt(&source, &app.job_options, Utc::now(), failures, retry_after);
-        let wait = (next - Utc::now()).to_std().unwrap_or_default();
-        tracing::debug!(source = source.id, next = %next, "next source sync");
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.wait_for(|s| *s) => return,
+        let next = next_attempt(source, &app.job_options, Utc::now(), failures, retry_after);
+        tracing::debug!(source = id, next = %next, "next source sync");
+        let settings = source.clone();
+        loop {
+            let wait = (next - Utc::now()).to_std().unwrap_or_default();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => break,
+                _ = stop.wait_for(|s| *s) => return,
+                changed = live.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let unchanged = live.borrow().config.source(&id) == Some(&settings);
+                    if !unchanged {
+                        tracing::info!(source = id, "source settings changed; syncing now");
+                        break;
+                    }
+                }
+            }
         }
     }
 }
