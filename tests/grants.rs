@@ -15,7 +15,7 @@ use accessd::store::{GrantStatus, Store};
 use serde_json::json;
 use support::payloads;
 use support::world::*;
-use support::{APP_TOKEN, BOT_TOKEN};
+use support::{Failure, APP_TOKEN, BOT_TOKEN};
 
 const ALERTS: &str = "CALERTS";
 const SECURITY: &str = "CSECURITY";
@@ -598,12 +598,16 @@ async fn break_glass_grants_at_once_tells_approvers_and_security_and_can_be_revo
 // --- The real binary, killed with SIGKILL -----------------------------------
 
 fn spawn_binary(config: &Path, log: &Path) -> Child {
+    spawn_binary_logging(config, log, "info")
+}
+
+fn spawn_binary_logging(config: &Path, log: &Path, filter: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_accessd"))
         .args(["run", "--config"])
         .arg(config)
         .env("SLACK_APP_TOKEN", APP_TOKEN)
         .env("SLACK_BOT_TOKEN", BOT_TOKEN)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", filter)
         .stdout(Stdio::null())
         .stderr(
             std::fs::OpenOptions::new()
@@ -623,18 +627,72 @@ fn kill_9(child: &mut Child) {
 
 /// Swaps the in-process daemon for the binary on the same config and database.
 async fn binary_world(requests: &str) -> (Jit, PathBuf, PathBuf, Child) {
+    binary_world_logging(requests, "info").await
+}
+
+async fn binary_world_logging(requests: &str, filter: &str) -> (Jit, PathBuf, PathBuf, Child) {
     let mut jit = Jit::start(requests).await;
     if let Some(daemon) = jit.world.daemon.take() {
         daemon.stop().await.expect("clean stop");
     }
     let config = jit.world.dir.path().join("accessd.toml");
     let log = jit.world.dir.path().join("daemon.log");
-    let child = spawn_binary(&config, &log);
+    let child = spawn_binary_logging(&config, &log, filter);
     jit.world
         .fake
         .wait_for_connections(2, Duration::from_secs(20))
         .await;
     (jit, config, log, child)
+}
+
+/// A whole request → approve → provision → expiry run of the binary logged
+/// at `RUST_LOG=trace` (every crate), with Slack answering 429s and 500s and
+/// a malformed envelope on the way: no token appears in any log line.
+#[tokio::test]
+async fn a_full_run_logged_at_trace_level_never_prints_a_token() {
+    let (jit, _config, log, mut child) = binary_world_logging("", "trace").await;
+    let fake = &jit.world.fake;
+    fake.fail_next(
+        "chat.postMessage",
+        2,
+        Failure::RateLimited {
+            retry_after_secs: 1,
+        },
+    );
+    fake.fail_next("conversations.open", 1, Failure::Status(500));
+    fake.send_raw(
+        None,
+        "{\"type\":\"interactive\",\"envelope_id\":\"bad-1\",\"payload\":7}",
+    );
+    let t = jit.approved("3s").await;
+    jit.wait_status(&t, Status::Active).await;
+    jit.wait_status(&t, Status::Expired).await;
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+
+    let logs = std::fs::read_to_string(&log).unwrap();
+    // It was a full run at trace level, or the check proves nothing.
+    assert!(logs.contains("TRACE"), "not logged at trace level");
+    for job in [
+        format!("\"kind\":\"provision\",\"subject\":\"{t}\",\"result\":\"Done\""),
+        "\"kind\":\"revoke\"".to_string(),
+        "envelope not understood; acked".to_string(),
+    ] {
+        assert!(logs.contains(&job), "the run did not log {job}");
+    }
+    assert!(
+        logs.contains("ratelimited") || logs.contains("429"),
+        "no 429 in the log"
+    );
+    for secret in [APP_TOKEN, BOT_TOKEN, "fake-app-token", "fake-bot-token"] {
+        let line = logs.lines().find(|l| l.contains(secret));
+        assert!(line.is_none(), "a token in the log: {line:?}");
+    }
+    let _ = child.kill();
 }
 
 #[tokio::test]
