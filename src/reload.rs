@@ -44,7 +44,10 @@ pub struct Reloaded {
 pub async fn serve(app: Arc<App>, server: Arc<ServerState>, trigger: Arc<tokio::sync::Notify>) {
     loop {
         trigger.notified().await;
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+        // MONOTONIC_USEC lets `Type=notify-reload` units match this reload too.
+        let mut reloading = vec![sd_notify::NotifyState::Reloading];
+        reloading.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
+        let _ = sd_notify::notify(false, &reloading);
         match reload(&app, &server).await {
             Ok(done) => {
                 metrics::global().config_reloaded(true);

@@ -222,6 +222,55 @@ async fn a_reload_adds_and_removes_sources_and_reroutes_alerts() {
     world.stop().await;
 }
 
+/// systemd's end of `NOTIFY_SOCKET`: every datagram the daemon sends.
+struct SystemdNotify {
+    path: std::path::PathBuf,
+    received: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl SystemdNotify {
+    fn bind(path: &Path) -> Self {
+        let socket = std::os::unix::net::UnixDatagram::bind(path).unwrap();
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = received.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = socket.recv(&mut buf) {
+                sink.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        });
+        Self {
+            path: path.to_path_buf(),
+            received,
+        }
+    }
+
+    /// Waits until the states seen so far end with `tail` (each datagram's
+    /// first line, e.g. `RELOADING=1` of `RELOADING=1\nMONOTONIC_USEC=…`).
+    async fn wait_for(&self, tail: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen: Vec<String> = self
+                .received
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|m| m.lines().next().unwrap_or_default().to_string())
+                .collect();
+            if seen.ends_with(&tail.iter().map(|s| s.to_string()).collect::<Vec<_>>()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "systemd saw {seen:?}, not {tail:?} last"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// Types `/access text` and returns the modal it opens (a new one).
 async fn open_modal(fake: &FakeSlack, user: &str, text: &str) -> serde_json::Value {
     let before = fake.last_modal(user).map(|m| m["id"].clone());
@@ -247,9 +296,11 @@ async fn sighup_reloads_the_binary_and_a_bad_file_keeps_the_old_config() {
     );
     std::fs::write(&path, format!("{head}{GITHUB}")).unwrap();
     let log_path = dir.path().join("stderr.log");
+    let notify = SystemdNotify::bind(&dir.path().join("notify.sock"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_accessd"))
         .args(["run", "--log-format", "json", "--config"])
         .arg(&path)
+        .env("NOTIFY_SOCKET", &notify.path)
         .env("SLACK_APP_TOKEN", APP_TOKEN)
         .env("SLACK_BOT_TOKEN", BOT_TOKEN)
         .env("RUST_LOG", "info")
@@ -258,6 +309,7 @@ async fn sighup_reloads_the_binary_and_a_bad_file_keeps_the_old_config() {
         .spawn()
         .unwrap();
     fake.wait_for_connections(2, Duration::from_secs(20)).await;
+    notify.wait_for(&["READY=1"]).await;
     let opened = fake.total_connections_opened();
     let hup = |child: &std::process::Child| {
         let sent = Command::new("kill")
@@ -288,6 +340,10 @@ async fn sighup_reloads_the_binary_and_a_bad_file_keeps_the_old_config() {
     hup(&child);
     let logs = wait_log("config reloaded", 1).await;
     assert!(logs.contains("\"apps\":2"), "{logs}");
+    // systemd is told a reload began and ended (Type=notify).
+    notify
+        .wait_for(&["READY=1", "RELOADING=1", "READY=1"])
+        .await;
     let modal = open_modal(&fake, ANN, "vault").await;
     assert!(modal.to_string().contains("Vault"), "{modal}");
 
@@ -334,6 +390,9 @@ async fn sighup_reloads_the_binary_and_a_bad_file_keeps_the_old_config() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(exit.code(), Some(0));
+    notify
+        .wait_for(&["RELOADING=1", "READY=1", "STOPPING=1"])
+        .await;
     let logs = std::fs::read_to_string(&log_path).unwrap();
     for secret in [APP_TOKEN, BOT_TOKEN] {
         assert!(!logs.contains(secret), "a token appeared in the logs");
