@@ -3,11 +3,14 @@
 //! sync`, `users link`, `reviews create`), then on a database tampered with
 //! directly, as an attacker with write access to the file would.
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use cli::{parse_csv, Cli};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -77,12 +80,14 @@ fn fixture() -> Fixture {
 /// `review.created`.
 fn five_rows() -> Fixture {
     let fx = fixture();
-    expect(&fx, &["sources", "sync"], 0);
-    expect(&fx, &["users", "link", "U1", "a@example.com"], 0);
-    expect(&fx, &["users", "link", "U1", "b@example.com"], 0);
-    expect(&fx, &["users", "link", "U2", "c@example.com"], 0);
-    expect(
-        &fx,
+    fx.cli().expect(&["sources", "sync"], 0);
+    fx.cli()
+        .expect(&["users", "link", "U1", "a@example.com"], 0);
+    fx.cli()
+        .expect(&["users", "link", "U1", "b@example.com"], 0);
+    fx.cli()
+        .expect(&["users", "link", "U2", "c@example.com"], 0);
+    fx.cli().expect(
         &[
             "reviews",
             "create",
@@ -101,6 +106,10 @@ fn five_rows() -> Fixture {
 }
 
 impl Fixture {
+    fn cli(&self) -> Cli {
+        Cli::new(&self.config)
+    }
+
     fn db(&self) -> PathBuf {
         self.dir.path().join("accessd.db")
     }
@@ -131,49 +140,12 @@ impl Fixture {
     }
 }
 
-fn accessd(fx: &Fixture) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_accessd"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("SLACK_") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env_remove("ACCESSD_CONFIG")
-        .env_remove("SUDO_USER")
-        .env("USER", "tester")
-        .env("RUST_LOG", "warn")
-        .current_dir(fx.config.parent().unwrap())
-        .arg("--config")
-        .arg(&fx.config);
-    cmd
-}
-
-fn run(fx: &Fixture, args: &[&str]) -> Output {
-    accessd(fx).args(args).output().unwrap()
-}
-
-/// Runs, expects `code` and returns (stdout, stderr).
-fn expect_both(fx: &Fixture, args: &[&str], code: i32) -> (String, String) {
-    let out = run(fx, args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{args:?}\nstdout: {stdout}\nstderr: {stderr}"
-    );
-    (stdout, stderr)
-}
-
-fn expect(fx: &Fixture, args: &[&str], code: i32) -> String {
-    expect_both(fx, args, code).0
-}
-
 /// `audit export` (plus `extra`) as parsed JSON Lines.
 fn export(fx: &Fixture, extra: &[&str]) -> Vec<Value> {
     let mut args = vec!["audit", "export"];
     args.extend_from_slice(extra);
-    expect(fx, &args, 0)
+    fx.cli()
+        .expect(&args, 0)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
@@ -198,41 +170,8 @@ fn recompute(row: &Value) -> String {
     hex::encode(Sha256::digest(parts.join("\n").as_bytes()))
 }
 
-/// An RFC 4180 reader, to check the CSV as a spreadsheet would read it.
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') if field.is_empty() => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\r') => assert_eq!(chars.next(), Some('\n'), "CR without LF"),
-            (false, '\n') => panic!("records end with CRLF"),
-            (false, c) => field.push(c),
-        }
-        if !quoted && c == '\r' {
-            row.push(std::mem::take(&mut field));
-            rows.push(std::mem::take(&mut row));
-        }
-    }
-    assert!(
-        field.is_empty() && row.is_empty(),
-        "last record unterminated"
-    );
-    rows
-}
-
 fn verify_json(fx: &Fixture, code: i32) -> (Value, String) {
-    let (out, err) = expect_both(fx, &["audit", "verify", "--json"], code);
+    let (out, err) = fx.cli().expect_both(&["audit", "verify", "--json"], code);
     (
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}")),
         err,
@@ -288,17 +227,16 @@ fn export_jsonl_has_every_row_oldest_first_and_re_verifiable() {
     assert_eq!(rows[4]["detail"]["name"], CAMPAIGN);
 
     // `--format jsonl` is the default; `--output` writes the same bytes, 0600.
-    let stdout = expect(&fx, &["audit", "export"], 0);
+    let stdout = fx.cli().expect(&["audit", "export"], 0);
     assert_eq!(
-        expect(&fx, &["audit", "export", "--format", "jsonl"], 0),
+        fx.cli()
+            .expect(&["audit", "export", "--format", "jsonl"], 0),
         stdout
     );
     let path = fx.dir.path().join("audit.jsonl");
-    let said = expect(
-        &fx,
-        &["audit", "export", "--output", path.to_str().unwrap()],
-        0,
-    );
+    let said = fx
+        .cli()
+        .expect(&["audit", "export", "--output", path.to_str().unwrap()], 0);
     assert_eq!(
         said,
         format!("exported 5 audit rows (seq 1..5) to {}\n", path.display())
@@ -316,7 +254,7 @@ fn export_jsonl_has_every_row_oldest_first_and_re_verifiable() {
 fn export_csv_has_a_header_and_quotes_the_detail() {
     let fx = five_rows();
     let jsonl = export(&fx, &[]);
-    let text = expect(&fx, &["audit", "export", "--format", "csv"], 0);
+    let text = fx.cli().expect(&["audit", "export", "--format", "csv"], 0);
     assert!(
         text.starts_with("seq,at,actor,action,subject,detail,prev_hash,hash\r\n"),
         "{text}"
@@ -369,21 +307,22 @@ fn export_since_takes_rfc3339_or_a_duration_ago() {
     std::thread::sleep(Duration::from_millis(1500));
     let cut = Instant::now();
     std::thread::sleep(Duration::from_millis(1500));
-    expect(&fx, &["users", "link", "U3", "d@example.com"], 0);
+    fx.cli()
+        .expect(&["users", "link", "U3", "d@example.com"], 0);
     let ago = format!("{}ms", cut.elapsed().as_millis());
     let later = export(&fx, &["--since", &ago]);
     assert_eq!(seqs(&later), [6]);
     assert_eq!(later[0]["subject"], "U3");
     // CSV filters the same way.
-    let csv = expect(
-        &fx,
-        &["audit", "export", "--format", "csv", "--since", &ago],
-        0,
-    );
+    let csv = fx
+        .cli()
+        .expect(&["audit", "export", "--format", "csv", "--since", &ago], 0);
     assert_eq!(parse_csv(&csv).len(), 2, "{csv}");
 
     for bad in ["garbage", "yesterday", "2024-05-01"] {
-        let (_, err) = expect_both(&fx, &["audit", "export", "--since", bad], 2);
+        let (_, err) = fx
+            .cli()
+            .expect_both(&["audit", "export", "--since", bad], 2);
         assert!(err.contains("RFC 3339"), "{bad}: {err}");
     }
 }
@@ -392,7 +331,7 @@ fn export_since_takes_rfc3339_or_a_duration_ago() {
 fn verify_an_intact_chain_also_while_another_process_writes() {
     let fx = five_rows();
     let last = export(&fx, &[]).pop().unwrap();
-    let out = expect(&fx, &["audit", "verify"], 0);
+    let out = fx.cli().expect(&["audit", "verify"], 0);
     assert_eq!(
         out,
         format!(
@@ -412,7 +351,7 @@ fn verify_an_intact_chain_also_while_another_process_writes() {
     let daemon = fx.sqlite();
     daemon.execute_batch("BEGIN IMMEDIATE").unwrap();
     let started = Instant::now();
-    expect(&fx, &["audit", "verify"], 0);
+    fx.cli().expect(&["audit", "verify"], 0);
     assert_eq!(export(&fx, &[]).len(), 5);
     assert!(
         started.elapsed() < Duration::from_secs(4),
@@ -424,19 +363,19 @@ fn verify_an_intact_chain_also_while_another_process_writes() {
 #[test]
 fn verify_an_empty_log_and_refuse_a_missing_database() {
     let fx = fixture();
-    let (_, err) = expect_both(&fx, &["audit", "verify"], 1);
+    let (_, err) = fx.cli().expect_both(&["audit", "verify"], 1);
     assert!(err.contains("no database at"), "{err}");
-    expect_both(&fx, &["audit", "export"], 1);
+    fx.cli().expect_both(&["audit", "export"], 1);
     assert!(!fx.db().exists(), "a check must not create the database");
 
-    expect(&fx, &["db", "migrate"], 0);
+    fx.cli().expect(&["db", "migrate"], 0);
     assert_eq!(
-        expect(&fx, &["audit", "verify"], 0),
+        fx.cli().expect(&["audit", "verify"], 0),
         "audit log intact: 0 rows (empty)\n"
     );
-    assert_eq!(expect(&fx, &["audit", "export"], 0), "");
+    assert_eq!(fx.cli().expect(&["audit", "export"], 0), "");
     assert_eq!(
-        expect(&fx, &["audit", "export", "--format", "csv"], 0),
+        fx.cli().expect(&["audit", "export", "--format", "csv"], 0),
         "seq,at,actor,action,subject,detail,prev_hash,hash\r\n"
     );
 }
@@ -445,7 +384,7 @@ fn verify_an_empty_log_and_refuse_a_missing_database() {
 fn verify_names_an_altered_row() {
     let fx = five_rows();
     fx.tamper(r#"UPDATE audit_log SET detail = '{"email":"mallory@example.com","previous":null}' WHERE seq = 2"#);
-    let (out, err) = expect_both(&fx, &["audit", "verify"], 1);
+    let (out, err) = fx.cli().expect_both(&["audit", "verify"], 1);
     assert_eq!(out, "");
     assert!(
         err.contains("audit log BROKEN at seq 2: row altered"),
@@ -468,7 +407,7 @@ fn verify_names_an_altered_row() {
 fn verify_names_a_gap_where_a_middle_row_was_deleted() {
     let fx = five_rows();
     fx.tamper("DELETE FROM audit_log WHERE seq = 3");
-    let (_, err) = expect_both(&fx, &["audit", "verify"], 1);
+    let (_, err) = fx.cli().expect_both(&["audit", "verify"], 1);
     assert!(
         err.contains("audit log BROKEN at seq 4: rows missing: a gap in seq"),
         "{err}"
@@ -483,7 +422,7 @@ fn verify_names_a_gap_where_a_middle_row_was_deleted() {
 fn verify_notices_a_truncated_tail() {
     let fx = five_rows();
     fx.tamper("DELETE FROM audit_log WHERE seq = 5");
-    let (_, err) = expect_both(&fx, &["audit", "verify"], 1);
+    let (_, err) = fx.cli().expect_both(&["audit", "verify"], 1);
     assert!(
         err.contains("audit log BROKEN at seq 5: tail truncated"),
         "{err}"

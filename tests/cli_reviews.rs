@@ -3,10 +3,13 @@
 //! with `accessd sources sync` first, and a database the test also opens
 //! directly (to record decisions the daemon would, and to check the jobs).
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use chrono::{DateTime, Utc};
+use cli::{parse_csv, Cli};
 use serde_json::{json, Value};
 
 struct Fixture {
@@ -127,11 +130,15 @@ fn synced() -> Fixture {
         serde_json::to_vec_pretty(&people()).unwrap(),
     )
     .unwrap();
-    expect(&fx, &["sources", "sync"], 0);
+    fx.cli().expect(&["sources", "sync"], 0);
     fx
 }
 
 impl Fixture {
+    fn cli(&self) -> Cli {
+        Cli::new(&self.config)
+    }
+
     fn db(&self) -> PathBuf {
         self.dir.path().join("accessd.db")
     }
@@ -150,85 +157,9 @@ impl Fixture {
     }
 }
 
-fn accessd(fx: &Fixture) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_accessd"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("SLACK_") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env_remove("ACCESSD_CONFIG")
-        .env_remove("SUDO_USER")
-        .env("USER", "tester")
-        .env("RUST_LOG", "warn")
-        .current_dir(fx.config.parent().unwrap())
-        .arg("--config")
-        .arg(&fx.config);
-    cmd
-}
-
-fn run(fx: &Fixture, args: &[&str]) -> Output {
-    accessd(fx).args(args).output().unwrap()
-}
-
-/// Runs, expects `code` and returns (stdout, stderr).
-fn expect_both(fx: &Fixture, args: &[&str], code: i32) -> (String, String) {
-    let out = run(fx, args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{args:?}\nstdout: {stdout}\nstderr: {stderr}"
-    );
-    (stdout, stderr)
-}
-
-fn expect(fx: &Fixture, args: &[&str], code: i32) -> String {
-    expect_both(fx, args, code).0
-}
-
-fn json_out(fx: &Fixture, args: &[&str]) -> Value {
-    let text = expect(fx, args, 0);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
-}
-
 fn recent(at: &str) -> bool {
     let at: DateTime<Utc> = at.parse().unwrap();
     (Utc::now() - at).num_seconds().abs() < 120
-}
-
-/// An RFC 4180 reader, to check the report as a spreadsheet would read it.
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') if field.is_empty() => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\r') => assert_eq!(chars.next(), Some('\n'), "CR without LF"),
-            (false, '\n') => panic!("records end with CRLF"),
-            (false, c) => field.push(c),
-        }
-        if !quoted && c == '\r' {
-            row.push(std::mem::take(&mut field));
-            rows.push(std::mem::take(&mut row));
-        }
-    }
-    assert!(
-        field.is_empty() && row.is_empty(),
-        "last record unterminated"
-    );
-    rows
 }
 
 const COLUMNS: [&str; 17] = [
@@ -256,8 +187,7 @@ fn a_campaign_from_create_to_report_and_close() {
     let fx = synced();
     let items = GITHUB_ACCOUNTS * ENTITLEMENTS;
 
-    let out = expect(
-        &fx,
+    let out = fx.cli().expect(
         &[
             "reviews",
             "create",
@@ -280,7 +210,7 @@ fn a_campaign_from_create_to_report_and_close() {
     );
 
     // list: one open campaign, nothing decided yet.
-    let list = json_out(&fx, &["reviews", "list", "--json"]);
+    let list = fx.cli().json(&["reviews", "list", "--json"], 0);
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 1);
     let c = &list[0];
@@ -298,13 +228,14 @@ fn a_campaign_from_create_to_report_and_close() {
     let hours = (due - Utc::now()).num_hours();
     assert!((14 * 24 - 1..=14 * 24).contains(&hours), "due in {hours}h");
     assert_eq!(
-        json_out(&fx, &["reviews", "list", "--status", "closed", "--json"]),
+        fx.cli()
+            .json(&["reviews", "list", "--status", "closed", "--json"], 0),
         json!([])
     );
 
     // Nobody reviews their own access: the owners' own accounts go to the
     // other owner; everyone else's to the first owner.
-    let show = json_out(&fx, &["reviews", "show", "R-1", "--json"]);
+    let show = fx.cli().json(&["reviews", "show", "R-1", "--json"], 0);
     assert_eq!(show["id"], "R-1");
     assert_eq!(show["undecided"], items);
     let reviewers: Vec<(String, u64)> = show["reviewers"]
@@ -364,7 +295,9 @@ fn a_campaign_from_create_to_report_and_close() {
 
     // CSV: the documented header, one row per item, RFC 4180 quoting, and
     // no field a spreadsheet would run as a formula.
-    let csv = expect(&fx, &["reviews", "report", "R-1", "--format", "csv"], 0);
+    let csv = fx
+        .cli()
+        .expect(&["reviews", "report", "R-1", "--format", "csv"], 0);
     assert!(csv.contains(",\"Lee, Ann\","), "{csv}");
     assert!(csv.contains(",'=cmd,"), "{csv}");
     assert!(csv.contains(",\"ok, \"\"checked\"\"\","), "{csv}");
@@ -396,8 +329,7 @@ fn a_campaign_from_create_to_report_and_close() {
 
     // --output writes the same report to a file.
     let path = fx.dir.path().join("r1.csv");
-    let out = expect(
-        &fx,
+    let out = fx.cli().expect(
         &[
             "reviews",
             "report",
@@ -413,7 +345,9 @@ fn a_campaign_from_create_to_report_and_close() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), csv);
 
     // JSON: the campaign, the summary and the same items.
-    let report = json_out(&fx, &["reviews", "report", "R-1", "--format", "json"]);
+    let report = fx
+        .cli()
+        .json(&["reviews", "report", "R-1", "--format", "json"], 0);
     assert_eq!(report["campaign"]["id"], "R-1");
     assert_eq!(report["campaign"]["decided"], 3);
     assert_eq!(
@@ -428,7 +362,7 @@ fn a_campaign_from_create_to_report_and_close() {
     assert!(COLUMNS.iter().all(|c| report_items[0].get(*c).is_some()));
 
     // close: the daemon's close timer moves to now, audited.
-    let out = expect(&fx, &["reviews", "close", "R-1"], 0);
+    let out = fx.cli().expect(&["reviews", "close", "R-1"], 0);
     assert_eq!(
         out,
         "R-1: closing; the running daemon closes it within seconds\n"
@@ -474,21 +408,22 @@ fn a_campaign_from_create_to_report_and_close() {
         [],
     )
     .unwrap();
-    let (_, err) = expect_both(&fx, &["reviews", "close", "R-1"], 1);
+    let (_, err) = fx.cli().expect_both(&["reviews", "close", "R-1"], 1);
     assert!(err.contains("R-1 is already closed"), "{err}");
-    let (_, err) = expect_both(&fx, &["reviews", "close", "R-99"], 1);
+    let (_, err) = fx.cli().expect_both(&["reviews", "close", "R-99"], 1);
     assert!(err.contains("no review campaign R-99"), "{err}");
-    let (_, err) = expect_both(&fx, &["reviews", "show", "R-99"], 1);
+    let (_, err) = fx.cli().expect_both(&["reviews", "show", "R-99"], 1);
     assert!(err.contains("no review campaign R-99"), "{err}");
-    let closed = json_out(&fx, &["reviews", "list", "--status", "closed", "--json"]);
+    let closed = fx
+        .cli()
+        .json(&["reviews", "list", "--status", "closed", "--json"], 0);
     assert_eq!(closed[0]["id"], "R-1");
 }
 
 #[test]
 fn manager_reviews_come_from_the_file_sources_manager_field() {
     let fx = synced();
-    let created = json_out(
-        &fx,
+    let created = fx.cli().json(
         &[
             "reviews",
             "create",
@@ -502,6 +437,7 @@ fn manager_reviews_come_from_the_file_sources_manager_field() {
             "Frank@Example.com",
             "--json",
         ],
+        0,
     );
     assert_eq!(created["id"], "R-1");
     assert_eq!(created["items"], 6);
@@ -509,7 +445,7 @@ fn manager_reviews_come_from_the_file_sources_manager_field() {
     assert_eq!(created["owner"], "frank@example.com");
     // boss, chief, and the owner for o6 who has no manager.
     assert_eq!(created["reviewers"], 3);
-    let show = json_out(&fx, &["reviews", "show", "1", "--json"]);
+    let show = fx.cli().json(&["reviews", "show", "1", "--json"], 0);
     let reviewer_of = |account: &str| {
         show["items"]
             .as_array()
@@ -530,7 +466,7 @@ fn bad_options_are_usage_errors_that_name_the_option() {
     let create = |extra: &[&str]| {
         let mut args = vec!["reviews", "create"];
         args.extend_from_slice(extra);
-        expect_both(&fx, &args, 2).1
+        fx.cli().expect_both(&args, 2).1
     };
     let err = create(&["--app", "nope", "--reviewer", "owners", "--due", "14d"]);
     assert!(err.contains("--app") && err.contains("nope"), "{err}");

@@ -2,10 +2,13 @@
 //! without any Slack token, against a `file` source in a temp dir and a
 //! database the test may also open directly.
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use chrono::{DateTime, Utc};
+use cli::{utf8, Cli};
 use serde_json::{json, Value};
 
 struct Fixture {
@@ -43,6 +46,10 @@ fn fixture() -> Fixture {
 }
 
 impl Fixture {
+    fn cli(&self) -> Cli {
+        Cli::new(&self.config)
+    }
+
     fn db(&self) -> PathBuf {
         self.dir.path().join("accessd.db")
     }
@@ -80,56 +87,9 @@ fn doc(accounts: Vec<Value>) -> Value {
     json!({ "apps": [ { "id": "hr", "name": "HR" } ], "accounts": accounts })
 }
 
-fn accessd(fx: &Fixture) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_accessd"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("SLACK_") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env_remove("ACCESSD_CONFIG")
-        .env_remove("SUDO_USER")
-        .env("USER", "tester")
-        .env("RUST_LOG", "warn")
-        .current_dir(fx.config.parent().unwrap())
-        .arg("--config")
-        .arg(&fx.config);
-    cmd
-}
-
-fn run(fx: &Fixture, args: &[&str]) -> Output {
-    accessd(fx).args(args).output().unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Runs, expects `code` and returns stdout.
-fn expect(fx: &Fixture, args: &[&str], code: i32) -> String {
-    let out = run(fx, args);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{args:?}\nstdout: {}\nstderr: {}",
-        stdout(&out),
-        stderr(&out)
-    );
-    stdout(&out)
-}
-
-fn json_out(fx: &Fixture, args: &[&str], code: i32) -> Value {
-    let text = expect(fx, args, code);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
-}
-
 /// The `sources list --json` object of `id`.
 fn listed(fx: &Fixture, id: &str) -> Value {
-    let list = json_out(fx, &["sources", "list", "--json"], 0);
+    let list = fx.cli().json(&["sources", "list", "--json"], 0);
     list.as_array()
         .unwrap()
         .iter()
@@ -175,7 +135,7 @@ fn first_sync_is_a_silent_baseline_and_the_next_prints_exact_counts() {
     assert_eq!(never["last_success_at"], Value::Null);
     assert_eq!(never["accounts"], Value::Null);
 
-    let out = expect(&fx, &["sources", "sync"], 0);
+    let out = fx.cli().expect(&["sources", "sync"], 0);
     assert_eq!(
         out,
         "hr: baseline recorded: 10 accounts, 1 apps (no alerts on a first sync)\n"
@@ -186,7 +146,7 @@ fn first_sync_is_a_silent_baseline_and_the_next_prints_exact_counts() {
     accounts[2] = hr_account("h3", "suspended");
     accounts.push(hr_account("h11", "active"));
     fx.write_people(&doc(accounts));
-    let out = expect(&fx, &["sources", "sync", "hr"], 0);
+    let out = fx.cli().expect(&["sources", "sync", "hr"], 0);
     assert_eq!(
         out,
         "hr: +1 accounts, -1 accounts, 1 status changes, +0 / -0 entitlements, 0 new apps; \
@@ -205,7 +165,7 @@ fn first_sync_is_a_silent_baseline_and_the_next_prints_exact_counts() {
     assert!(recent(&hr["last_success_at"]), "{hr}");
     assert_eq!(hr["last_summary"]["accounts_added"], 1);
 
-    let table = expect(&fx, &["sources", "list"], 0);
+    let table = fx.cli().expect(&["sources", "list"], 0);
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("ID"), "{table}");
     assert!(lines[1].starts_with("hr  "), "{table}");
@@ -231,15 +191,19 @@ fn first_sync_is_a_silent_baseline_and_the_next_prints_exact_counts() {
 fn a_broken_file_fails_and_keeps_the_last_good_snapshot() {
     let fx = fixture();
     fx.write_people(&doc(hr_accounts(10)));
-    expect(&fx, &["sources", "sync", "hr"], 0);
+    fx.cli().expect(&["sources", "sync", "hr"], 0);
 
     std::fs::write(fx.people(), "{ \"accounts\": [ {").unwrap();
-    let out = run(&fx, &["sources", "sync", "hr"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let text = stdout(&out);
+    let out = fx.cli().run(&["sources", "sync", "hr"]);
+    assert_eq!(out.status.code(), Some(1), "{}", utf8(&out.stderr));
+    let text = utf8(&out.stdout);
     assert!(text.starts_with("hr: failed: "), "{text}");
     assert!(text.contains("people.json"), "{text}");
-    assert!(stderr(&out).contains("hr (failed)"), "{}", stderr(&out));
+    assert!(
+        utf8(&out.stderr).contains("hr (failed)"),
+        "{}",
+        utf8(&out.stderr)
+    );
 
     let hr = listed(&fx, "hr");
     assert_eq!(hr["failures"], 1);
@@ -249,7 +213,7 @@ fn a_broken_file_fails_and_keeps_the_last_good_snapshot() {
     );
     assert!(recent(&hr["last_error_at"]), "{hr}");
     assert_eq!(hr["accounts"], 10);
-    let table = expect(&fx, &["sources", "list"], 0);
+    let table = fx.cli().expect(&["sources", "list"], 0);
     assert!(table.contains("people.json"), "{table}");
 
     // Diffed against the baseline, not against an empty snapshot: only the
@@ -257,7 +221,7 @@ fn a_broken_file_fails_and_keeps_the_last_good_snapshot() {
     let mut accounts = hr_accounts(10);
     accounts.push(hr_account("h11", "active"));
     fx.write_people(&doc(accounts));
-    let out = expect(&fx, &["sources", "sync", "hr"], 0);
+    let out = fx.cli().expect(&["sources", "sync", "hr"], 0);
     assert_eq!(
         out,
         "hr: +1 accounts, -0 accounts, 0 status changes, +0 / -0 entitlements, 0 new apps; \
@@ -272,21 +236,27 @@ fn a_broken_file_fails_and_keeps_the_last_good_snapshot() {
 fn a_mass_removal_is_held_until_accepted_for_that_source() {
     let fx = fixture();
     fx.write_people(&doc(hr_accounts(10)));
-    expect(&fx, &["sources", "sync"], 0);
+    fx.cli().expect(&["sources", "sync"], 0);
 
     // 3 of 10 gone is over the default 20 % guard.
     fx.write_people(&doc(hr_accounts(7)));
-    let out = run(&fx, &["sources", "sync"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let text = stdout(&out);
+    let out = fx.cli().run(&["sources", "sync"]);
+    assert_eq!(out.status.code(), Some(1), "{}", utf8(&out.stderr));
+    let text = utf8(&out.stdout);
     assert!(text.starts_with("hr: held: 3 of 10 accounts"), "{text}");
     assert!(text.contains("--accept-mass-change"), "{text}");
-    assert!(stderr(&out).contains("hr (held"), "{}", stderr(&out));
+    assert!(
+        utf8(&out.stderr).contains("hr (held"),
+        "{}",
+        utf8(&out.stderr)
+    );
     let hr = listed(&fx, "hr");
     assert_eq!(hr["failures"], 1);
     assert_eq!(hr["accounts"], 10);
 
-    let out = expect(&fx, &["sources", "sync", "--accept-mass-change", "hr"], 0);
+    let out = fx
+        .cli()
+        .expect(&["sources", "sync", "--accept-mass-change", "hr"], 0);
     assert!(
         out.starts_with("hr: +0 accounts, -3 accounts, 0 status changes"),
         "{out}"
@@ -308,17 +278,17 @@ fn unknown_ids_and_an_unscoped_accept_are_usage_errors() {
     let fx = fixture();
     fx.write_people(&doc(hr_accounts(3)));
 
-    let out = run(&fx, &["sources", "sync", "payroll"]);
+    let out = fx.cli().run(&["sources", "sync", "payroll"]);
     assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
+    let err = utf8(&out.stderr);
     assert!(
         err.contains("payroll") && err.contains("configured: hr"),
         "{err}"
     );
 
-    let out = run(&fx, &["sources", "sync", "--accept-mass-change"]);
+    let out = fx.cli().run(&["sources", "sync", "--accept-mass-change"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("<ID>"), "{}", stderr(&out));
+    assert!(utf8(&out.stderr).contains("<ID>"), "{}", utf8(&out.stderr));
 
     // Refused before the database was opened, let alone written.
     assert!(!fx.db().exists());
@@ -328,7 +298,7 @@ fn unknown_ids_and_an_unscoped_accept_are_usage_errors() {
 fn cli_alerts_wait_in_the_outbox_addressed_by_the_daemons_channel_ids() {
     let fx = fixture();
     fx.write_people(&doc(hr_accounts(3)));
-    expect(&fx, &["sources", "sync", "hr"], 0);
+    fx.cli().expect(&["sources", "sync", "hr"], 0);
     // What the daemon saves after resolving `#sec-alerts` through Slack.
     fx.sqlite()
         .execute(
@@ -343,7 +313,7 @@ fn cli_alerts_wait_in_the_outbox_addressed_by_the_daemons_channel_ids() {
                           "name": "Person h1", "status": "active" }),
     );
     fx.write_people(&doc(accounts));
-    let out = expect(&fx, &["sources", "sync", "hr"], 0);
+    let out = fx.cli().expect(&["sources", "sync", "hr"], 0);
     assert!(out.starts_with("hr: +1 accounts, -0 accounts"), "{out}");
     assert!(!out.contains("; 0 alerts raised"), "{out}");
 
@@ -392,7 +362,7 @@ schedule = "0 * * * *"
     );
     fx.write_people(&doc(hr_accounts(4)));
 
-    let out = json_out(&fx, &["sources", "sync", "--json"], 1);
+    let out = fx.cli().json(&["sources", "sync", "--json"], 1);
     let items = out.as_array().unwrap();
     assert_eq!(items.len(), 2, "{out}");
     assert_eq!(items[0]["id"], "hr");
@@ -408,13 +378,13 @@ schedule = "0 * * * *"
     let mut accounts = hr_accounts(4);
     accounts.push(hr_account("h5", "active"));
     fx.write_people(&doc(accounts));
-    let out = json_out(&fx, &["sources", "sync", "hr", "--json"], 0);
+    let out = fx.cli().json(&["sources", "sync", "hr", "--json"], 0);
     assert_eq!(out[0]["id"], "hr");
     assert_eq!(out[0]["outcome"], "applied");
     assert_eq!(out[0]["summary"]["accounts_added"], 1);
     assert_eq!(out[0]["accounts"], 5);
 
-    let list = json_out(&fx, &["sources", "list", "--json"], 0);
+    let list = fx.cli().json(&["sources", "list", "--json"], 0);
     let ids: Vec<&str> = list
         .as_array()
         .unwrap()
@@ -431,7 +401,7 @@ schedule = "0 * * * *"
 fn a_source_synced_elsewhere_is_busy_and_removed_sources_stay_listed() {
     let fx = fixture();
     fx.write_people(&doc(hr_accounts(3)));
-    expect(&fx, &["sources", "sync"], 0);
+    fx.cli().expect(&["sources", "sync"], 0);
 
     // The daemon holds the lease.
     fx.sqlite()
@@ -441,13 +411,13 @@ fn a_source_synced_elsewhere_is_busy_and_removed_sources_stay_listed() {
             [],
         )
         .unwrap();
-    let out = run(&fx, &["sources", "sync", "hr"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = fx.cli().run(&["sources", "sync", "hr"]);
+    assert_eq!(out.status.code(), Some(1), "{}", utf8(&out.stderr));
     assert_eq!(
-        stdout(&out),
+        utf8(&out.stdout),
         "hr: skipped: another sync of this source is running\n"
     );
-    assert!(stderr(&out).contains("busy"), "{}", stderr(&out));
+    assert!(utf8(&out.stderr).contains("busy"), "{}", utf8(&out.stderr));
 
     // State left behind by a source since taken out of the config.
     fx.sqlite()
@@ -460,6 +430,6 @@ fn a_source_synced_elsewhere_is_busy_and_removed_sources_stay_listed() {
     assert_eq!(old["kind"], "(removed)");
     assert_eq!(old["accounts"], 42);
     assert_eq!(old["schedule"], Value::Null);
-    let table = expect(&fx, &["sources", "list"], 0);
+    let table = fx.cli().expect(&["sources", "list"], 0);
     assert!(table.contains("(removed)"), "{table}");
 }

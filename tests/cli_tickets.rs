@@ -2,14 +2,17 @@
 //! runs them: the real binary, without any Slack token, against a database
 //! filled through the store.
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use accessd::domain::policy::{Plan, StagePlan};
 use accessd::domain::ticket::{Kind, Status, Verdict};
 use accessd::store::{
     Actor, AuditEvent, Created, Decided, DecisionInput, Effects, NewTicket, Store,
 };
+use cli::{utf8, Cli};
 use serde_json::Value;
 
 struct Fixture {
@@ -17,43 +20,10 @@ struct Fixture {
     config: PathBuf,
 }
 
-fn accessd(fx: &Fixture) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_accessd"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("SLACK_") {
-            cmd.env_remove(&key);
-        }
+impl Fixture {
+    fn cli(&self) -> Cli {
+        Cli::new(&self.config)
     }
-    cmd.env_remove("ACCESSD_CONFIG")
-        .env("RUST_LOG", "warn")
-        .current_dir(fx.config.parent().unwrap())
-        .arg("--config")
-        .arg(&fx.config);
-    cmd
-}
-
-fn run(fx: &Fixture, args: &[&str]) -> Output {
-    accessd(fx).args(args).output().unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Runs, expects exit 0 and returns stdout.
-fn ok(fx: &Fixture, args: &[&str]) -> String {
-    let out = run(fx, args);
-    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
-    stdout(&out)
-}
-
-fn json(fx: &Fixture, args: &[&str]) -> Value {
-    let text = ok(fx, args);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
 }
 
 fn plan(stages: &[(&[&str], usize)]) -> Plan {
@@ -163,7 +133,7 @@ async fn fixture() -> Fixture {
 async fn tickets_list_prints_a_table_and_json_newest_first() {
     let fx = fixture().await;
 
-    let table = ok(&fx, &["tickets", "list"]);
+    let table = fx.cli().expect(&["tickets", "list"], 0);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 3, "{table}");
     for header in [
@@ -184,7 +154,7 @@ async fn tickets_list_prints_a_table_and_json_newest_first() {
     }
     assert!(lines[1].contains("1/2"), "{table}");
 
-    let all = json(&fx, &["tickets", "list", "--json"]);
+    let all = fx.cli().json(&["tickets", "list", "--json"], 0);
     let all = all.as_array().unwrap();
     assert_eq!(all.len(), 2);
     let t1 = &all[1];
@@ -211,7 +181,9 @@ async fn tickets_list_prints_a_table_and_json_newest_first() {
     assert_eq!(all[0]["decided_at"], Value::Null);
     assert_eq!(all[0]["stages"], 2);
 
-    let pending = json(&fx, &["tickets", "list", "--status", "pending", "--json"]);
+    let pending = fx
+        .cli()
+        .json(&["tickets", "list", "--status", "pending", "--json"], 0);
     let ids: Vec<&str> = pending
         .as_array()
         .unwrap()
@@ -220,10 +192,14 @@ async fn tickets_list_prints_a_table_and_json_newest_first() {
         .collect();
     assert_eq!(ids, ["T-2"]);
 
-    let limited = json(&fx, &["tickets", "list", "--limit", "1", "--json"]);
+    let limited = fx
+        .cli()
+        .json(&["tickets", "list", "--limit", "1", "--json"], 0);
     assert_eq!(limited.as_array().unwrap().len(), 1);
 
-    let none = ok(&fx, &["tickets", "list", "--status", "expired"]);
+    let none = fx
+        .cli()
+        .expect(&["tickets", "list", "--status", "expired"], 0);
     assert_eq!(none.trim(), "no tickets");
 }
 
@@ -231,7 +207,7 @@ async fn tickets_list_prints_a_table_and_json_newest_first() {
 async fn tickets_show_prints_plan_approvals_and_audit() {
     let fx = fixture().await;
     for id in ["T-1", "1"] {
-        let text = ok(&fx, &["tickets", "show", id]);
+        let text = fx.cli().expect(&["tickets", "show", id], 0);
         for needle in [
             "T-1",
             "approved",
@@ -251,7 +227,7 @@ async fn tickets_show_prints_plan_approvals_and_audit() {
         assert!(!text.contains("T-2"), "{text}");
     }
 
-    let detail = json(&fx, &["tickets", "show", "T-2", "--json"]);
+    let detail = fx.cli().json(&["tickets", "show", "T-2", "--json"], 0);
     assert_eq!(detail["id"], "T-2");
     assert_eq!(detail["status"], "pending");
     assert_eq!(
@@ -274,41 +250,49 @@ async fn tickets_show_prints_plan_approvals_and_audit() {
 async fn tickets_usage_and_runtime_errors_have_their_exit_codes() {
     let fx = fixture().await;
 
-    let out = run(&fx, &["tickets", "show", "T-99"]);
+    let out = fx.cli().run(&["tickets", "show", "T-99"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no ticket T-99"), "{}", stderr(&out));
+    assert!(
+        utf8(&out.stderr).contains("no ticket T-99"),
+        "{}",
+        utf8(&out.stderr)
+    );
 
-    let out = run(&fx, &["tickets", "show", "G-7"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = fx.cli().run(&["tickets", "show", "G-7"]);
+    assert_eq!(out.status.code(), Some(2), "{}", utf8(&out.stderr));
 
-    let out = run(&fx, &["tickets", "list", "--status", "bogus"]);
+    let out = fx.cli().run(&["tickets", "list", "--status", "bogus"]);
     assert_eq!(out.status.code(), Some(2));
     for status in ["pending", "approved", "rejected", "cancelled"] {
-        assert!(stderr(&out).contains(status), "{}", stderr(&out));
+        assert!(utf8(&out.stderr).contains(status), "{}", utf8(&out.stderr));
     }
 
     let missing = Fixture {
         config: fx.config.with_file_name("absent.toml"),
         _dir: tempfile::tempdir().unwrap(),
     };
-    let out = run(&missing, &["tickets", "list"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = missing.cli().run(&["tickets", "list"]);
+    assert_eq!(out.status.code(), Some(2), "{}", utf8(&out.stderr));
 }
 
 #[tokio::test]
 async fn users_link_then_list_shows_the_manual_link() {
     let fx = fixture().await;
 
-    let out = ok(&fx, &["users", "link", "U0FRANK", "Frank@Example.com"]);
+    let out = fx
+        .cli()
+        .expect(&["users", "link", "U0FRANK", "Frank@Example.com"], 0);
     assert!(
         out.contains("U0FRANK") && out.contains("frank@example.com"),
         "{out}"
     );
     assert!(out.contains("new link"), "{out}");
-    let out = ok(&fx, &["users", "link", "U0FRANK", "frank.b@example.com"]);
+    let out = fx
+        .cli()
+        .expect(&["users", "link", "U0FRANK", "frank.b@example.com"], 0);
     assert!(out.contains("was frank@example.com"), "{out}");
 
-    let links = json(&fx, &["users", "list", "--json"]);
+    let links = fx.cli().json(&["users", "list", "--json"], 0);
     let links = links.as_array().unwrap();
     assert_eq!(links.len(), 1, "{links:?}");
     assert_eq!(links[0]["id"], "U0FRANK");
@@ -318,7 +302,7 @@ async fn users_link_then_list_shows_the_manual_link() {
     let by = links[0]["linked_by"].as_str().unwrap();
     assert!(by == "cli" || by.starts_with("cli:"), "{by}");
 
-    let table = ok(&fx, &["users", "list"]);
+    let table = fx.cli().expect(&["users", "list"], 0);
     assert!(
         table.contains("U0FRANK") && table.contains("manual"),
         "{table}"
@@ -346,16 +330,16 @@ async fn users_link_validates_its_arguments() {
         ("U0FRANK", "frank@"),
         ("U0FRANK", "a@b@c"),
     ] {
-        let out = run(&fx, &["users", "link", slack_id, email]);
+        let out = fx.cli().run(&["users", "link", slack_id, email]);
         assert_eq!(
             out.status.code(),
             Some(2),
             "{slack_id} {email}: {}",
-            stderr(&out)
+            utf8(&out.stderr)
         );
     }
     assert_eq!(
-        json(&fx, &["users", "list", "--json"]),
+        fx.cli().json(&["users", "list", "--json"], 0),
         serde_json::json!([])
     );
 }
@@ -364,9 +348,13 @@ async fn users_link_validates_its_arguments() {
 async fn store_commands_need_no_slack_tokens() {
     let fx = fixture().await;
     // The same environment is refused by a command that talks to Slack…
-    let out = run(&fx, &["check-config"]);
+    let out = fx.cli().run(&["check-config"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("SLACK_"), "{}", stderr(&out));
+    assert!(
+        utf8(&out.stderr).contains("SLACK_"),
+        "{}",
+        utf8(&out.stderr)
+    );
     // …and accepted by the store commands.
     for args in [
         &["tickets", "list"][..],
@@ -375,6 +363,6 @@ async fn store_commands_need_no_slack_tokens() {
         &["users", "list"],
         &["users", "link", "U0GINA", "gina@example.com"],
     ] {
-        ok(&fx, args);
+        fx.cli().expect(args, 0);
     }
 }

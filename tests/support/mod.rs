@@ -6,6 +6,7 @@
 //! `shutdown()`) stops both servers.
 #![allow(dead_code, unused_imports)]
 
+pub mod cli;
 pub mod daemon;
 pub mod payloads;
 pub mod socket;
