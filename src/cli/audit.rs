@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::output::{clean, csv_field, emit, print_out, with_store, Failure, Outcome};
 use crate::config;
-use crate::store::{AuditBreakKind, AuditRow, AuditVerification, Store};
+use crate::store::{AuditBreakKind, AuditRow, AuditVerification, Store, StoreError};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -138,17 +138,18 @@ async fn export(
     format: ExportFormat,
     output: Option<PathBuf>,
 ) -> Outcome {
-    // The store hands over one Vec; each row is formatted and written as it
-    // comes, so the output never exists as a second copy in memory.
-    let rows = store.audit_rows(since).await?;
+    let to_output = |err: ExportError| match err {
+        ExportError::Store(err) => Failure::from(err),
+        ExportError::Io(err) => Failure::runtime(format!("accessd: writing output: {err}")),
+    };
     match output {
         None => {
             let stdout = std::io::stdout().lock();
-            match write_rows(std::io::BufWriter::new(stdout), &rows, format) {
+            match write_export(&store, since, format, std::io::BufWriter::new(stdout)).await {
                 // `| head` has what it wanted.
-                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                Err(err) => Err(Failure::runtime(format!("accessd: writing output: {err}"))),
-                Ok(()) => Ok(()),
+                Err(ExportError::Io(err)) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                Err(err) => Err(to_output(err)),
+                Ok(_) => Ok(()),
             }
         }
         Some(path) => {
@@ -156,21 +157,73 @@ async fn export(
                 Failure::runtime(format!("accessd: writing {}: {err}", path.display()))
             };
             let file = create_private(&path).map_err(failed)?;
-            write_rows(std::io::BufWriter::new(&file), &rows, format).map_err(failed)?;
+            let span = write_export(&store, since, format, std::io::BufWriter::new(&file))
+                .await
+                .map_err(|err| match err {
+                    ExportError::Io(err) => failed(err),
+                    err => to_output(err),
+                })?;
             // An auditor's copy is only worth something once it is on disk.
             file.sync_all().map_err(failed)?;
-            let span = match (rows.first(), rows.last()) {
-                (Some(first), Some(last)) => format!(" (seq {}..{})", first.seq, last.seq),
-                _ => String::new(),
+            let seqs = match span.seqs {
+                Some((first, last)) => format!(" (seq {first}..{last})"),
+                None => String::new(),
             };
             print_out(&clean(&format!(
-                "exported {} audit row{}{span} to {}",
-                rows.len(),
-                if rows.len() == 1 { "" } else { "s" },
+                "exported {} audit row{}{seqs} to {}",
+                span.rows,
+                if span.rows == 1 { "" } else { "s" },
                 path.display()
             )))
         }
     }
+}
+
+/// Rows read from the store per page of an export.
+const EXPORT_PAGE: usize = 2_000;
+
+enum ExportError {
+    Store(StoreError),
+    Io(std::io::Error),
+}
+
+/// What an export wrote: row count and first..last seq.
+struct Exported {
+    rows: usize,
+    seqs: Option<(i64, i64)>,
+}
+
+/// Writes the rows as of the start of the export, a page at a time, so a
+/// log of millions of rows never sits in memory.
+async fn write_export(
+    store: &Store,
+    since: Option<DateTime<Utc>>,
+    format: ExportFormat,
+    mut out: impl Write,
+) -> Result<Exported, ExportError> {
+    let upto = store.audit_last_seq().await.map_err(ExportError::Store)?;
+    if let ExportFormat::Csv = format {
+        write_csv_line(&mut out, &COLUMNS).map_err(ExportError::Io)?;
+    }
+    let mut done = Exported {
+        rows: 0,
+        seqs: None,
+    };
+    let mut after = 0;
+    loop {
+        let page = store
+            .audit_page(since, after, upto, EXPORT_PAGE)
+            .await
+            .map_err(ExportError::Store)?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        let first = done.seqs.map_or(page[0].seq, |(first, _)| first);
+        done.seqs = Some((first, last.seq));
+        done.rows += page.len();
+        write_rows(&mut out, &page, format).map_err(ExportError::Io)?;
+    }
+    out.flush().map_err(ExportError::Io)?;
+    Ok(done)
 }
 
 /// Truncates an existing file; a new one is 0600 because audit rows carry
@@ -186,6 +239,7 @@ fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     options.open(path)
 }
 
+/// The rows of one page; the CSV header is written once, before the first.
 fn write_rows(mut out: impl Write, rows: &[AuditRow], format: ExportFormat) -> std::io::Result<()> {
     match format {
         ExportFormat::Jsonl => {
@@ -195,7 +249,6 @@ fn write_rows(mut out: impl Write, rows: &[AuditRow], format: ExportFormat) -> s
             }
         }
         ExportFormat::Csv => {
-            write_csv_line(&mut out, &COLUMNS)?;
             for row in rows {
                 let r = ExportRow::from(row);
                 // Compact JSON: the text that was hashed.
@@ -217,7 +270,7 @@ fn write_rows(mut out: impl Write, rows: &[AuditRow], format: ExportFormat) -> s
             }
         }
     }
-    out.flush()
+    Ok(())
 }
 
 /// RFC 4180 records end with CRLF.
@@ -335,8 +388,7 @@ mod tests {
         write_rows(&mut out, std::slice::from_ref(&row), ExportFormat::Csv).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "seq,at,actor,action,subject,detail,prev_hash,hash\r\n\
-             7,2024-05-01T00:00:00.000Z,'=cmd,review.created,R-1,\
+            "7,2024-05-01T00:00:00.000Z,'=cmd,review.created,R-1,\
              \"{\"\"name\"\":\"\"Q3, \\\"\"all\\\"\"\"\"}\",a,b\r\n"
         );
     }

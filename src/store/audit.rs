@@ -273,15 +273,29 @@ impl Store {
         .await
     }
 
-    /// Rows with `at >= since` (all when `None`), in seq order, for export.
+    /// Rows with `at >= since` (all when `None`), in seq order.
     pub async fn audit_rows(&self, since: Option<DateTime<Utc>>) -> Result<Vec<AuditRow>> {
+        self.audit_page(since, 0, i64::MAX, usize::MAX).await
+    }
+
+    /// Up to `limit` rows with `at >= since` and `after < seq <= upto`, in
+    /// seq order: export reads the log in pages so its memory stays flat, and
+    /// fixes `upto` first so rows appended meanwhile do not join half-way.
+    pub async fn audit_page(
+        &self,
+        since: Option<DateTime<Utc>>,
+        after: i64,
+        upto: i64,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>> {
         self.call(move |conn| {
             let since = since.map(ts).unwrap_or_default();
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let mut st = conn.prepare(
                 "SELECT seq, at, actor, action, subject, detail, prev_hash, hash FROM audit_log
-                 WHERE at >= ?1 ORDER BY seq",
+                 WHERE at >= ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
             )?;
-            let rows = st.query_map([since], |r| {
+            let rows = st.query_map(rusqlite::params![since, after, upto, limit], |r| {
                 Ok(AuditRow {
                     seq: r.get(0)?,
                     at: ts_col(r, 1)?,
@@ -294,6 +308,18 @@ impl Store {
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// The newest row's seq; 0 for an empty log.
+    pub async fn audit_last_seq(&self) -> Result<i64> {
+        self.call(|conn| {
+            Ok(
+                conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit_log", [], |r| {
+                    r.get(0)
+                })?,
+            )
         })
         .await
     }
@@ -533,6 +559,30 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, StoreError::InvalidInput(_)));
         assert_eq!(store.verify_audit().await.unwrap().rows, 0);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn pages_cover_the_log_once_up_to_the_seq_fixed_at_the_start() {
+        let (_dir, store) = store_with_rows(5).await;
+        let upto = store.audit_last_seq().await.unwrap();
+        assert_eq!(upto, 5);
+        // A row appended after the export began is not part of it.
+        store
+            .append_audit(AuditEvent::new("U9", "late", "T-9", json!(null)))
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = store.audit_page(None, after, upto, 2).await.unwrap();
+            let Some(last) = page.last() else { break };
+            assert!(page.len() <= 2);
+            after = last.seq;
+            seen.extend(page.iter().map(|r| r.seq));
+        }
+        assert_eq!(seen, [1, 2, 3, 4, 5]);
+        assert_eq!(store.audit_last_seq().await.unwrap(), 6);
         store.close().await;
     }
 
