@@ -604,66 +604,32 @@ impl<H: EnvelopeHandler> Transport<H> {
         out: &mpsc::UnboundedSender<Outgoing>,
         inflight: &Arc<InFlight>,
     ) -> Option<ConnEvent> {
-        let frame: Value = match serde_json::from_str(text) {
-            Ok(frame) => frame,
-            Err(err) => {
+        match parse_frame(text, connection) {
+            Frame::Unparseable { error, envelope_id } => {
                 // The frame's content is never logged: payloads carry user data and
                 // verification tokens.
-                tracing::warn!(connection, bytes = text.len(), error = %err, "unparseable Socket Mode frame");
-                if let Some(envelope_id) = scrape_envelope_id(text) {
+                tracing::warn!(connection, bytes = text.len(), error = %error, "unparseable Socket Mode frame");
+                if let Some(envelope_id) = envelope_id {
                     let _ = out.send(Outgoing::Ack(ack_frame(&envelope_id, None), Instant::now()));
                 }
-                return None;
+                None
             }
-        };
-        let kind = frame
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        match kind.as_str() {
-            "hello" => None,
-            "disconnect" => {
-                let reason = frame
-                    .get("reason")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown")
-                    .to_string();
-                Some(if reason == "link_disabled" {
-                    ConnEvent::LinkDisabled
-                } else {
-                    ConnEvent::Disconnect(reason)
-                })
-            }
-            _ => {
-                let Some(envelope_id) = frame
-                    .get("envelope_id")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                else {
-                    tracing::warn!(
-                        connection,
-                        kind,
-                        "ignoring Socket Mode frame without envelope_id"
-                    );
-                    return None;
-                };
-                crate::metrics::global().envelope(&kind);
-                let envelope = Envelope {
-                    event_id: frame
-                        .pointer("/payload/event_id")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    accepts_response_payload: frame
-                        .get("accepts_response_payload")
-                        .and_then(Value::as_bool)
-                        .unwrap_or(false),
-                    envelope_id,
-                    kind,
-                    frame,
+            Frame::Hello => None,
+            Frame::Disconnect(reason) => Some(if reason == "link_disabled" {
+                ConnEvent::LinkDisabled
+            } else {
+                ConnEvent::Disconnect(reason)
+            }),
+            Frame::NoEnvelopeId { kind } => {
+                tracing::warn!(
                     connection,
-                    received_at: Instant::now(),
-                };
+                    kind,
+                    "ignoring Socket Mode frame without envelope_id"
+                );
+                None
+            }
+            Frame::Envelope(envelope) => {
+                crate::metrics::global().envelope(&envelope.kind);
                 tokio::spawn(
                     self.clone()
                         .dispatch(envelope, out.clone(), inflight.enter()),
@@ -734,6 +700,78 @@ impl<H: EnvelopeHandler> Transport<H> {
         }
         if let Err(err) = self.store.mark_seen(envelope_id.clone(), event_id).await {
             tracing::warn!(envelope_id, error = %err, "could not record the envelope as handled");
+        }
+    }
+}
+
+/// What one Socket Mode text frame is.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Frame {
+    /// Not JSON; `envelope_id` is scraped from the text so it can still be acked.
+    Unparseable {
+        error: serde_json::Error,
+        envelope_id: Option<String>,
+    },
+    Hello,
+    /// `disconnect` with its `reason` (`unknown` when absent).
+    Disconnect(String),
+    NoEnvelopeId {
+        kind: String,
+    },
+    Envelope(Envelope),
+}
+
+/// Turns a text frame into a [`Frame`]. Public (hidden) only so the fuzz
+/// target drives exactly the parsing a live socket does.
+#[doc(hidden)]
+pub fn parse_frame(text: &str, connection: u64) -> Frame {
+    let frame: Value = match serde_json::from_str(text) {
+        Ok(frame) => frame,
+        Err(error) => {
+            return Frame::Unparseable {
+                error,
+                envelope_id: scrape_envelope_id(text),
+            }
+        }
+    };
+    let kind = frame
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    match kind.as_str() {
+        "hello" => Frame::Hello,
+        "disconnect" => Frame::Disconnect(
+            frame
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_string(),
+        ),
+        _ => {
+            let Some(envelope_id) = frame
+                .get("envelope_id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+            else {
+                return Frame::NoEnvelopeId { kind };
+            };
+            Frame::Envelope(Envelope {
+                event_id: frame
+                    .pointer("/payload/event_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                accepts_response_payload: frame
+                    .get("accepts_response_payload")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                envelope_id,
+                kind,
+                frame,
+                connection,
+                received_at: Instant::now(),
+            })
         }
     }
 }
