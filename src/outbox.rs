@@ -83,6 +83,13 @@ pub struct OutboxWorker {
     method_paused_until: HashMap<String, DateTime<Utc>>,
 }
 
+/// One send that ended, with when it started (pacing counts from there).
+struct Sent {
+    item: OutboxItem,
+    started: DateTime<Utc>,
+    result: Result<serde_json::Value, ApiError>,
+}
+
 enum Outcome {
     Sent(serde_json::Value),
     Retry { at: DateTime<Utc>, error: String },
@@ -103,8 +110,7 @@ impl OutboxWorker {
 
     /// Delivers until `shutdown`; then waits (bounded by the caller) for sends in flight.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let mut in_flight: JoinSet<(OutboxItem, Result<serde_json::Value, ApiError>)> =
-            JoinSet::new();
+        let mut in_flight: JoinSet<Sent> = JoinSet::new();
         let mut busy: HashSet<String> = HashSet::new();
         loop {
             if *shutdown.borrow() {
@@ -118,30 +124,44 @@ impl OutboxWorker {
                     self.options.poll_interval
                 }
             };
-            tokio::select! {
+            let woken = tokio::select! {
                 Some(joined) = in_flight.join_next() => {
-                    if let Ok((item, result)) = joined {
-                        busy.remove(&item.channel);
-                        self.finish(item, result).await;
-                    }
+                    self.settle(joined, &mut busy).await;
+                    false
                 }
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {}
+                _ = self.wake.notified() => true,
+                _ = tokio::time::sleep(wait) => false,
+                _ = shutdown.changed() => false,
+            };
+            // Every other send that ended meanwhile: one pass settles them all,
+            // so throughput is not one send per pass.
+            while let Some(joined) = in_flight.try_join_next() {
+                self.settle(joined, &mut busy).await;
             }
-            tokio::time::sleep_until(scanned_at + MIN_SCAN_GAP).await;
+            if woken {
+                tokio::time::sleep_until(scanned_at + MIN_SCAN_GAP).await;
+            }
         }
         while let Some(joined) = in_flight.join_next().await {
-            if let Ok((item, result)) = joined {
-                self.finish(item, result).await;
-            }
+            self.settle(joined, &mut busy).await;
+        }
+    }
+
+    async fn settle(
+        &mut self,
+        joined: Result<Sent, tokio::task::JoinError>,
+        busy: &mut HashSet<String>,
+    ) {
+        if let Ok(sent) = joined {
+            busy.remove(&sent.item.channel);
+            self.finish(sent).await;
         }
     }
 
     /// Starts every send that may go now; returns how long to sleep at most.
     async fn start_due(
         &mut self,
-        in_flight: &mut JoinSet<(OutboxItem, Result<serde_json::Value, ApiError>)>,
+        in_flight: &mut JoinSet<Sent>,
         busy: &mut HashSet<String>,
     ) -> Result<Duration, StoreError> {
         let now = Utc::now();
@@ -168,20 +188,30 @@ impl OutboxWorker {
                 continue;
             }
             if in_flight.len() >= self.options.concurrency {
-                soonest = now;
+                // A send ending frees a slot and wakes the worker for the rest.
                 break;
             }
             busy.insert(item.channel.clone());
             let api = self.api.clone();
             in_flight.spawn(async move {
+                let started = Utc::now();
                 let result = api.call(&item.method, &item.payload).await;
-                (item, result)
+                Sent {
+                    item,
+                    started,
+                    result,
+                }
             });
         }
         Ok((soonest - now).to_std().unwrap_or(Duration::ZERO))
     }
 
-    async fn finish(&mut self, item: OutboxItem, result: Result<serde_json::Value, ApiError>) {
+    async fn finish(&mut self, sent: Sent) {
+        let Sent {
+            item,
+            started,
+            result,
+        } = sent;
         let now = Utc::now();
         let pace =
             chrono::Duration::from_std(self.options.per_channel_interval).unwrap_or_default();
@@ -202,7 +232,9 @@ impl OutboxWorker {
             },
             Err(err) => Outcome::Dead(err.to_string()),
         };
-        self.next_allowed.insert(item.channel.clone(), now + pace);
+        // Slack's bound is on message starts, one a second per channel.
+        self.next_allowed
+            .insert(item.channel.clone(), started + pace);
         let stored = match outcome {
             Outcome::Sent(response) => self.store.outbox_sent(item.id, response).await,
             Outcome::Retry { at, error } => {

@@ -101,6 +101,56 @@ async fn a_rate_limited_message_waits_for_retry_after_and_keeps_channel_order() 
     task.await.unwrap();
 }
 
+/// Slack allows about one message a second per channel: sends to one channel
+/// start at least `per_channel_interval` apart, and a busy channel does not
+/// hold up the others.
+#[tokio::test]
+async fn sends_to_one_channel_are_paced_and_other_channels_are_not_held_up() {
+    let fake = FakeSlack::start().await;
+    users(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("a.db")).unwrap();
+    let outbox = Outbox::new(store.clone());
+    for i in 0..4 {
+        outbox
+            .send(message("U1", &format!("u1-{i}")))
+            .await
+            .unwrap();
+    }
+    outbox.send(message("U2", "u2")).await.unwrap();
+    let api = SlackApi::new(&fake.api_url(), &tokens(), Duration::from_secs(5)).unwrap();
+    let interval = Duration::from_millis(300);
+    let options = OutboxOptions {
+        per_channel_interval: interval,
+        poll_interval: Duration::from_millis(100),
+        ..OutboxOptions::default()
+    };
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(OutboxWorker::new(&outbox, api, options).run(stopped));
+
+    fake.wait_until(WAIT, |f| (delivered(f, "U1").len() == 4).then_some(()))
+        .await
+        .expect("all delivered");
+    assert_eq!(delivered(&fake, "U1"), ["u1-0", "u1-1", "u1-2", "u1-3"]);
+    let posts = fake.calls_to("chat.postMessage");
+    let c1: Vec<_> = posts
+        .iter()
+        .filter(|c| c.params["channel"] == "U1")
+        .collect();
+    for pair in c1.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        // The fake stamps arrival; a few ms of jitter either side of the send.
+        assert!(
+            gap >= interval - Duration::from_millis(20),
+            "sent {gap:?} apart"
+        );
+    }
+    let c2 = posts.iter().find(|c| c.params["channel"] == "U2").unwrap();
+    assert!(c2.at < c1[1].at, "U2 waited behind U1's pacing");
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
 #[tokio::test]
 async fn server_errors_are_retried_and_refused_messages_are_kept_dead() {
     let fake = FakeSlack::start().await;
