@@ -635,6 +635,13 @@ async fn binary_world_logging(requests: &str, filter: &str) -> (Jit, PathBuf, Pa
     if let Some(daemon) = jit.world.daemon.take() {
         daemon.stop().await.expect("clean stop");
     }
+    // Until the fake has seen the old sockets close, it could hand the first
+    // envelope to one of them, and nobody would ack it.
+    jit.world
+        .fake
+        .wait_until(WAIT, |f| f.live_connections().is_empty().then_some(()))
+        .await
+        .expect("the in-process daemon's sockets closed");
     let config = jit.world.dir.path().join("accessd.toml");
     let log = jit.world.dir.path().join("daemon.log");
     let child = spawn_binary_logging(&config, &log, filter);

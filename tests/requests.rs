@@ -622,6 +622,17 @@ async fn app_home_shows_what_waits_for_an_approver_and_a_requesters_requests() {
         })
         .await
         .expect("approver's Home lists the ticket");
+    // Ann looks at her Home tab too, so changes are pushed to it.
+    let open = world.fake.open_home(ANN);
+    world.ack(&open).await;
+    world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.home_view(ANN)
+                .filter(|h| buttons_of(h).contains(&"Nudge".to_string()))
+        })
+        .await
+        .expect("requester's Home shows the open request");
     assert!(text_of(&home).contains("Waiting for your approval"));
     assert!(buttons_of(&home).contains(&"Approve".to_string()));
 
@@ -648,6 +659,31 @@ async fn app_home_shows_what_waits_for_an_approver_and_a_requesters_requests() {
         .await
         .expect("requester's Home refreshed after the decision: no longer an open request");
     assert!(text_of(&home).contains("Your active access") && text_of(&home).contains(&t));
+    world.stop().await;
+}
+
+/// A Home tab nobody opened is not rendered on every change: Slack renders
+/// it afresh through `app_home_opened` when its owner looks.
+#[tokio::test]
+async fn changes_publish_no_home_tab_its_owner_has_not_opened() {
+    let world = World::start().await;
+    let t = world
+        .request(ANN, "gh", &["write"], "Fix the release pipeline", "4h")
+        .await;
+    world.decide(BOB, &t, "Approve", "ok", None).await;
+    world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.messages_to(ANN)
+                .into_iter()
+                .find(|m| text_of(m).contains("approved"))
+        })
+        .await
+        .expect("Ann is told by DM");
+    assert!(
+        world.fake.calls_to("views.publish").is_empty(),
+        "published a Home tab nobody opened"
+    );
     world.stop().await;
 }
 

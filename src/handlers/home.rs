@@ -20,19 +20,22 @@ pub async fn opened(app: &Arc<App>, event: SlackAppHomeOpenedEvent) -> Reply {
     if event.tab.as_deref().is_some_and(|tab| tab != "home") {
         return Reply::empty();
     }
+    app.home_refresh.viewed(&event.user.0);
     let app = app.clone();
     Reply::empty().then(async move { publish(&app, &event.user.0, Pages::default()).await })
 }
 
 pub fn page(app: &Arc<App>, user: String, value: &str) -> Reply {
+    app.home_refresh.viewed(&user);
     let app = app.clone();
     let pages = parse_pages(value);
     Reply::empty().then(async move { publish(&app, &user, pages).await })
 }
 
 /// Asks for the Home tab of each user to be re-rendered (after a change that
-/// concerns them). Requests for a user already queued collapse into one, so a
-/// burst of decisions costs one render per user, off the envelope path.
+/// concerns them), for those who opened it lately. Requests for a user
+/// already queued collapse into one, so a burst of decisions costs one render
+/// per user, off the envelope path.
 pub async fn refresh(app: &Arc<App>, users: &[&str]) {
     for user in users.iter().filter(|u| !u.is_empty()) {
         app.home_refresh.request(user);
@@ -108,15 +111,45 @@ async fn lists_for(
     Ok((waiting, open, access, reviews))
 }
 
+/// How long after someone last opened their Home tab a change still
+/// re-renders it. Slack sends `app_home_opened` each time the tab is shown,
+/// which renders it afresh, so only people looking at it now need a push;
+/// pushing to everyone a change touches (most never open the tab) would
+/// cost a render and a `views.publish` per requester per decision.
+const VIEWER_WINDOW: Duration = Duration::from_secs(3600);
+
 /// Users whose Home tab is due a re-render, drained by one task.
 #[derive(Default)]
 pub struct HomeRefresh {
     dirty: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// User → when they last opened the Home tab (or paged it).
+    viewers: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     wake: tokio::sync::Notify,
 }
 
 impl HomeRefresh {
+    /// The user is looking at their Home tab now.
+    pub fn viewed(&self, user: &str) {
+        let mut viewers = self.viewers.lock().unwrap_or_else(|p| p.into_inner());
+        if viewers.len() > 10_000 {
+            viewers.retain(|_, at| at.elapsed() < VIEWER_WINDOW);
+        }
+        viewers.insert(user.to_string(), std::time::Instant::now());
+    }
+
+    fn is_viewing(&self, user: &str) -> bool {
+        self.viewers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
+            .is_some_and(|at| at.elapsed() < VIEWER_WINDOW)
+    }
+
+    /// Queues a re-render if the user opened their Home tab lately.
     pub fn request(&self, user: &str) {
+        if !self.is_viewing(user) {
+            return;
+        }
         self.dirty
             .lock()
             .unwrap_or_else(|p| p.into_inner())
