@@ -180,9 +180,10 @@ async fn run_on_store(
     store.save_channels(resolved).await?;
 
     let outbox = Outbox::new(store.clone());
-    let outbox_task = tokio::spawn(
+    // Everything but the envelope path queues its store calls behind it.
+    let outbox_task = tokio::spawn(store::background(
         OutboxWorker::new(&outbox, api.clone(), options.outbox.clone()).run(stopped.clone()),
-    );
+    ));
     let identity =
         identity::Identity::new(store.clone(), api.clone(), config.identity.link_refresh);
     let live = handlers::Live {
@@ -201,13 +202,21 @@ async fn run_on_store(
         },
     ));
     reload::arm_timers(&app).await?;
-    let job_runner = tokio::spawn(scheduler::run(app.clone(), stopped.clone()));
-    let source_timers = tokio::spawn(scheduler::sources::run(app.clone(), stopped.clone()));
+    let job_runner = tokio::spawn(store::background(scheduler::run(
+        app.clone(),
+        stopped.clone(),
+    )));
+    let source_timers = tokio::spawn(store::background(scheduler::sources::run(
+        app.clone(),
+        stopped.clone(),
+    )));
     let reloads = options
         .reload
         .clone()
         .map(|trigger| tokio::spawn(reload::serve(app.clone(), server_state.clone(), trigger)));
-    let home_refresh = tokio::spawn(handlers::home::HomeRefresh::run(Arc::downgrade(&app)));
+    let home_refresh = tokio::spawn(store::background(handlers::home::HomeRefresh::run(
+        Arc::downgrade(&app),
+    )));
     let transport = Transport::new(
         api,
         store.clone(),
@@ -217,7 +226,7 @@ async fn run_on_store(
     let status = transport.status();
     server_state.set_transport(status.clone());
     tokio::spawn(notify_systemd_when_connected(status));
-    let pruner = tokio::spawn(prune_periodically(store.clone()));
+    let pruner = tokio::spawn(store::background(prune_periodically(store.clone())));
     let mut transport_task = tokio::spawn(transport.run(stopped));
 
     let result = tokio::select! {

@@ -111,13 +111,13 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             };
             let app = app.clone();
             let running = running.clone();
-            tasks.spawn(async move {
+            tasks.spawn(crate::store::background(async move {
                 let id = job.id;
                 run_one(&app, job).await;
                 lock(&running).remove(&id);
                 drop(permit);
                 app.jobs.wake();
-            });
+            }));
         }
         while tasks.try_join_next().is_some() {}
         let wait = match app.store.next_job_at().await {

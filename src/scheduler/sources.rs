@@ -58,12 +58,12 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         });
         for source in &config.sources {
             if !timers.contains_key(&source.id) {
-                let timer = tasks.spawn(run_one(
+                let timer = tasks.spawn(crate::store::background(run_one(
                     app.clone(),
                     source.id.clone(),
                     live.clone(),
                     stop.clone(),
-                ));
+                )));
                 timers.insert(source.id.clone(), timer);
             }
         }

@@ -695,10 +695,14 @@ impl<H: EnvelopeHandler> Transport<H> {
             }
         };
         ack(reply.payload);
+        // After the ack nothing is urgent: its store calls queue behind the
+        // next envelopes' (see `store::background`).
         if let Some(after) = reply.after_ack {
-            tokio::spawn(after);
+            tokio::spawn(crate::store::background(after));
         }
-        if let Err(err) = self.store.mark_seen(envelope_id.clone(), event_id).await {
+        let marked =
+            crate::store::background(self.store.mark_seen(envelope_id.clone(), event_id)).await;
+        if let Err(err) = marked {
             tracing::warn!(envelope_id, error = %err, "could not record the envelope as handled");
         }
     }

@@ -114,8 +114,21 @@ const SLOW_CALL: Duration = Duration::from_millis(250);
 
 type Work = Box<dyn FnOnce(&mut Connection) + Send + 'static>;
 
+tokio::task_local! {
+    /// Set for tasks whose store calls may wait for the envelope path's.
+    static BACKGROUND: ();
+}
+
+/// Runs `f` with its store calls in the background lane: the store thread
+/// takes them only when no other call is waiting, so delivery, jobs and
+/// syncs never queue ahead of a click's commit. Tasks `f` spawns are not in
+/// the lane unless they are wrapped too.
+pub async fn background<F: std::future::Future>(f: F) -> F::Output {
+    BACKGROUND.scope((), f).await
+}
+
 enum Msg {
-    Work(Work),
+    Work { work: Work, background: bool },
     Close,
 }
 
@@ -206,9 +219,10 @@ impl Store {
             // The caller may have gone away; the work is done (and committed) anyway.
             let _ = reply_tx.send(run_guarded(conn, f));
         });
+        let background = BACKGROUND.try_with(|_| ()).is_ok();
         self.shared
             .tx
-            .send(Msg::Work(work))
+            .send(Msg::Work { work, background })
             .await
             .map_err(|_| StoreError::Closed)?;
         reply_rx.await.map_err(|_| StoreError::Closed)?
@@ -234,13 +248,40 @@ impl Store {
 }
 
 fn worker(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, done: watch::Sender<bool>) {
-    // `None` once every sender is dropped, or after `close()` once the queue is drained.
-    while let Some(msg) = rx.blocking_recv() {
+    // Background work waits here while anything else is queued; each call
+    // awaits its reply, so this holds at most one item per background task.
+    let mut background: std::collections::VecDeque<Work> = std::collections::VecDeque::new();
+    loop {
+        let msg = match rx.try_recv() {
+            Ok(msg) => msg,
+            Err(mpsc::error::TryRecvError::Empty) => match background.pop_front() {
+                Some(work) => {
+                    work(&mut conn);
+                    continue;
+                }
+                None => match rx.blocking_recv() {
+                    Some(msg) => msg,
+                    None => break,
+                },
+            },
+            // Every sender dropped, or closed and drained.
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
         match msg {
-            Msg::Work(work) => work(&mut conn),
+            Msg::Work {
+                work,
+                background: false,
+            } => work(&mut conn),
+            Msg::Work {
+                work,
+                background: true,
+            } => background.push_back(work),
             // Refuse new work but keep draining what is already queued.
             Msg::Close => rx.close(),
         }
+    }
+    for work in background {
+        work(&mut conn);
     }
     close_connection(conn);
     done.send_replace(true);
@@ -442,6 +483,36 @@ pub(crate) mod test_support {
 mod tests {
     use super::test_support::*;
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_background_work_waits_for_other_calls_and_still_runs() {
+        let (_dir, store) = temp_store();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let call = |name: &'static str, hold: Duration| {
+            let (store, order) = (store.clone(), order.clone());
+            async move {
+                store
+                    .call(move |_| {
+                        std::thread::sleep(hold);
+                        order.lock().unwrap().push(name);
+                        Ok(())
+                    })
+                    .await
+                    .unwrap()
+            }
+        };
+        // Holds the store thread while the rest queue up behind it.
+        let busy = tokio::spawn(background(call("busy", Duration::from_millis(300))));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let later = tokio::spawn(background(call("background", Duration::ZERO)));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let click = tokio::spawn(call("click", Duration::ZERO));
+        for task in [busy, later, click] {
+            task.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["busy", "click", "background"]);
+        store.close().await;
+    }
 
     #[tokio::test]
     async fn pragmas_are_set_on_the_worker_connection() {
