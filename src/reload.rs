@@ -1,6 +1,6 @@
 //! Config reload (SIGHUP, `systemctl reload`): re-read the file, check it as
-//! `check-config` does, build its provisioners and sources, resolve its alert
-//! channels, and only then swap it in whole and re-arm the timers that depend
+//! `check-config` does, resolve its alert channels, build its provisioners and
+//! sources, and only then swap it in whole and re-arm the timers that depend
 //! on it. Any failing step leaves the running config in force.
 //!
 //! Socket Mode connections, the database and the listener are not touched;
@@ -81,17 +81,17 @@ pub async fn reload(app: &App, server: &ServerState) -> Result<Reloaded, ReloadE
         .await
         .map_err(|e| ReloadError::Integration(format!("reload task failed: {e}")))??;
     let restart_needed = keep_restart_only(&running, &mut next);
-    // Secret files are read here, off the async threads.
-    let built = tokio::task::spawn_blocking(move || Live::build(next))
-        .await
-        .map_err(|e| ReloadError::Integration(format!("reload task failed: {e}")))?
-        .map_err(ReloadError::Integration)?;
-    let mut next = Config::clone(&built.config);
     let (channels, resolved) = crate::alerts::resolve_channels(&app.api, &next.alerts.channels)
         .await
         .map_err(ReloadError::Channels)?;
     next.alerts.channels = channels;
+    // Secret files are read here, off the async threads.
+    let live = tokio::task::spawn_blocking(move || Live::build(next))
+        .await
+        .map_err(|e| ReloadError::Integration(format!("reload task failed: {e}")))?
+        .map_err(ReloadError::Integration)?;
     app.store.save_channels(resolved).await?;
+    let next = &live.config;
     let done = Reloaded {
         apps: next.apps.len(),
         sources: next.sources.len(),
@@ -99,10 +99,7 @@ pub async fn reload(app: &App, server: &ServerState) -> Result<Reloaded, ReloadE
         restart_needed,
     };
     server.set_sources(next.sources.iter().map(|s| s.id.clone()).collect());
-    app.replace_live(Live {
-        config: Arc::new(next),
-        ..built
-    });
+    app.replace_live(live);
     arm_timers(app).await?;
     app.jobs.wake();
     Ok(done)
