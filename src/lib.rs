@@ -19,6 +19,8 @@ pub mod identity;
 pub mod lifecycle;
 pub mod metrics;
 pub(crate) mod net;
+
+pub use net::install_crypto_provider;
 pub mod outbox;
 pub mod provision;
 pub mod reload;
@@ -29,6 +31,7 @@ pub mod server;
 pub mod slack;
 pub mod sources;
 pub mod store;
+pub mod sync;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -311,9 +314,4 @@ async fn prune_periodically(store: Store) {
             tracing::warn!(error = %err, "could not prune request drafts");
         }
     }
-}
-
-/// rustls needs one process-wide crypto provider; ring is the only one built in.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -17,11 +17,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::alerts::kind;
-use crate::domain::ticket::Status;
-use crate::provision::Outcome;
-use crate::store::MetricsGauges;
-
 /// Upper bounds (seconds) of the ack histogram; Slack's deadline is 3 s.
 pub const ACK_BUCKETS: [f64; 11] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -30,10 +25,8 @@ pub const ACK_BUCKETS: [f64; 11] = [
 /// Socket Mode envelope types Slack sends; anything else counts as `other`.
 const ENVELOPE_TYPES: [&str; 4] = ["events_api", "interactive", "slash_commands", "other"];
 
-/// Alert kinds the daemon raises; a kind outside it (an older or newer
-/// release's row) is shown as `other`.
-const ALERT_KINDS: [&str; 5] = kind::FINDINGS;
-
+/// Provisioner outcomes by label (`provision::Outcome::label`); anything
+/// else counts as `permanent`, the outcome that needs a person.
 const OUTCOMES: [&str; 4] = ["applied", "already", "transient", "permanent"];
 
 /// More distinct Web API methods than the bot calls; beyond it, `other`.
@@ -119,13 +112,11 @@ impl Metrics {
     }
 
     /// One provisioner call (grant or revoke) and how it ended.
-    pub fn provisioning(&self, outcome: &Outcome) {
-        let i = match outcome {
-            Outcome::Applied => 0,
-            Outcome::AlreadyInState => 1,
-            Outcome::Transient { .. } => 2,
-            Outcome::Permanent { .. } => 3,
-        };
+    pub fn provisioning(&self, outcome: &str) {
+        let i = OUTCOMES
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or(OUTCOMES.len() - 1);
         self.provisioning[i].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -139,7 +130,7 @@ impl Metrics {
     pub fn render(
         &self,
         connections: usize,
-        gauges: Option<&MetricsGauges>,
+        gauges: Option<&dyn Gauges>,
         now: DateTime<Utc>,
     ) -> String {
         let mut out = String::with_capacity(4096);
@@ -257,122 +248,36 @@ impl Metrics {
             );
         }
 
-        if let Some(g) = gauges {
-            render_gauges(&mut out, g, now);
+        if let Some(gauges) = gauges {
+            gauges.render(&mut out, now);
         }
         out
     }
 }
 
-fn render_gauges(out: &mut String, g: &MetricsGauges, now: DateTime<Utc>) {
-    header(out, "accessd_tickets", "gauge", "Tickets, by status.");
-    // Every status, zeros included, so a query over one never sees a gap.
-    for status in Status::ALL.map(Status::as_str) {
-        sample(
-            out,
-            "accessd_tickets",
-            &[("status", status)],
-            count_of(&g.tickets, status),
-        );
-    }
-    header(
-        out,
-        "accessd_outbox_pending",
-        "gauge",
-        "Outgoing Slack messages not yet delivered.",
-    );
-    let _ = writeln!(out, "accessd_outbox_pending {}", g.outbox.pending);
-    header(
-        out,
-        "accessd_outbox_dead",
-        "gauge",
-        "Outgoing Slack messages given up on.",
-    );
-    let _ = writeln!(out, "accessd_outbox_dead {}", g.outbox.dead);
-    header(
-        out,
-        "accessd_outbox_oldest_pending_age_seconds",
-        "gauge",
-        "Age of the oldest undelivered message (0 when none).",
-    );
-    let oldest = g.outbox.oldest_pending.map_or(0.0, |t| age(now, t));
-    let _ = writeln!(out, "accessd_outbox_oldest_pending_age_seconds {oldest}");
-    header(
-        out,
-        "accessd_jobs_pending",
-        "gauge",
-        "Scheduled jobs not yet done.",
-    );
-    let _ = writeln!(out, "accessd_jobs_pending {}", g.jobs_pending);
-    header(
-        out,
-        "accessd_source_last_success_age_seconds",
-        "gauge",
-        "Time since the identity source last synced successfully (absent if never).",
-    );
-    for s in &g.sources {
-        if let Some(at) = s.last_success_at {
-            let _ = writeln!(
-                out,
-                "accessd_source_last_success_age_seconds{{source=\"{}\"}} {}",
-                escape(&s.id),
-                age(now, at)
-            );
-        }
-    }
-    header(
-        out,
-        "accessd_source_consecutive_failures",
-        "gauge",
-        "Failed (or held) syncs of the identity source since its last success.",
-    );
-    for s in &g.sources {
-        sample(
-            out,
-            "accessd_source_consecutive_failures",
-            &[("source", &s.id)],
-            s.failures,
-        );
-    }
-    header(out, "accessd_alerts_open", "gauge", "Open alerts, by kind.");
-    for alert_kind in ALERT_KINDS {
-        let n = count_of(&g.alerts_open, alert_kind);
-        sample(out, "accessd_alerts_open", &[("kind", alert_kind)], n);
-    }
-    let other: i64 = g
-        .alerts_open
-        .iter()
-        .filter(|(k, _)| !ALERT_KINDS.contains(&k.as_str()))
-        .map(|(_, n)| n)
-        .sum();
-    if other > 0 {
-        sample(out, "accessd_alerts_open", &[("kind", "other")], other);
-    }
-}
-
-fn count_of(counts: &[(String, i64)], label: &str) -> i64 {
-    counts
-        .iter()
-        .filter(|(l, _)| l == label)
-        .map(|(_, n)| n)
-        .sum()
+/// Scrape-time gauges owned elsewhere (the database's live in
+/// `store::metrics`), appended after the counters in the same format.
+pub trait Gauges {
+    fn render(&self, out: &mut String, now: DateTime<Utc>);
 }
 
 fn load(n: &AtomicU64) -> u64 {
     n.load(Ordering::Relaxed)
 }
 
-fn age(now: DateTime<Utc>, then: DateTime<Utc>) -> f64 {
-    // A clock step backwards must not produce a negative age.
-    ((now - then).num_milliseconds().max(0) as f64) / 1000.0
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+/// The `# HELP` and `# TYPE` lines of one metric.
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+/// One sample line, label values escaped.
+pub fn sample(
+    out: &mut String,
+    name: &str,
+    labels: &[(&str, &str)],
+    value: impl std::fmt::Display,
+) {
     out.push_str(name);
     if !labels.is_empty() {
         out.push('{');
@@ -388,7 +293,7 @@ fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std
 }
 
 /// Label value escaping of the text format: backslash, double quote, newline.
-fn escape(value: &str) -> String {
+pub fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {
@@ -413,7 +318,6 @@ fn plausible_method(method: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{MetricsSource, OutboxStats};
 
     #[test]
     fn escapes_label_values() {
@@ -464,49 +368,5 @@ mod tests {
         assert!(text.contains("accessd_slack_api_calls_total{method=\"other\"} 1\n"));
         assert!(text.contains("accessd_envelopes_total{type=\"other\"} 1\n"));
         assert!(!text.contains("evil"));
-    }
-
-    #[test]
-    fn renders_database_gauges() {
-        let now = Utc::now();
-        let gauges = MetricsGauges {
-            tickets: vec![("pending".into(), 3)],
-            outbox: OutboxStats {
-                pending: 2,
-                dead: 1,
-                oldest_pending: Some(now - chrono::Duration::seconds(90)),
-            },
-            jobs_pending: 4,
-            sources: vec![
-                MetricsSource {
-                    id: "okta".into(),
-                    last_success_at: Some(now - chrono::Duration::seconds(60)),
-                    failures: 0,
-                },
-                MetricsSource {
-                    id: "never".into(),
-                    last_success_at: None,
-                    failures: 5,
-                },
-            ],
-            alerts_open: vec![("new_app".into(), 1), ("retired_kind".into(), 2)],
-        };
-        let text = Metrics::new().render(1, Some(&gauges), now);
-        for line in [
-            "accessd_tickets{status=\"pending\"} 3",
-            "accessd_outbox_pending 2",
-            "accessd_outbox_dead 1",
-            "accessd_outbox_oldest_pending_age_seconds 90",
-            "accessd_jobs_pending 4",
-            "accessd_source_last_success_age_seconds{source=\"okta\"} 60",
-            "accessd_source_consecutive_failures{source=\"never\"} 5",
-            "accessd_alerts_open{kind=\"new_app\"} 1",
-            "accessd_alerts_open{kind=\"source_failed\"} 0",
-            "accessd_alerts_open{kind=\"other\"} 2",
-            "accessd_tickets{status=\"active\"} 0",
-        ] {
-            assert!(text.contains(&format!("{line}\n")), "{line}\n{text}");
-        }
-        assert!(!text.contains("accessd_source_last_success_age_seconds{source=\"never\"}"));
     }
 }

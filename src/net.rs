@@ -86,7 +86,7 @@ pub(crate) fn client(
     what: &str,
 ) -> Result<reqwest::Client, String> {
     // reqwest is built without a crypto provider of its own.
-    crate::install_crypto_provider();
+    install_crypto_provider();
     reqwest::Client::builder()
         .default_headers(default_headers)
         .timeout(timeout)
@@ -223,4 +223,9 @@ mod tests {
         )
         .is_ok());
     }
+}
+
+/// rustls needs one process-wide crypto provider; ring is the only one built in.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -17,15 +17,7 @@ use crate::store::{
 
 /// Job kinds of a campaign's timers; the subject is the campaign (`R-3`),
 /// or the item (`RI-17`) for a revoke.
-pub mod job {
-    pub const LAUNCH: &str = "review_launch";
-    pub const REMIND: &str = "review_remind";
-    pub const CLOSING_SOON: &str = "review_closing_soon";
-    pub const CLOSE: &str = "review_close";
-    pub const REVOKE: &str = "review_revoke";
-    /// Subject: the `[[reviews.schedules]]` name.
-    pub const SCHEDULED: &str = "review_scheduled";
-}
+pub use crate::domain::jobs::review as job;
 
 pub fn item_ref(id: i64) -> String {
     format!("RI-{id}")
@@ -102,7 +94,7 @@ pub async fn create(
             .map(|a| a.owners.clone())
             .unwrap_or_default();
         for (source_id, account) in store.accounts_of_app(app_id.clone()).await? {
-            if account.status == crate::sources::AccountStatus::Deprovisioned {
+            if account.status == crate::domain::snapshot::AccountStatus::Deprovisioned {
                 continue;
             }
             let person = account.email.clone().unwrap_or_default();

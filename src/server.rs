@@ -221,8 +221,8 @@ async fn metrics(state: &ServerState) -> Response<String> {
                 None
             }
         };
-    let text =
-        crate::metrics::global().render(state.connections(), gauges.as_ref(), chrono::Utc::now());
+    let gauges = gauges.as_ref().map(|g| g as &dyn crate::metrics::Gauges);
+    let text = crate::metrics::global().render(state.connections(), gauges, chrono::Utc::now());
     let mut response = Response::new(text);
     response.headers_mut().insert(
         CONTENT_TYPE,

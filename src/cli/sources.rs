@@ -14,9 +14,9 @@ use super::output::{
 };
 use crate::alerts::apply_saved_channels;
 use crate::config::{self, Config, SourceConfig};
-use crate::sources::sync::{lease_owner, sync_source, SyncOutcome};
 use crate::sources::AnySource;
 use crate::store::{AuditEvent, SourceState, Store};
+use crate::sync::{lease_owner, sync_source, SyncOutcome};
 
 #[derive(Debug, Subcommand)]
 pub enum SourcesCommand {

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::sources::{Account, AccountStatus, Snapshot, SourceApp};
+use crate::domain::snapshot::{Account, AccountStatus, Snapshot, SourceApp};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "change", rename_all = "snake_case")]

@@ -15,7 +15,7 @@ use crate::slack::views::text::{escape, section};
 use crate::store::{Job, NewMessage};
 
 pub mod job {
-    pub const ACCOUNT_REVOKE: &str = "account_revoke";
+    pub use crate::domain::jobs::ACCOUNT_REVOKE;
 }
 
 /// Posts every open finding, grouped, then sets tomorrow's timer.

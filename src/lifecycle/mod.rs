@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::domain::jobs;
 use crate::domain::ticket::parse_ticket_ref;
 use crate::handlers::App;
 use crate::scheduler::JobResult;
@@ -48,7 +49,7 @@ pub async fn run_job(app: &Arc<App>, job: &Job) -> JobResult {
         },
         crate::alerts::DIGEST_JOB => findings::digest(app).await,
         findings::job::ACCOUNT_REVOKE => findings::account_revoke(app, job).await,
-        kind if kind.starts_with("review_") => reviews::run(app, job).await,
+        kind if jobs::review::is_review(kind) => reviews::run(app, job).await,
         other => {
             tracing::warn!(kind = other, "unknown job kind; dropped");
             JobResult::Fail(format!("unknown job kind {other}"))

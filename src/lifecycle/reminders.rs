@@ -12,10 +12,7 @@ use crate::slack::views::ticket::requester_update;
 use crate::store::{Changed, Effects, Job, JobChange, NewMessage, Ticket};
 
 pub mod job {
-    /// Subject `T-42`: remind the current stage's approvers.
-    pub const REMIND: &str = "remind";
-    /// Subject `T-42`: end the ticket as stale if still pending.
-    pub const STALE: &str = "stale";
+    pub use crate::domain::jobs::{REMIND, STALE};
 }
 
 /// The timers a new pending ticket (or one that moved to its next stage) gets.

@@ -55,6 +55,18 @@ pub enum Outcome {
     Permanent { message: String },
 }
 
+impl Outcome {
+    /// The outcome's name in `accessd_provisioning_total{outcome=…}`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::AlreadyInState => "already",
+            Outcome::Transient { .. } => "transient",
+            Outcome::Permanent { .. } => "permanent",
+        }
+    }
+}
+
 pub trait Provisioner: Send + Sync {
     fn provision(&self, request: &Request) -> impl std::future::Future<Output = Outcome> + Send;
 }
@@ -82,7 +94,7 @@ impl Provisioner for AnyProvisioner {
                 message: message.clone(),
             },
         };
-        crate::metrics::global().provisioning(&outcome);
+        crate::metrics::global().provisioning(outcome.label());
         outcome
     }
 }

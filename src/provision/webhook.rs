@@ -120,7 +120,7 @@ impl WebhookProvisioner {
             return Err("the webhook secret is empty".into());
         }
         // reqwest is built without a crypto provider of its own.
-        crate::install_crypto_provider();
+        net::install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .user_agent(USER_AGENT)

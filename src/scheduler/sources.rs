@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use super::JobOptions;
 use crate::config::SourceConfig;
 use crate::handlers::{App, Live};
-use crate::sources::sync::{lease_owner, sync_source, SyncOutcome};
+use crate::sync::{lease_owner, sync_source, SyncOutcome};
 
 /// When to try next after a sync: the next scheduled tick after now, but
 /// after `failures` consecutive failures no sooner than the job runner's

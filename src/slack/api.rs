@@ -7,6 +7,7 @@
 //! `/metrics`. Tokens live in slack-morphism's `SlackApiToken`; this type's
 //! `Debug` never prints them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use slack_morphism::prelude::*;
 use tokio::time::Instant;
 
 use crate::config::SlackTokens;
+use crate::net;
 
 type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
 
@@ -148,7 +150,7 @@ impl SlackApi {
     /// `api_url` is the base without a trailing `/` (`https://slack.com/api`,
     /// `https://slack-gov.com/api`, or a loopback fake in tests).
     pub fn new(api_url: &str, tokens: &SlackTokens, timeout: Duration) -> std::io::Result<Self> {
-        crate::install_crypto_provider();
+        net::install_crypto_provider();
         // https_or_http: production URLs are https, the fake Slack in tests is
         // plain http on loopback; the default connector refuses http outright.
         let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -218,6 +220,46 @@ impl SlackApi {
     }
 
     /// `auth.test` with the bot token: proves the token and learns the bot's user id.
+    /// Every channel the bot can see, by lowercased name → id, from a paged
+    /// `conversations.list` (public and private, not archived).
+    pub async fn channel_ids(&self) -> Result<HashMap<String, String>, ApiError> {
+        let mut by_name = HashMap::new();
+        let mut cursor = String::new();
+        for _page in 0..200 {
+            let mut params = vec![
+                ("types", "public_channel,private_channel"),
+                ("exclude_archived", "true"),
+                ("limit", "1000"),
+            ];
+            if !cursor.is_empty() {
+                params.push(("cursor", cursor.as_str()));
+            }
+            let page = self.call_get("conversations.list", &params).await?;
+            for c in page
+                .get("channels")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let (Some(name), Some(id)) = (
+                    c.get("name").and_then(Value::as_str),
+                    c.get("id").and_then(Value::as_str),
+                ) {
+                    by_name.insert(name.to_lowercase(), id.to_string());
+                }
+            }
+            cursor = page
+                .pointer("/response_metadata/next_cursor")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if cursor.is_empty() {
+                break;
+            }
+        }
+        Ok(by_name)
+    }
+
     pub async fn auth_test(&self) -> Result<BotIdentity, ApiError> {
         let reply = self.call("auth.test", &serde_json::json!({})).await?;
         let field = |name: &str| -> Result<String, ApiError> {

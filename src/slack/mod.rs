@@ -2,6 +2,7 @@
 //! API client, the app manifest and the Block Kit views.
 
 pub mod api;
+pub mod ids;
 pub mod manifest;
 pub mod transport;
 pub mod views;

@@ -20,13 +20,9 @@ use super::{opt_ts_col, ts, ts_col, write_tx, AuditEvent, Result, Store, StoreEr
 use crate::domain::ticket::{Kind, Status};
 
 /// Job kinds the grant lifecycle schedules; the scheduler dispatches on them.
+/// Job kinds of the grant lifecycle (kept at this path; defined in `domain::jobs`).
 pub mod job {
-    /// Subject `T-42`: run the provisioner for the ticket's pending grants.
-    pub const PROVISION: &str = "provision";
-    /// Subject `G-7`: end one grant; payload `{"reason": …, "by": …}`.
-    pub const REVOKE: &str = "revoke";
-    /// Subject `T-42`: tell the requester the access ends soon.
-    pub const EXPIRY_WARNING: &str = "expiry_warning";
+    pub use crate::domain::jobs::{EXPIRY_WARNING, PROVISION, REVOKE};
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

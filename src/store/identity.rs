@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::alerts::{raise_tx, resolve_tx, NewAlert};
 use super::{opt_ts_col, ts, write_tx, Result, Store};
 use crate::domain::diff::{Change, Summary};
-use crate::sources::{Account, AccountStatus, Snapshot, SourceApp};
+use crate::domain::snapshot::{Account, AccountStatus, Snapshot, SourceApp};
 
 /// What `accessd sources list` shows for one source.
 #[derive(Debug, Clone, PartialEq, Serialize)]

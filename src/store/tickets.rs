@@ -718,7 +718,7 @@ impl Store {
                         serde_json::json!({ "stage": ticket.stage, "approvers": reminded }),
                     )],
                     jobs: vec![JobChange::schedule(
-                        crate::lifecycle::reminder_job::REMIND,
+                        crate::domain::jobs::REMIND,
                         &ticket.reference(),
                         next_at,
                     )],

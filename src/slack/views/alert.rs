@@ -8,9 +8,9 @@ use serde_json::{json, Value};
 use super::text::{
     actions, button, context, escape, fmt_time, header, section, section_with_button, styled_button,
 };
-use crate::alerts::kind;
 use crate::config::Config;
-use crate::handlers::actions as ids;
+use crate::domain::alert::kind;
+use crate::slack::ids;
 use crate::store::AlertRow;
 
 /// Findings listed per kind in the digest before "and N more".
@@ -169,7 +169,7 @@ fn buttons(config: &Config, alert: &AlertRow) -> Vec<Value> {
             out.push(button("Ignore app", ids::ALERT_IGNORE, key));
         }
         kind::OFFBOARDED_ACTIVE => {
-            if crate::alerts::revocable(config, s(&alert.detail, "/app")) {
+            if crate::domain::alert::revocable(config, s(&alert.detail, "/app")) {
                 out.push(styled_button("Revoke", ids::ALERT_REVOKE, key, "danger"));
             }
             out.push(button("Acknowledge", ids::ALERT_ACK, key));

@@ -10,7 +10,7 @@ use super::text::{
 use super::ticket::describe;
 use crate::config::Config;
 use crate::domain::ticket::Status;
-use crate::handlers::actions::*;
+use crate::slack::ids::*;
 use crate::store::{Grant, GrantStatus, Ticket};
 
 fn what(config: &Config, ticket: &Ticket) -> String {

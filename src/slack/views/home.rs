@@ -10,7 +10,7 @@ use super::text::{
 use super::ticket::describe;
 use crate::config::Config;
 use crate::domain::ticket::Status;
-use crate::handlers::actions as ids;
+use crate::slack::ids;
 use crate::store::Ticket;
 
 /// Items per section and page: 3 sections × (10 × 2 blocks + 3) stays under 100.

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::text::{clip, context, fmt_duration, plain, section};
 use crate::config::{AppConfig, Config};
 use crate::domain::policy::Plan;
-use crate::handlers::actions::*;
+use crate::slack::ids::*;
 
 /// Slack's cap on a static select's options.
 pub const MAX_OPTIONS: usize = 100;

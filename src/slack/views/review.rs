@@ -9,7 +9,7 @@ use super::text::{
     actions, button, context, escape, fmt_time, header, mrkdwn, plain, section, styled_button,
 };
 use crate::config::Config;
-use crate::handlers::actions as ids;
+use crate::slack::ids;
 use crate::store::{Campaign, ReviewItem};
 
 /// Items per page: two blocks each (text, buttons) plus a header and a

@@ -11,7 +11,7 @@ use super::text::{
 };
 use crate::config::Config;
 use crate::domain::ticket::{Status, Verdict};
-use crate::handlers::actions::*;
+use crate::slack::ids::*;
 use crate::store::Ticket;
 
 /// App and role names as configured (ids when the app left the catalog).

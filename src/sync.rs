@@ -8,11 +8,11 @@ use std::time::Duration;
 use chrono::Utc;
 use serde::Serialize;
 
-use super::AnySource;
 use crate::alerts;
 use crate::config::{Config, SourceConfig};
 use crate::domain::diff::{self, MassRemoval, Summary};
-use crate::sources::Snapshot;
+use crate::domain::snapshot::Snapshot;
+use crate::sources::{AnySource, SourceError};
 use crate::store::{Store, StoreError, SyncRecord};
 
 /// A sync longer than this is treated as hung: its lease lapses.
@@ -109,7 +109,7 @@ async fn sync_leased(
     let started = Utc::now();
     let fetched = match tokio::time::timeout(LEASE, reader.fetch()).await {
         Ok(r) => r,
-        Err(_) => Err(super::SourceError::Unavailable(format!(
+        Err(_) => Err(SourceError::Unavailable(format!(
             "no complete answer within {}s",
             LEASE.as_secs()
         ))),
