@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use accessd::domain::diff::{diff, MassRemoval, Summary};
-use accessd::sources::sync::{sync_source, SyncOutcome};
+use accessd::sync::{sync_source, SyncOutcome};
 use accessd::sources::{file, Account, AccountStatus, AnySource, Snapshot, SourceApp};
 use accessd::store::{Store, SyncRecord};
 use serde_json::{json, Value};

@@ -11,6 +11,7 @@
 //! `server` + `metrics` (`/healthz`, `/metrics`), `cli` (subcommands).
 
 pub mod alerts;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
@@ -217,7 +218,7 @@ async fn run_on_store(
         .reload
         .clone()
         .map(|trigger| tokio::spawn(reload::serve(app.clone(), server_state.clone(), trigger)));
-    let home_refresh = tokio::spawn(store::background(handlers::home::HomeRefresh::run(
+    let home_refresh = tokio::spawn(store::background(handlers::home::refresh_worker(
         Arc::downgrade(&app),
     )));
     let transport = Transport::new(

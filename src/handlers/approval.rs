@@ -312,7 +312,7 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
             }
             Reply::payload(json!({ "response_action": "clear" })).then(async move {
                 let users: Vec<&str> = users.iter().map(String::as_str).collect();
-                super::home::refresh(&refresh, &users).await;
+                refresh.home_refresh.request_all(&users);
             })
         }
         Ok(Decided::AlreadyDecided(ticket)) => update(notice(&already(&ticket))),

@@ -14,112 +14,12 @@ pub mod tell;
 
 use std::sync::Arc;
 
-use tokio::sync::watch;
-
-use crate::config::Config;
-use crate::identity::Identity;
-use crate::outbox::Outbox;
+pub use crate::app::{App, AppParts, Live};
 use crate::router::Route;
-use crate::slack::api::{BotIdentity, SlackApi};
 use crate::slack::transport::Reply;
-use crate::store::Store;
 
 /// The ids moved to `slack::ids`; this path stays for existing callers.
 pub use crate::slack::ids as actions;
-
-/// What a config reload replaces, swapped as one value so no reader ever
-/// sees one file's catalog with another file's provisioners.
-#[derive(Clone)]
-pub struct Live {
-    pub config: Arc<Config>,
-    pub provisioners: Arc<crate::provision::Provisioners>,
-    /// Source id → its reader.
-    pub sources: Arc<std::collections::BTreeMap<String, Arc<crate::sources::AnySource>>>,
-}
-
-impl Live {
-    /// Builds everything derived from `config`: provisioners and source
-    /// readers, whose secret files are read here. Errors name the config key.
-    pub fn build(config: Config) -> Result<Self, String> {
-        let provisioners = crate::provision::Provisioners::from_config(&config)?;
-        let sources = config
-            .sources
-            .iter()
-            .map(|s| {
-                Ok((
-                    s.id.clone(),
-                    Arc::new(crate::sources::AnySource::from_config(s)?),
-                ))
-            })
-            .collect::<Result<_, String>>()?;
-        Ok(Self {
-            config: Arc::new(config),
-            provisioners: Arc::new(provisioners),
-            sources: Arc::new(sources),
-        })
-    }
-}
-
-/// Everything a handler may touch.
-pub struct App {
-    /// Read through [`App::config`]; replaced by [`App::replace_live`] on reload.
-    live: watch::Sender<Live>,
-    pub store: Store,
-    pub api: SlackApi,
-    pub bot: BotIdentity,
-    pub outbox: Outbox,
-    pub identity: Identity,
-    pub home_refresh: home::HomeRefresh,
-    /// Wakes the job runner after a handler committed a job due now.
-    pub jobs: crate::scheduler::Wake,
-    pub job_options: crate::scheduler::JobOptions,
-}
-
-/// The parts of [`App`] that do not change on reload.
-pub struct AppParts {
-    pub store: Store,
-    pub api: SlackApi,
-    pub bot: BotIdentity,
-    pub outbox: Outbox,
-    pub identity: Identity,
-    pub job_options: crate::scheduler::JobOptions,
-}
-
-impl App {
-    pub fn new(live: Live, parts: AppParts) -> Self {
-        Self {
-            live: watch::Sender::new(live),
-            store: parts.store,
-            api: parts.api,
-            bot: parts.bot,
-            outbox: parts.outbox,
-            identity: parts.identity,
-            home_refresh: home::HomeRefresh::default(),
-            jobs: crate::scheduler::Wake::default(),
-            job_options: parts.job_options,
-        }
-    }
-
-    /// The config in force now. Hold the returned `Arc` for the length of one
-    /// decision, so a reload midway cannot mix two files.
-    pub fn config(&self) -> Arc<Config> {
-        self.live.borrow().config.clone()
-    }
-
-    /// Config and provisioners of the same file, for paths that need both.
-    pub fn live(&self) -> Live {
-        self.live.borrow().clone()
-    }
-
-    pub fn replace_live(&self, live: Live) {
-        self.live.send_replace(live);
-    }
-
-    /// Notified on every reload (source timers follow their config).
-    pub fn watch_live(&self) -> watch::Receiver<Live> {
-        self.live.subscribe()
-    }
-}
 
 pub async fn dispatch(app: &Arc<App>, route: Route) -> Reply {
     match route {

@@ -770,7 +770,7 @@ async fn step_submit(
             update(views::submitted(&ticket.reference(), &text)).then(async move {
                 let mut users: Vec<&str> = vec![requester.as_str()];
                 users.extend(approvers.iter().map(String::as_str));
-                super::home::refresh(&refresh, &users).await;
+                refresh.home_refresh.request_all(&users);
             })
         }
         Ok(Created::Duplicate(open)) => update(views::notice(&format!(

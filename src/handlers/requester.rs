@@ -173,7 +173,7 @@ pub async fn cancel(
         Ok(Changed::Done(_)) => {
             app.outbox.wake();
             let app = app.clone();
-            Reply::empty().then(async move { super::home::refresh(&app, &[user.as_str()]).await })
+            Reply::empty().then(async move { app.home_refresh.request_all(&[user.as_str()]) })
         }
         Ok(Changed::NotApplicable(t)) => {
             tell(

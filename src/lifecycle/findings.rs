@@ -8,9 +8,9 @@ use serde_json::{json, Value};
 
 use super::revoke::{revoke_access, RevokeAsk};
 use super::store_error;
+use super::JobResult;
 use crate::alerts::{self, kind};
-use crate::handlers::App;
-use crate::scheduler::JobResult;
+use crate::app::App;
 use crate::slack::views::text::{escape, section};
 use crate::store::{Job, NewMessage};
 

@@ -12,17 +12,31 @@ pub mod revoke;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::app::App;
 use crate::domain::jobs;
 use crate::domain::ticket::parse_ticket_ref;
-use crate::handlers::App;
-use crate::scheduler::JobResult;
 use crate::store::grants::{job, parse_grant_ref};
 use crate::store::{Job, NewMessage};
 
 pub use reminders::{job as reminder_job, timers as reminder_timers};
+
+/// What a job run came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobResult {
+    /// Finished (the lifecycle may already have marked it done in its own
+    /// transaction; marking again is a no-op).
+    Done,
+    Retry {
+        after: Duration,
+        error: String,
+    },
+    /// Given up; kept in the table for inspection.
+    Fail(String),
+}
 
 pub async fn run_job(app: &Arc<App>, job: &Job) -> JobResult {
     let ticket = || parse_ticket_ref(&job.subject);

@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
+use super::JobResult;
 use super::{alert, owner_ids, store_error};
+use crate::app::App;
 use crate::domain::ticket::Kind;
-use crate::handlers::App;
 use crate::provision::{Action, Outcome, Person, Provisioner, Request};
-use crate::scheduler::JobResult;
 use crate::slack::views::grant as views;
 use crate::store::grants::{GrantResult, GrantSpec};
 use crate::store::{Effects, GrantStatus, Job, NewMessage, OnSent, ProvisionStart, Ticket};

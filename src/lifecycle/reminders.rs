@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use super::store_error;
+use super::JobResult;
+use crate::app::App;
 use crate::handlers::requester::reminder_messages;
-use crate::handlers::App;
-use crate::scheduler::JobResult;
 use crate::slack::views::ticket::requester_update;
 use crate::store::{Changed, Effects, Job, JobChange, NewMessage, Ticket};
 

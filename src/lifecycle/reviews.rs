@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 
 use super::revoke::{revoke_access, RevokeAsk};
 use super::store_error;
-use crate::handlers::App;
+use super::JobResult;
+use crate::app::App;
 use crate::reviews::{self, item_ref, job, CampaignAsk, CreateError};
-use crate::scheduler::JobResult;
 use crate::slack::views::review as views;
 use crate::store::{AuditEvent, Campaign, Effects, Job, JobChange, NewMessage, OnSent, ReviewItem};
 

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use super::JobResult;
 use super::{owner_ids, store_error};
-use crate::handlers::App;
+use crate::app::App;
 use crate::provision::{Action, Outcome, Person, Provisioner, Request};
-use crate::scheduler::JobResult;
 use crate::slack::views::text::{escape, section};
 use crate::store::grants::GrantFilter;
 use crate::store::{Actor, GrantStatus, Job, NewMessage};

@@ -12,75 +12,14 @@ pub mod sources;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
 
-use crate::handlers::App;
+use crate::app::App;
+pub use crate::app::{JobOptions, Wake};
+use crate::lifecycle::JobResult;
 use crate::store::Job;
-
-/// Retry and polling knobs (tests shorten them).
-#[derive(Debug, Clone)]
-pub struct JobOptions {
-    /// First retry delay after a transient failure; doubles per attempt.
-    pub retry_base: Duration,
-    pub retry_max: Duration,
-    /// Transient failures tolerated before a grant is given up as failed.
-    pub max_attempts: i64,
-    /// Longest sleep between looks at the table.
-    pub poll: Duration,
-    /// Jobs running at once (provisioner calls are mostly waiting on I/O).
-    pub concurrency: usize,
-}
-
-impl Default for JobOptions {
-    fn default() -> Self {
-        Self {
-            retry_base: Duration::from_secs(30),
-            retry_max: Duration::from_secs(30 * 60),
-            max_attempts: 8,
-            poll: Duration::from_secs(5),
-            concurrency: 16,
-        }
-    }
-}
-
-impl JobOptions {
-    /// Exponential backoff from `retry_base`, capped; a server's Retry-After
-    /// wins when it asks for longer.
-    pub fn backoff(&self, attempts: i64, retry_after: Option<Duration>) -> Duration {
-        let exp = u32::try_from(attempts.clamp(0, 20)).unwrap_or(20);
-        let delay = self
-            .retry_base
-            .saturating_mul(2u32.saturating_pow(exp))
-            .min(self.retry_max);
-        retry_after.map_or(delay, |r| r.max(delay))
-    }
-}
-
-/// What a job run came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobResult {
-    /// Finished (the lifecycle may already have marked it done in its own
-    /// transaction; marking again is a no-op).
-    Done,
-    Retry {
-        after: Duration,
-        error: String,
-    },
-    /// Given up; kept in the table for inspection.
-    Fail(String),
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Wake(Arc<Notify>);
-
-impl Wake {
-    pub fn wake(&self) {
-        self.0.notify_one();
-    }
-}
 
 /// Runs due jobs until `stop` turns true; in-flight jobs are then awaited
 /// (the caller bounds that with the shutdown budget; an interrupted job is
@@ -129,7 +68,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         // finished task's wake instead of spinning.
         let wait = if wait.is_zero() { options.poll } else { wait };
         tokio::select! {
-            _ = app.jobs.0.notified() => {}
+            _ = app.jobs.woken() => {}
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => {}
         }
@@ -166,29 +105,4 @@ async fn run_one(app: &Arc<App>, job: Job) {
         tracing::error!(job = job.id, error = %err, "could not record a job's result");
     }
     app.outbox.wake();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_caps_and_yields_to_retry_after() {
-        let o = JobOptions {
-            retry_base: Duration::from_secs(2),
-            retry_max: Duration::from_secs(60),
-            ..JobOptions::default()
-        };
-        assert_eq!(o.backoff(0, None), Duration::from_secs(2));
-        assert_eq!(o.backoff(3, None), Duration::from_secs(16));
-        assert_eq!(o.backoff(10, None), Duration::from_secs(60));
-        assert_eq!(
-            o.backoff(0, Some(Duration::from_secs(9))),
-            Duration::from_secs(9)
-        );
-        assert_eq!(
-            o.backoff(5, Some(Duration::from_secs(1))),
-            Duration::from_secs(60)
-        );
-    }
 }

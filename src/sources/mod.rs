@@ -15,8 +15,6 @@ pub mod google;
 pub(crate) mod http;
 pub mod okta;
 pub mod scim;
-/// The sync use case moved to `crate::sync`; this path stays for benches.
-pub use crate::sync;
 
 use std::time::Duration;
 
