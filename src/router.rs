@@ -6,8 +6,13 @@ use serde_json::Value;
 use slack_morphism::prelude::*;
 use std::sync::Arc;
 
-use crate::handlers::{self, App};
+use crate::app::App;
+use crate::handlers::{
+    access, alert, approval, command, home, request, requester, review, user_of,
+};
+use crate::slack::ids as actions;
 use crate::slack::transport::{Envelope, EnvelopeHandler, Reply};
+use crate::slack::views;
 
 /// What an envelope asks of the bot.
 #[derive(Debug)]
@@ -61,6 +66,97 @@ pub fn callback_id(view: &SlackView) -> &str {
         SlackView::Home(home) => home.callback_id.as_ref(),
     };
     id.map(|id| id.0.as_str()).unwrap_or_default()
+}
+
+/// Hands a typed route to the handler of its surface.
+pub async fn dispatch(app: &Arc<App>, route: Route) -> Reply {
+    match route {
+        Route::Command(command) => match command::parse(&command) {
+            Ok(text) => request::open(app, &command.trigger_id.0, command.user_id.0, text).await,
+            Err(reply) => reply,
+        },
+        Route::AppHomeOpened(event) => home::opened(app, *event).await,
+        Route::BlockAction { action, event } => {
+            let value = action.value.clone().unwrap_or_default();
+            match action.action_id.0.as_str() {
+                actions::REQUEST_ACCESS => {
+                    request::open(app, &event.trigger_id.0, user_of(&event), None).await
+                }
+                actions::HOME_PAGE => home::page(app, user_of(&event), &value),
+                actions::APPROVE | actions::REJECT => {
+                    approval::clicked(app, &action.action_id.0, &value, *event).await
+                }
+                actions::NUDGE => requester::nudge(app, &value, *event).await,
+                actions::CANCEL => requester::cancel(app, &value, *event).await,
+                actions::EXTEND => access::extend_clicked(app, &value, *event).await,
+                actions::RELEASE | actions::REVOKE => {
+                    access::revoke(app, &action.action_id.0, &value, *event).await
+                }
+                actions::TASK_DONE | actions::TASK_FAILED => {
+                    access::task(app, &action.action_id.0, &value, *event).await
+                }
+                actions::ALERT_ACK
+                | actions::ALERT_WATCH
+                | actions::ALERT_IGNORE
+                | actions::ALERT_REVOKE => {
+                    alert::clicked(app, &action.action_id.0, &value, *event).await
+                }
+                actions::DIGEST_ACK => alert::digest_clicked(app, &value, *event).await,
+                actions::REVIEW_KEEP | actions::REVIEW_REVOKE => {
+                    review::decide_clicked(app, &action.action_id.0, &value, *event).await
+                }
+                actions::REVIEW_KEEP_ALL => review::keep_all(app, &value, *event).await,
+                actions::REVIEW_REASSIGN_ALL => {
+                    review::reassign_all_clicked(app, &value, *event).await
+                }
+                actions::REVIEW_MORE => {
+                    let selected = action
+                        .selected_option
+                        .as_ref()
+                        .map(|o| o.value.clone())
+                        .unwrap_or_default();
+                    review::more_clicked(app, &selected, *event).await
+                }
+                // A link button: the browser opened the page; nothing to do.
+                actions::ALERT_OPEN => Reply::empty(),
+                // Selects inside the request modal fire block actions too; the
+                // modal reads them on submission.
+                actions::APP_ACTION | actions::ROLES_ACTION | actions::APPROVERS_ACTION => {
+                    Reply::empty()
+                }
+                other => {
+                    tracing::info!(action_id = other, "no handler for this action; acked");
+                    Reply::empty()
+                }
+            }
+        }
+        Route::ViewSubmission(submission) => match callback_id(&submission.view.view) {
+            actions::REQUEST_MODAL => request::submitted(app, *submission).await,
+            actions::APPROVE_MODAL | actions::REJECT_MODAL => {
+                approval::submitted(app, *submission).await
+            }
+            actions::EXTEND_MODAL => access::extend_submitted(app, *submission).await,
+            actions::REVIEW_COMMENT_MODAL => review::comment_submitted(app, *submission).await,
+            actions::REVIEW_REASSIGN_MODAL => review::reassign_submitted(app, *submission).await,
+            other => {
+                tracing::info!(
+                    callback_id = other,
+                    "submission of an unknown view; closing it"
+                );
+                Reply::empty()
+            }
+        },
+        Route::BlockSuggestion(suggestion) if suggestion.action_id.0 == actions::APP_ACTION => {
+            Reply::payload(views::request::app_options(
+                &app.config(),
+                &suggestion.value,
+            ))
+        }
+        other => {
+            tracing::info!(route = other.name(), "no handler for this route; acked");
+            Reply::empty()
+        }
+    }
 }
 
 pub fn parse(envelope: &Envelope) -> Result<Route, RouteError> {
@@ -148,6 +244,6 @@ impl EnvelopeHandler for Router {
             route = route.name(),
             "dispatching"
         );
-        handlers::dispatch(&self.app, route).await
+        dispatch(&self.app, route).await
     }
 }

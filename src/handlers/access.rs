@@ -10,12 +10,15 @@ use serde_json::json;
 use slack_morphism::prelude::*;
 
 use super::actions::*;
-use super::approval::value_of;
 use super::tell::{channel_of, tell, NOT_RECORDED};
+use super::who::{plan_for, reachable_plan};
 use super::App;
+use crate::alerts;
 use crate::config::Config;
 use crate::domain::policy;
 use crate::domain::ticket::{parse_ticket_ref, Kind, Status};
+use crate::lifecycle::notices;
+use crate::slack::modal::{checked_duration, value_of};
 use crate::slack::transport::Reply;
 use crate::slack::views::grant as views;
 use crate::slack::views::request::{notice, submitted as submitted_view};
@@ -201,7 +204,7 @@ pub async fn task(
             .push(NewMessage::post(&t.requester_slack_id, &text, blocks));
         if let (false, Some(failure)) = (done, t.failure.as_deref()) {
             let (text, blocks) = views::provisioning_failed_alert(&config, t, failure);
-            effects.messages.extend(crate::lifecycle::alert(
+            effects.messages.extend(alerts::post(
                 config.alerts.channels.provisioning_failed.as_ref(),
                 &text,
                 blocks,
@@ -277,10 +280,6 @@ pub async fn extend_clicked(
     })
 }
 
-fn errors(block: &str, why: String) -> Reply {
-    Reply::payload(json!({ "response_action": "errors", "errors": { block: why } }))
-}
-
 /// The extend modal was submitted: an extension ticket, approved like a request.
 pub async fn extend_submitted(
     app: &Arc<App>,
@@ -299,26 +298,26 @@ pub async fn extend_submitted(
     let Some(parent) =
         parent.filter(|p| p.requester_slack_id == user && p.status == Status::Active)
     else {
-        return super::request::update(notice(
+        return Reply::update(notice(
             "That access is no longer active, or not yours to extend.",
         ));
     };
     let Some(found) = config.app(&parent.app_id) else {
-        return super::request::update(notice("That app is no longer in the catalog."));
+        return Reply::update(notice("That app is no longer in the catalog."));
     };
     let text = value_of(&submission, DURATION_BLOCK, DURATION_ACTION).unwrap_or_default();
-    let duration = match super::request::checked_duration(&text, extension_cap(&config, &parent)) {
+    let duration = match checked_duration(&text, extension_cap(&config, &parent)) {
         Ok(d) => d,
-        Err(why) => return errors(DURATION_BLOCK, why),
+        Err(why) => return Reply::field_errors(&[(DURATION_BLOCK, why)]),
     };
     let reason = value_of(&submission, REASON_BLOCK, REASON_ACTION).unwrap_or_default();
     if reason.trim().is_empty() {
-        return errors(REASON_BLOCK, "Say why you need more time.".into());
+        return Reply::field_errors(&[(REASON_BLOCK, "Say why you need more time.".into())]);
     }
     let email = parent.requester_email.clone();
-    let plan = match super::request::plan_for(app, found, &parent.roles, &email).await {
+    let plan = match plan_for(app, found, &parent.roles, &email).await {
         Ok(plan) => plan,
-        Err(err) => return super::request::update(notice(&err.to_string())),
+        Err(err) => return Reply::update(notice(&err.to_string())),
     };
     let ids = app
         .identity
@@ -329,9 +328,9 @@ pub async fn extend_submitted(
                 .chain(config.expand(&config.requests.fallback_approvers)),
         )
         .await;
-    let plan = match super::request::reachable_plan(app, plan, &ids, &[], &email) {
+    let plan = match reachable_plan(&config, plan, &ids, &[], &email) {
         Ok(plan) => plan,
-        Err(why) => return super::request::update(notice(&why)),
+        Err(why) => return Reply::update(notice(&why)),
     };
     let new = NewTicket {
         requester_slack_id: user.clone(),
@@ -349,7 +348,7 @@ pub async fn extend_submitted(
         kind: Kind::Extension,
         parent: Some(parent.id),
     };
-    let effects = move |t: &Ticket| super::request::creation_effects(&config, t, &ids);
+    let effects = move |t: &Ticket| notices::creation_effects(&config, t, &ids);
     match app.store.create_ticket(new, effects).await {
         Ok(Created::New(t)) => {
             app.outbox.wake();
@@ -358,15 +357,15 @@ pub async fn extend_submitted(
                 "extends {} and was sent to the approvers.",
                 parent.reference()
             );
-            super::request::update(submitted_view(&t.reference(), &text))
+            Reply::update(submitted_view(&t.reference(), &text))
         }
-        Ok(Created::Duplicate(open)) => super::request::update(notice(&format!(
+        Ok(Created::Duplicate(open)) => Reply::update(notice(&format!(
             "You already have {} pending for this access.",
             open.reference()
         ))),
         Err(err) => {
             tracing::error!(error = %err, "could not create an extension");
-            super::request::update(notice(
+            Reply::update(notice(
                 "accessd could not record your request; nothing was sent. Please try again.",
             ))
         }

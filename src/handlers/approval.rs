@@ -12,18 +12,19 @@ use slack_morphism::prelude::*;
 
 use super::actions::*;
 use super::tell::{channel_of, tell};
+use super::who::manager_of;
 use super::App;
 use crate::config::Config;
 use crate::domain::policy::{self, Authority, Requester};
 use crate::domain::ticket::{Transition, Verdict};
+use crate::lifecycle::notices;
+use crate::slack::modal::{checked_duration, value_of};
 use crate::slack::transport::Reply;
 use crate::slack::views::request::notice;
 use crate::slack::views::text::mention;
-use crate::slack::views::ticket::{
-    approve_modal, approver_message, reject_modal, requester_update,
-};
+use crate::slack::views::ticket::{approve_modal, reject_modal, requester_update};
 use crate::store::{
-    Actor, AuditEvent, Decided, DecisionInput, Effects, JobChange, NewMessage, RestatedDm, Ticket,
+    Actor, AuditEvent, Decided, DecisionInput, Effects, JobChange, NewMessage, Ticket,
 };
 
 /// Whether `actor` may decide `ticket` now: re-computed from the current
@@ -151,7 +152,7 @@ pub async fn clicked(
             Ok(Some(email)) => email,
             _ => return refuse("accessd cannot tell who you are (no email on your Slack account).".into()).await,
         };
-        let manager = super::request::manager_of(&app, &ticket.requester_email).await;
+        let manager = manager_of(&app, &ticket.requester_email).await;
         if let Err(why) = may_decide(&config, &ticket, &email, manager.as_deref()) {
             let audit = AuditEvent::new(
                 email.clone(),
@@ -185,35 +186,6 @@ fn decision_cap(config: &Config, ticket: &Ticket) -> Duration {
     now.map_or(frozen, |cap| cap.min(frozen))
 }
 
-/// The text a user typed into a modal's input, by block and action id.
-pub(super) fn value_of(
-    submission: &SlackInteractionViewSubmissionEvent,
-    block: &str,
-    action: &str,
-) -> Option<String> {
-    state_of(submission, block, action)?.value.clone()
-}
-
-/// A modal input's state as submitted (text, selected option, user …).
-pub(super) fn state_of<'a>(
-    submission: &'a SlackInteractionViewSubmissionEvent,
-    block: &str,
-    action: &str,
-) -> Option<&'a SlackViewStateValue> {
-    submission
-        .view
-        .state_params
-        .state
-        .as_ref()?
-        .values
-        .get(&SlackBlockId(block.into()))?
-        .get(&SlackActionId(action.into()))
-}
-
-fn update(view: serde_json::Value) -> Reply {
-    Reply::payload(json!({ "response_action": "update", "view": view }))
-}
-
 /// The approve or reject modal was submitted: the decision.
 pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissionEvent) -> Reply {
     let config = app.config();
@@ -234,14 +206,14 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
         Verdict::Reject
     };
     let Some(id) = parse_id(&metadata) else {
-        return update(notice("That request no longer exists."));
+        return Reply::update(notice("That request no longer exists."));
     };
     let ticket = match app.store.ticket(id).await {
         Ok(Some(ticket)) => ticket,
-        Ok(None) => return update(notice("That request no longer exists.")),
+        Ok(None) => return Reply::update(notice("That request no longer exists.")),
         Err(err) => {
             tracing::error!(error = %err, "could not read a ticket");
-            return update(notice(
+            return Reply::update(notice(
                 "accessd could not record your decision; nothing changed. Please try again.",
             ));
         }
@@ -249,7 +221,7 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
     let email = match app.identity.email_of(&user).await {
         Ok(Some(email)) => email,
         _ => {
-            return update(notice(
+            return Reply::update(notice(
                 "accessd cannot tell who you are (no email on your Slack account).",
             ))
         }
@@ -259,17 +231,13 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
     let mut duration_secs = None;
     if verdict == Verdict::Approve {
         if let Some(text) = value_of(&submission, DURATION_BLOCK, DURATION_ACTION) {
-            match super::request::checked_duration(&text, decision_cap(&config, &ticket)) {
+            match checked_duration(&text, decision_cap(&config, &ticket)) {
                 Ok(d) => {
                     duration_secs = i64::try_from(d.as_secs())
                         .ok()
                         .filter(|d| *d != ticket.duration_secs)
                 }
-                Err(why) => {
-                    return Reply::payload(
-                        json!({ "response_action": "errors", "errors": { DURATION_BLOCK: why } }),
-                    )
-                }
+                Err(why) => return Reply::field_errors(&[(DURATION_BLOCK, why)]),
             }
         }
     }
@@ -289,7 +257,7 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
         duration_secs,
     };
     let check_config = config.clone();
-    let manager = super::request::manager_of(app, &ticket.requester_email).await;
+    let manager = manager_of(app, &ticket.requester_email).await;
     let check = move |t: &Ticket| may_decide(&check_config, t, &email, manager.as_deref());
     let effects_config = config;
     let effect_ids = ids.clone();
@@ -310,20 +278,20 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
                         .filter_map(|e| ids.get(e).cloned()),
                 );
             }
-            Reply::payload(json!({ "response_action": "clear" })).then(async move {
+            Reply::clear().then(async move {
                 let users: Vec<&str> = users.iter().map(String::as_str).collect();
                 refresh.home_refresh.request_all(&users);
             })
         }
-        Ok(Decided::AlreadyDecided(ticket)) => update(notice(&already(&ticket))),
-        Ok(Decided::AlreadyVoted(ticket)) => update(notice(&format!(
+        Ok(Decided::AlreadyDecided(ticket)) => Reply::update(notice(&already(&ticket))),
+        Ok(Decided::AlreadyVoted(ticket)) => Reply::update(notice(&format!(
             "You already decided on {}; it is waiting for the other approvers.",
             ticket.reference()
         ))),
-        Ok(Decided::Refused { reason, .. }) => update(notice(&reason)),
+        Ok(Decided::Refused { reason, .. }) => Reply::update(notice(&reason)),
         Err(err) => {
             tracing::error!(error = %err, "could not record a decision");
-            update(notice(
+            Reply::update(notice(
                 "accessd could not record your decision; nothing changed. Please try again.",
             ))
         }
@@ -339,7 +307,7 @@ fn decision_effects(
     ids: &HashMap<String, String>,
 ) -> Effects {
     let mut effects = Effects::default();
-    update_approver_copies(config, ticket, ids, &mut effects);
+    notices::update_approver_copies(config, ticket, ids, &mut effects);
     let reference = ticket.reference();
     match transition {
         Transition::Counted { .. } => {}
@@ -362,7 +330,7 @@ fn decision_effects(
     match transition {
         Transition::Counted { .. } => {}
         Transition::NextStage { stage } => {
-            let asked = super::request::stage_messages(config, ticket, stage, ids, &mut effects);
+            let asked = notices::stage_messages(config, ticket, stage, ids, &mut effects);
             let (text, blocks) = requester_update(config, ticket, &asked);
             effects
                 .messages
@@ -376,48 +344,4 @@ fn decision_effects(
         }
     }
     effects
-}
-
-/// `chat.update` of every DM sent about the ticket so far.
-pub fn update_approver_copies(
-    config: &Config,
-    ticket: &Ticket,
-    ids: &HashMap<String, String>,
-    effects: &mut Effects,
-) {
-    let stage_of = |slack_id: &str| {
-        let email = ids
-            .iter()
-            .find(|(_, id)| id.as_str() == slack_id)
-            .map(|(e, _)| e.as_str());
-        email
-            .and_then(|e| {
-                ticket
-                    .plan
-                    .stages
-                    .iter()
-                    .position(|s| s.approvers.iter().any(|a| a == e))
-            })
-            .unwrap_or(ticket.stage)
-    };
-    for copy in &ticket.approver_messages {
-        let (text, blocks) = approver_message(config, ticket, stage_of(&copy.approver_slack_id));
-        effects.messages.push(NewMessage::update(
-            &copy.approver_slack_id,
-            &copy.channel,
-            &copy.ts,
-            &text,
-            blocks,
-        ));
-    }
-    // DMs not yet delivered (or being delivered right now) say the same.
-    for slack_id in ids.values() {
-        let (text, blocks) = approver_message(config, ticket, stage_of(slack_id));
-        effects.restate_dms.push(RestatedDm {
-            ticket_id: ticket.id,
-            approver_slack_id: slack_id.clone(),
-            text,
-            blocks,
-        });
-    }
 }

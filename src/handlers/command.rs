@@ -1,10 +1,7 @@
-//! `/access`: opens the request modal, or answers `/access help` ephemerally.
-
-use std::sync::Arc;
+//! `/access`: asks for the request modal, or answers `/access help` ephemerally.
 
 use slack_morphism::prelude::*;
 
-use super::App;
 use crate::slack::transport::Reply;
 use crate::slack::views::text::ephemeral;
 
@@ -14,17 +11,19 @@ pub const HELP: &str = "*/access* — ask for access to an app.\n\
 • `/access help` shows this message\n\
 Your open requests and active access are on the bot's *Home* tab.";
 
-pub async fn handle(app: &Arc<App>, command: SlackCommandEvent) -> Reply {
+/// What `/access TEXT` asks for: the request modal, preselected with TEXT
+/// when there is one (`Ok`), or an ephemeral answer (`Err`: help, or a
+/// command that is not ours).
+pub fn parse(command: &SlackCommandEvent) -> Result<Option<String>, Reply> {
     if command.command.0 != "/access" {
-        return Reply::payload(ephemeral(&format!(
+        return Err(Reply::payload(ephemeral(&format!(
             "This app does not handle `{}`.",
             command.command.0
-        )));
+        ))));
     }
     let text = command.text.as_deref().unwrap_or_default().trim();
     if text.eq_ignore_ascii_case("help") {
-        return Reply::payload(ephemeral(HELP));
+        return Err(Reply::payload(ephemeral(HELP)));
     }
-    let text = (!text.is_empty()).then(|| text.to_string());
-    super::request::open(app, &command.trigger_id.0, command.user_id.0, text).await
+    Ok((!text.is_empty()).then(|| text.to_string()))
 }

@@ -3,7 +3,6 @@
 //! The modal's state lives in SQLite (`request_drafts`); `private_metadata`
 //! holds only the draft id, and a draft is only ever read by its owner.
 
-use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,15 +11,19 @@ use serde_json::{json, Value};
 use slack_morphism::prelude::*;
 
 use super::actions::*;
+use super::who::{manager_of, plan_for, reachable_plan, requester_email, Who};
 use super::App;
+use crate::alerts;
 use crate::config::{AppConfig, Config};
 use crate::domain::policy::{self, Plan, PolicyError, Requester};
 use crate::domain::ticket::Status;
+use crate::lifecycle::notices;
+use crate::slack::modal::{checked_duration, input, state_values, StateValues};
 use crate::slack::transport::Reply;
 use crate::slack::views::request as views;
 use crate::slack::views::text::{fmt_duration, mention};
-use crate::slack::views::ticket::{approver_message, describe, requester_update};
-use crate::store::{Created, Effects, NewMessage, NewTicket, OnSent, Ticket};
+use crate::slack::views::ticket::describe;
+use crate::store::{Created, Effects, NewMessage, NewTicket, Ticket};
 
 /// Reasons shorter than this tell an approver nothing.
 const MIN_REASON_CHARS: usize = 10;
@@ -45,67 +48,6 @@ struct Draft {
     /// Break-glass: granted at once, approvers told after.
     #[serde(default)]
     urgent: bool,
-}
-
-/// What the requester's Slack account is, or why they cannot request.
-pub enum Who {
-    Known(String),
-    Refused(String),
-}
-
-/// Resolves the requester's email; the refusal names the email seen and what to do.
-pub async fn requester_email(app: &Arc<App>, user: &str) -> Who {
-    match app.identity.email_of(user).await {
-        Ok(Some(email)) if app.config().identity.require_known_email && !known_in_sources(app, &email).await => Who::Refused(format!(
-            "Your Slack account's email is *{email}*, and no identity source knows that address, so accessd \
-             cannot tell who you are. Ask an admin to link you (`accessd users link {user} you@company`)."
-        )),
-        Ok(Some(email)) => Who::Known(email),
-        Ok(None) => Who::Refused(
-            "Slack has no email for your account, so accessd cannot tell who you are. Ask an admin to link you \
-             with `accessd users link`."
-                .into(),
-        ),
-        Err(err) => {
-            tracing::warn!(user, error = %err, "could not resolve a requester's email");
-            Who::Refused("accessd could not look up your Slack profile just now; please try again in a minute.".into())
-        }
-    }
-}
-
-/// Whether an identity source's last good snapshot lists `email`. Until a
-/// source has synced nobody is known, so `require_known_email = true`
-/// refuses everyone rather than guessing; a database error refuses too.
-async fn known_in_sources(app: &Arc<App>, email: &str) -> bool {
-    app.store
-        .email_known(email.to_string())
-        .await
-        .unwrap_or_else(|err| {
-            tracing::error!(error = %err, "could not check an email against the identity sources");
-            false
-        })
-}
-
-/// The person's manager as the identity sources give it (authoritative
-/// sources first), for `manager` approvers.
-pub(super) async fn manager_of(app: &Arc<App>, email: &str) -> Option<String> {
-    if app.config().sources.is_empty() {
-        return None;
-    }
-    let prefer = app
-        .config()
-        .sources
-        .iter()
-        .filter(|s| s.authoritative)
-        .map(|s| s.id.clone())
-        .collect();
-    app.store
-        .manager_of(email.to_string(), prefer)
-        .await
-        .unwrap_or_else(|err| {
-            tracing::error!(error = %err, "could not read a manager from the identity sources");
-            None
-        })
 }
 
 /// Opens the modal (after the ack: `trigger_id` is valid 3 s, once). `text`
@@ -186,40 +128,6 @@ async fn save(
         .await
 }
 
-type StateValues = HashMap<SlackBlockId, HashMap<SlackActionId, SlackViewStateValue>>;
-
-fn state_values(submission: &SlackInteractionViewSubmissionEvent) -> StateValues {
-    submission
-        .view
-        .state_params
-        .state
-        .as_ref()
-        .map(|s| s.values.clone())
-        .unwrap_or_default()
-}
-
-fn input<'a>(
-    values: &'a StateValues,
-    block: &str,
-    action: &str,
-) -> Option<&'a SlackViewStateValue> {
-    values
-        .get(&SlackBlockId(block.into()))?
-        .get(&SlackActionId(action.into()))
-}
-
-fn errors(field_errors: &[(&str, String)]) -> Reply {
-    let map: serde_json::Map<String, Value> = field_errors
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), Value::String(v.clone())))
-        .collect();
-    Reply::payload(json!({ "response_action": "errors", "errors": map }))
-}
-
-pub(super) fn update(view: Value) -> Reply {
-    Reply::payload(json!({ "response_action": "update", "view": view }))
-}
-
 pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissionEvent) -> Reply {
     let user = submission.user.id.0.clone();
     let draft_id = match &submission.view.view {
@@ -234,13 +142,13 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
         }
     };
     let Some(mut draft) = draft else {
-        return update(views::notice(
+        return Reply::update(views::notice(
             "This request form has expired. Start again with `/access` or the Home tab.",
         ));
     };
     let email = match requester_email(app, &user).await {
         Who::Known(email) => email,
-        Who::Refused(why) => return update(views::notice(&why)),
+        Who::Refused(why) => return Reply::update(views::notice(&why)),
     };
     let values = state_values(&submission);
     let reply = match draft.step {
@@ -256,7 +164,7 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
     };
     if let Err(err) = save(app, &draft_id, &user, &draft).await {
         tracing::error!(error = %err, "could not save a request draft");
-        return update(views::notice(
+        return Reply::update(views::notice(
             "accessd could not save your request just now; please try again.",
         ));
     }
@@ -275,7 +183,7 @@ async fn step_app(
         .and_then(|v| v.selected_option.as_ref())
         .map(|o| o.value.clone());
     let Some(found) = chosen.as_deref().and_then(|id| config.app(id)) else {
-        return errors(&[(APP_BLOCK, "Choose an app from the list.".into())]);
+        return Reply::field_errors(&[(APP_BLOCK, "Choose an app from the list.".into())]);
     };
     let manager = manager_of(app, email).await;
     if let Err(PolicyError::Denied { app: name, rule }) = policy::plan(
@@ -287,11 +195,14 @@ async fn step_app(
             manager: manager.as_deref(),
         },
     ) {
-        return errors(&[(APP_BLOCK, format!("You may not request {name} ({rule})."))]);
+        return Reply::field_errors(&[(
+            APP_BLOCK,
+            format!("You may not request {name} ({rule})."),
+        )]);
     }
     draft.app = Some(found.id.clone());
     draft.step = Step::Roles;
-    update(views::roles_step(
+    Reply::update(views::roles_step(
         found,
         draft_id,
         &draft.roles,
@@ -307,31 +218,13 @@ fn may_break_glass(app: &Arc<App>, found: &AppConfig, email: Option<&str>) -> bo
 
 /// The draft's app was removed from the config since the modal opened.
 fn app_gone() -> Reply {
-    update(views::notice(
+    Reply::update(views::notice(
         "That app is no longer in the catalog. Start again with `/access`.",
     ))
 }
 
 fn app_of<'a>(config: &'a Config, draft: &Draft) -> Option<&'a AppConfig> {
     draft.app.as_deref().and_then(|id| config.app(id))
-}
-
-pub(super) async fn plan_for(
-    app: &Arc<App>,
-    found: &AppConfig,
-    roles: &[String],
-    email: &str,
-) -> Result<Plan, PolicyError> {
-    let manager = manager_of(app, email).await;
-    policy::plan(
-        &app.config(),
-        found,
-        roles,
-        &Requester {
-            email,
-            manager: manager.as_deref(),
-        },
-    )
 }
 
 async fn step_roles(
@@ -402,7 +295,7 @@ async fn step_roles(
         }
     }
     if !problems.is_empty() {
-        return errors(&problems);
+        return Reply::field_errors(&problems);
     }
     draft.urgent = urgent;
     let cap = policy::duration_cap(found, &roles).unwrap_or(found.max_duration);
@@ -415,7 +308,7 @@ async fn step_roles(
         config.requests.default_duration
     };
     let (_, names) = role_names(found, &draft.roles);
-    update(views::duration_step(
+    Reply::update(views::duration_step(
         found,
         &names,
         draft_id,
@@ -439,32 +332,6 @@ fn role_names(found: &AppConfig, roles: &[String]) -> (String, String) {
     )
 }
 
-/// `8h`, `2d`, `90m`: humantime; bare numbers are hours, as people type them.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(hours) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(hours.saturating_mul(3600)));
-    }
-    humantime::parse_duration(text).map_err(|_| {
-        format!(
-            "\u{201c}{}\u{201d} is not a duration; write e.g. 2h or 1d.",
-            crate::slack::views::text::clip(text, 40)
-        )
-    })
-}
-
-/// Checks a typed duration against the cap.
-pub fn checked_duration(text: &str, cap: Duration) -> Result<Duration, String> {
-    let duration = parse_duration(text)?;
-    if duration.as_secs() == 0 {
-        return Err("The duration must be more than zero.".into());
-    }
-    if duration > cap {
-        return Err(format!("At most {} for this request.", fmt_duration(cap)));
-    }
-    Ok(duration)
-}
-
 /// The duration step's input checked against the cap, and the plan it
 /// leads to; the reply to send instead when either is wrong.
 async fn duration_and_plan<'a>(
@@ -479,10 +346,11 @@ async fn duration_and_plan<'a>(
     let text = input(values, DURATION_BLOCK, DURATION_ACTION)
         .and_then(|v| v.value.clone())
         .unwrap_or_default();
-    let duration = checked_duration(&text, cap).map_err(|why| errors(&[(DURATION_BLOCK, why)]))?;
+    let duration = checked_duration(&text, cap)
+        .map_err(|why| Reply::field_errors(&[(DURATION_BLOCK, why)]))?;
     let plan = plan_for(app, found, &draft.roles, email)
         .await
-        .map_err(|err| errors(&[(DURATION_BLOCK, err.to_string())]))?;
+        .map_err(|err| Reply::field_errors(&[(DURATION_BLOCK, err.to_string())]))?;
     Ok((found, duration, plan))
 }
 
@@ -515,7 +383,7 @@ async fn step_duration(
         fmt_duration(duration),
         crate::slack::views::text::quote(&draft.reason)
     );
-    update(views::approvers_step(
+    Reply::update(views::approvers_step(
         found, &summary, draft_id, &plan, &name_of,
     ))
 }
@@ -569,7 +437,7 @@ async fn break_glass(
                 .messages
                 .push(NewMessage::post(slack_id, &text, blocks.clone()));
         }
-        effects.messages.extend(crate::lifecycle::alert(
+        effects.messages.extend(alerts::post(
             effects_config.alerts.channels.break_glass.as_ref(),
             &text,
             blocks.clone(),
@@ -601,82 +469,22 @@ async fn break_glass(
             app.outbox.wake();
             app.jobs.wake();
             let (name, roles) = describe(&config, &ticket);
-            update(views::submitted(
+            Reply::update(views::submitted(
                 &ticket.reference(),
                 &format!("for *{name}* ({roles}) is being granted now (break-glass). The approvers and security were told and can revoke it."),
             ))
         }
-        Ok(Created::Duplicate(open)) => update(views::notice(&format!(
+        Ok(Created::Duplicate(open)) => Reply::update(views::notice(&format!(
             "You already have {} pending for this app and role; cancel it first.",
             open.reference()
         ))),
         Err(err) => {
             tracing::error!(error = %err, "could not create a break-glass ticket");
-            update(views::notice(
+            Reply::update(views::notice(
                 "accessd could not record your request; nothing was granted. Please try again.",
             ))
         }
     }
-}
-
-/// Restricts each stage to the approvers who can be reached in Slack and, where
-/// the requester chose, to those chosen. A stage left short falls back to the
-/// fallback approvers; if even they cannot satisfy it, the request cannot go on.
-pub(super) fn reachable_plan(
-    app: &Arc<App>,
-    mut plan: Plan,
-    ids: &HashMap<String, String>,
-    chosen: &[Option<Vec<String>>],
-    requester: &str,
-) -> Result<Plan, String> {
-    let config = app.config();
-    let fallback: BTreeSet<String> = config.expand(&config.requests.fallback_approvers);
-    for (i, stage) in plan.stages.iter_mut().enumerate() {
-        let mut asked: Vec<String> = stage
-            .approvers
-            .iter()
-            .filter(|e| ids.contains_key(*e))
-            .cloned()
-            .collect();
-        if let Some(Some(chosen)) = chosen.get(i) {
-            if chosen.len() < stage.required {
-                return Err(format!(
-                    "Choose at least {} approvers for stage {}.",
-                    stage.required,
-                    i + 1
-                ));
-            }
-            asked.retain(|e| chosen.contains(e));
-        }
-        if asked.len() < stage.required {
-            let unreachable: Vec<&String> = stage
-                .approvers
-                .iter()
-                .filter(|e| !ids.contains_key(*e))
-                .collect();
-            tracing::warn!(
-                stage = i + 1,
-                ?unreachable,
-                "approvers not reachable in Slack; using the fallback approvers"
-            );
-            let backup: Vec<String> = fallback
-                .iter()
-                .filter(|e| *e != requester && ids.contains_key(*e))
-                .cloned()
-                .collect();
-            if backup.len() < stage.required {
-                return Err(format!(
-                    "No approver of stage {} can be reached in Slack; ask an admin to check the approvers' emails.",
-                    i + 1
-                ));
-            }
-            asked = backup;
-            stage.fallback = true;
-            stage.source = "fallback_approvers".into();
-        }
-        stage.approvers = asked;
-    }
-    Ok(plan)
 }
 
 async fn step_submit(
@@ -693,7 +501,7 @@ async fn step_submit(
     };
     let plan = match plan_for(app, found, &draft.roles, email).await {
         Ok(plan) => plan,
-        Err(err) => return update(views::notice(&err.to_string())),
+        Err(err) => return Reply::update(views::notice(&err.to_string())),
     };
     let chosen: Vec<Option<Vec<String>>> = (0..plan.stages.len())
         .map(|i| {
@@ -715,7 +523,7 @@ async fn step_submit(
                 .chain(config.expand(&config.requests.fallback_approvers)),
         )
         .await;
-    let plan = match reachable_plan(app, plan, &ids, &chosen, email) {
+    let plan = match reachable_plan(&config, plan, &ids, &chosen, email) {
         Ok(plan) => plan,
         Err(why) => {
             let block = chosen
@@ -723,8 +531,10 @@ async fn step_submit(
                 .position(|c| c.is_some())
                 .map(|i| format!("{APPROVERS_BLOCK_PREFIX}{i}"));
             return match block {
-                Some(block) if why.starts_with("Choose") => errors(&[(block.as_str(), why)]),
-                _ => update(views::notice(&why)),
+                Some(block) if why.starts_with("Choose") => {
+                    Reply::field_errors(&[(block.as_str(), why)])
+                }
+                _ => Reply::update(views::notice(&why)),
             };
         }
     };
@@ -746,7 +556,8 @@ async fn step_submit(
     };
     let slack_ids = ids.clone();
     let effects_config = config.clone();
-    let effects = move |ticket: &Ticket| creation_effects(&effects_config, ticket, &slack_ids);
+    let effects =
+        move |ticket: &Ticket| notices::creation_effects(&effects_config, ticket, &slack_ids);
     let created = app.store.create_ticket(new, effects).await;
     let _ = app.store.delete_draft(draft_id.to_string()).await;
     match created {
@@ -767,105 +578,19 @@ async fn step_submit(
                 .map(|s| s.approvers.iter().filter_map(|e| ids.get(e).cloned()).collect())
                 .unwrap_or_default();
             let requester = user.to_string();
-            update(views::submitted(&ticket.reference(), &text)).then(async move {
+            Reply::update(views::submitted(&ticket.reference(), &text)).then(async move {
                 let mut users: Vec<&str> = vec![requester.as_str()];
                 users.extend(approvers.iter().map(String::as_str));
                 refresh.home_refresh.request_all(&users);
             })
         }
-        Ok(Created::Duplicate(open)) => update(views::notice(&format!(
+        Ok(Created::Duplicate(open)) => Reply::update(views::notice(&format!(
             "You already have {} pending for this app and role; nudge or cancel it from the Home tab.",
             open.reference()
         ))),
         Err(err) => {
             tracing::error!(error = %err, "could not create a ticket");
-            update(views::notice("accessd could not record your request; nothing was sent. Please try again."))
+            Reply::update(views::notice("accessd could not record your request; nothing was sent. Please try again."))
         }
     }
-}
-
-/// The DMs that announce a new ticket: to each approver of its first stage
-/// (their copies are recorded for later updates) and to the requester.
-pub(super) fn creation_effects(
-    config: &crate::config::Config,
-    ticket: &Ticket,
-    ids: &HashMap<String, String>,
-) -> Effects {
-    let mut effects = Effects::default();
-    let asked = stage_messages(config, ticket, ticket.stage, ids, &mut effects);
-    if ticket.status.is_pending() {
-        effects.jobs = crate::lifecycle::reminder_timers(config, ticket);
-    } else {
-        effects.jobs.push(crate::store::JobChange::schedule(
-            crate::store::grants::job::PROVISION,
-            &ticket.reference(),
-            chrono::Utc::now(),
-        ));
-    }
-    if ticket.status == Status::Approved {
-        effects.audit.push(crate::store::AuditEvent::new(
-            ticket.requester_email.clone(),
-            "ticket.auto_approve",
-            ticket.reference(),
-            json!({ "roles": ticket.roles }),
-        ));
-    }
-    effects.audit.push(crate::store::AuditEvent::new(
-        ticket.requester_email.clone(),
-        "ticket.create",
-        ticket.reference(),
-        json!({
-            "app": ticket.app_id,
-            "roles": ticket.roles,
-            "duration_secs": ticket.duration_secs,
-            "status": ticket.status.as_str(),
-            "stages": ticket.plan.stages,
-        }),
-    ));
-    let (text, blocks) = requester_update(config, ticket, &asked);
-    effects
-        .messages
-        .push(NewMessage::post(&ticket.requester_slack_id, &text, blocks));
-    effects
-}
-
-/// Queues the DM to every approver of `stage`; returns their Slack ids.
-pub fn stage_messages(
-    config: &crate::config::Config,
-    ticket: &Ticket,
-    stage: usize,
-    ids: &HashMap<String, String>,
-    effects: &mut Effects,
-) -> Vec<String> {
-    let Some(plan) = ticket
-        .plan
-        .stages
-        .get(stage)
-        .filter(|_| ticket.status.is_pending())
-    else {
-        return Vec::new();
-    };
-    let mut asked = Vec::new();
-    for email in &plan.approvers {
-        let Some(slack_id) = ids.get(email) else {
-            effects.audit.push(crate::store::AuditEvent::new(
-                "accessd",
-                "ticket.approver_unreachable",
-                ticket.reference(),
-                json!({ "approver": email, "stage": stage + 1 }),
-            ));
-            continue;
-        };
-        let (text, blocks) = approver_message(config, ticket, stage);
-        effects
-            .messages
-            .push(NewMessage::post(slack_id, &text, blocks).with_on_sent(
-                OnSent::ApproverMessage {
-                    ticket_id: ticket.id,
-                    approver_slack_id: slack_id.clone(),
-                },
-            ));
-        asked.push(slack_id.clone());
-    }
-    asked
 }

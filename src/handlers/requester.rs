@@ -9,10 +9,11 @@ use slack_morphism::prelude::*;
 use super::tell::{channel_of, tell};
 use super::App;
 use crate::domain::ticket::parse_ticket_ref;
+use crate::lifecycle::notices;
 use crate::slack::transport::Reply;
 use crate::slack::views::text::fmt_time;
-use crate::slack::views::ticket::{reminder, requester_update};
-use crate::store::{Actor, Changed, Effects, NewMessage, OnSent};
+use crate::slack::views::ticket::requester_update;
+use crate::store::{Actor, Changed, Effects, NewMessage};
 
 async fn actor(app: &Arc<App>, user: &str) -> Option<Actor> {
     let email = app.identity.email_of(user).await.ok().flatten()?;
@@ -78,7 +79,7 @@ pub async fn nudge(app: &Arc<App>, value: &str, event: SlackInteractionBlockActi
         .await;
     let cooldown = config.requests.nudge_cooldown;
     let effects = move |t: &crate::store::Ticket| Effects {
-        messages: reminder_messages(&config, t, &ids),
+        messages: notices::reminder_messages(&config, t, &ids),
         ..Effects::default()
     };
     let answer = match app.store.nudge_ticket(id, actor, cooldown, effects).await {
@@ -104,38 +105,6 @@ pub async fn nudge(app: &Arc<App>, value: &str, event: SlackInteractionBlockActi
     Reply::empty()
 }
 
-/// A new DM (so Slack notifies) to each approver of the current stage who has
-/// not decided yet; recorded like the first, so a decision updates it too.
-pub fn reminder_messages(
-    config: &crate::config::Config,
-    t: &crate::store::Ticket,
-    ids: &std::collections::HashMap<String, String>,
-) -> Vec<NewMessage> {
-    let (text, blocks) = reminder(config, t);
-    let voted: Vec<&str> = t
-        .approvals
-        .iter()
-        .filter(|a| a.stage == t.stage)
-        .map(|a| a.approver_slack_id.as_str())
-        .collect();
-    t.plan
-        .stages
-        .get(t.stage)
-        .map(|s| s.approvers.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|email| ids.get(email).filter(|id| !voted.contains(&id.as_str())))
-        .map(|slack_id| {
-            NewMessage::post(slack_id, &text, blocks.clone()).with_on_sent(
-                OnSent::ApproverMessage {
-                    ticket_id: t.id,
-                    approver_slack_id: slack_id.clone(),
-                },
-            )
-        })
-        .collect()
-}
-
 pub async fn cancel(
     app: &Arc<App>,
     value: &str,
@@ -158,7 +127,7 @@ pub async fn cancel(
         .await;
     let effects = move |t: &crate::store::Ticket| {
         let mut effects = Effects::default();
-        super::approval::update_approver_copies(&config, t, &ids, &mut effects);
+        notices::update_approver_copies(&config, t, &ids, &mut effects);
         effects.jobs.extend([
             crate::store::JobChange::cancel(crate::lifecycle::reminder_job::REMIND, &t.reference()),
             crate::store::JobChange::cancel(crate::lifecycle::reminder_job::STALE, &t.reference()),

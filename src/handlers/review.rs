@@ -11,11 +11,11 @@ use serde_json::json;
 use slack_morphism::prelude::*;
 
 use super::actions as ids;
-use super::approval::{state_of, value_of};
 use super::tell::{channel_of, tell, NOT_RECORDED};
 use super::App;
 use crate::lifecycle::reviews::{on_pages, page_locations, page_updates, send_pages, Intro};
 use crate::reviews::{item_ref, job};
+use crate::slack::modal::{state_of, value_of};
 use crate::slack::transport::Reply;
 use crate::slack::views::request::notice;
 use crate::slack::views::review as views;
@@ -322,7 +322,7 @@ fn metadata(submission: &SlackInteractionViewSubmissionEvent) -> String {
 }
 
 fn close_with(text: &str) -> Reply {
-    Reply::payload(json!({ "response_action": "update", "view": notice(text) }))
+    Reply::update(notice(text))
 }
 
 /// The comment modal: a decision with a comment on one item.
@@ -342,9 +342,10 @@ pub async fn comment_submitted(
     .and_then(|s| s.selected_option.as_ref())
     .map(|o| o.value.clone());
     let Some(decision) = decision.filter(|d| d == "keep" || d == "revoke") else {
-        return Reply::payload(
-            json!({ "response_action": "errors", "errors": { ids::REVIEW_DECISION_BLOCK: "Choose Keep or Revoke." } }),
-        );
+        return Reply::field_errors(&[(
+            ids::REVIEW_DECISION_BLOCK,
+            "Choose Keep or Revoke.".into(),
+        )]);
     };
     let comment = value_of(&submission, ids::COMMENT_BLOCK, ids::COMMENT_ACTION)
         .filter(|c| !c.trim().is_empty());
@@ -376,14 +377,13 @@ pub async fn reassign_submitted(
     .map(|r| r.trim().to_string())
     .filter(|r| !r.is_empty());
     let Some(new_reviewer) = new_reviewer else {
-        return Reply::payload(
-            json!({ "response_action": "errors", "errors": { ids::REVIEWER_BLOCK: "Choose who should review." } }),
-        );
+        return Reply::field_errors(&[(ids::REVIEWER_BLOCK, "Choose who should review.".into())]);
     };
     let Some(reason) = reason else {
-        return Reply::payload(
-            json!({ "response_action": "errors", "errors": { ids::REASSIGN_REASON_BLOCK: "Say why, for the audit trail." } }),
-        );
+        return Reply::field_errors(&[(
+            ids::REASSIGN_REASON_BLOCK,
+            "Say why, for the audit trail.".into(),
+        )]);
     };
     let Ok(Some(email)) = app.identity.email_of(&user).await else {
         return close_with("accessd cannot tell who you are (no email on your Slack account).");
@@ -391,15 +391,17 @@ pub async fn reassign_submitted(
     let to_email = match app.identity.email_of(&new_reviewer).await {
         Ok(Some(e)) => e,
         _ => {
-            return Reply::payload(
-                json!({ "response_action": "errors", "errors": { ids::REVIEWER_BLOCK: "accessd cannot find that person's email; choose someone else." } }),
-            )
+            return Reply::field_errors(&[(
+                ids::REVIEWER_BLOCK,
+                "accessd cannot find that person's email; choose someone else.".into(),
+            )])
         }
     };
     if to_email.eq_ignore_ascii_case(&email) {
-        return Reply::payload(
-            json!({ "response_action": "errors", "errors": { ids::REVIEWER_BLOCK: "Choose someone other than yourself." } }),
-        );
+        return Reply::field_errors(&[(
+            ids::REVIEWER_BLOCK,
+            "Choose someone other than yourself.".into(),
+        )]);
     }
     let item_ids: Vec<i64> = match target.split_once(':') {
         Some(("item", id)) => id.parse().ok().into_iter().collect(),

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use super::JobResult;
-use super::{alert, owner_ids, store_error};
+use super::{owner_ids, store_error};
+use crate::alerts;
 use crate::app::App;
 use crate::domain::ticket::Status;
 use crate::provision::{Action, Outcome, Person, Provisioner, Request};
@@ -116,7 +117,7 @@ pub async fn revoke(app: &Arc<App>, job: &Job, grant_id: i64) -> JobResult {
 async fn revoke_alert(app: &Arc<App>, target: &RevokeTarget, error: &str) {
     let config = app.config();
     let (text, blocks) = views::revoke_failed_alert(&config, &target.ticket, &target.grant, error);
-    if let Some(message) = alert(
+    if let Some(message) = alerts::post(
         config.alerts.channels.provisioning_failed.as_ref(),
         &text,
         blocks,

@@ -5,6 +5,7 @@
 
 mod expiry;
 pub mod findings;
+pub mod notices;
 mod provision;
 mod reminders;
 pub mod reviews;
@@ -14,15 +15,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::app::App;
 use crate::domain::jobs;
 use crate::domain::ticket::parse_ticket_ref;
 use crate::store::grants::{job, parse_grant_ref};
-use crate::store::{Job, NewMessage};
+use crate::store::Job;
 
-pub use reminders::{job as reminder_job, timers as reminder_timers};
+pub use notices::reminder_timers;
+pub use reminders::job as reminder_job;
 
 /// What a job run came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,11 +95,4 @@ async fn owner_ids(app: &Arc<App>, app_id: &str) -> HashMap<String, String> {
         .map(|a| a.owners.clone())
         .unwrap_or_default();
     app.identity.slack_ids_of(owners).await
-}
-
-/// A post to an alert channel, if the config routes that kind anywhere.
-pub fn alert(channel: Option<&String>, text: &str, blocks: Value) -> Option<NewMessage> {
-    channel
-        .filter(|c| !c.trim().is_empty())
-        .map(|c| NewMessage::post(c, text, blocks))
 }

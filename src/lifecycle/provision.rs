@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use super::JobResult;
-use super::{alert, owner_ids, store_error};
+use super::{owner_ids, store_error};
+use crate::alerts;
 use crate::app::App;
 use crate::domain::ticket::Kind;
 use crate::provision::{Action, Outcome, Person, Provisioner, Request};
@@ -166,7 +167,7 @@ fn finished_effects(
         .push(NewMessage::post(&ticket.requester_slack_id, &text, blocks));
     if let Some(failure) = ticket.failure.as_deref() {
         let (text, blocks) = views::provisioning_failed_alert(config, ticket, failure);
-        effects.messages.extend(alert(
+        effects.messages.extend(alerts::post(
             config.alerts.channels.provisioning_failed.as_ref(),
             &text,
             blocks,

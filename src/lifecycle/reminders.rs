@@ -4,39 +4,15 @@
 
 use std::sync::Arc;
 
+use super::notices::{reminder_messages, update_approver_copies};
 use super::store_error;
 use super::JobResult;
 use crate::app::App;
-use crate::handlers::requester::reminder_messages;
 use crate::slack::views::ticket::requester_update;
-use crate::store::{Changed, Effects, Job, JobChange, NewMessage, Ticket};
+use crate::store::{Changed, Effects, Job, JobChange, NewMessage};
 
 pub mod job {
     pub use crate::domain::jobs::{REMIND, STALE};
-}
-
-/// The timers a new pending ticket (or one that moved to its next stage) gets.
-pub fn timers(config: &crate::config::Config, ticket: &Ticket) -> Vec<JobChange> {
-    let now = chrono::Utc::now();
-    let after = |d: std::time::Duration| {
-        now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX / 2)
-    };
-    let mut jobs = vec![JobChange::schedule(
-        job::REMIND,
-        &ticket.reference(),
-        after(config.requests.reminder_after),
-    )];
-    if ticket.stage == 0 {
-        let stale_at = ticket.created_at
-            + chrono::Duration::from_std(config.requests.stale_after)
-                .unwrap_or(chrono::Duration::MAX / 2);
-        jobs.push(JobChange::schedule(
-            job::STALE,
-            &ticket.reference(),
-            stale_at,
-        ));
-    }
-    jobs
 }
 
 pub async fn remind(app: &Arc<App>, ticket_id: i64) -> JobResult {
@@ -86,7 +62,7 @@ pub async fn stale(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
         .store
         .expire_pending(ticket_id, job_id, move |t| {
             let mut effects = Effects::default();
-            crate::handlers::approval::update_approver_copies(&config, t, &ids, &mut effects);
+            update_approver_copies(&config, t, &ids, &mut effects);
             let (text, blocks) = requester_update(&config, t, &[]);
             effects
                 .messages

@@ -2,7 +2,10 @@
 //! API client, the app manifest and the Block Kit views.
 
 pub mod api;
+pub mod envelope;
+pub mod frame;
 pub mod ids;
 pub mod manifest;
+pub mod modal;
 pub mod transport;
 pub mod views;

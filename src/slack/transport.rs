@@ -15,12 +15,10 @@
 //! - refused tokens and `link_disabled` end the daemon instead of looping.
 
 use std::collections::{HashSet, VecDeque};
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use futures_util::{SinkExt, StreamExt};
 use rand::RngExt;
 use serde_json::Value;
@@ -28,51 +26,11 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
+pub use super::envelope::{Envelope, EnvelopeHandler, Reply};
+use super::frame::ack_frame;
+pub use super::frame::{parse_frame, Frame};
 use crate::slack::api::{ApiError, SlackApi};
 use crate::store::Store;
-
-/// One envelope as received; `frame` is the whole JSON frame, parsed into a
-/// typed route by the router.
-#[derive(Debug, Clone)]
-pub struct Envelope {
-    pub envelope_id: String,
-    pub kind: String,
-    /// `payload.event_id` of `events_api` envelopes: Slack's retries of one event
-    /// carry new envelope ids but the same event id.
-    pub event_id: Option<String>,
-    pub accepts_response_payload: bool,
-    pub frame: Value,
-    pub connection: u64,
-    pub received_at: Instant,
-}
-
-/// What a handler answers: the ack payload (modal errors, ephemeral command
-/// replies) and work to start once the ack is on the wire.
-#[derive(Default)]
-pub struct Reply {
-    pub payload: Option<Value>,
-    pub after_ack: Option<BoxFuture<'static, ()>>,
-}
-
-impl Reply {
-    pub fn empty() -> Self {
-        Self::default()
-    }
-    pub fn payload(payload: Value) -> Self {
-        Self {
-            payload: Some(payload),
-            after_ack: None,
-        }
-    }
-    pub fn then(mut self, work: impl Future<Output = ()> + Send + 'static) -> Self {
-        self.after_ack = Some(Box::pin(work));
-        self
-    }
-}
-
-pub trait EnvelopeHandler: Send + Sync + 'static {
-    fn handle(&self, envelope: Envelope) -> impl Future<Output = Reply> + Send;
-}
 
 /// Timing knobs; defaults suit Slack, tests shorten them.
 #[derive(Debug, Clone)]
@@ -708,103 +666,8 @@ impl<H: EnvelopeHandler> Transport<H> {
     }
 }
 
-/// What one Socket Mode text frame is.
-#[doc(hidden)]
-#[derive(Debug)]
-pub enum Frame {
-    /// Not JSON; `envelope_id` is scraped from the text so it can still be acked.
-    Unparseable {
-        error: serde_json::Error,
-        envelope_id: Option<String>,
-    },
-    Hello,
-    /// `disconnect` with its `reason` (`unknown` when absent).
-    Disconnect(String),
-    NoEnvelopeId {
-        kind: String,
-    },
-    Envelope(Envelope),
-}
-
-/// Turns a text frame into a [`Frame`]. Public (hidden) only so the fuzz
-/// target drives exactly the parsing a live socket does.
-#[doc(hidden)]
-pub fn parse_frame(text: &str, connection: u64) -> Frame {
-    let frame: Value = match serde_json::from_str(text) {
-        Ok(frame) => frame,
-        Err(error) => {
-            return Frame::Unparseable {
-                error,
-                envelope_id: scrape_envelope_id(text),
-            }
-        }
-    };
-    let kind = frame
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    match kind.as_str() {
-        "hello" => Frame::Hello,
-        "disconnect" => Frame::Disconnect(
-            frame
-                .get("reason")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown")
-                .to_string(),
-        ),
-        _ => {
-            let Some(envelope_id) = frame
-                .get("envelope_id")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-            else {
-                return Frame::NoEnvelopeId { kind };
-            };
-            Frame::Envelope(Envelope {
-                event_id: frame
-                    .pointer("/payload/event_id")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                accepts_response_payload: frame
-                    .get("accepts_response_payload")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-                envelope_id,
-                kind,
-                frame,
-                connection,
-                received_at: Instant::now(),
-            })
-        }
-    }
-}
-
 type WsStream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn ack_frame(envelope_id: &str, payload: Option<Value>) -> String {
-    let mut ack = serde_json::json!({ "envelope_id": envelope_id });
-    if let Some(payload) = payload {
-        ack["payload"] = payload;
-    }
-    ack.to_string()
-}
-
-/// Best effort for frames that are not JSON: an ack stops Slack redelivering.
-fn scrape_envelope_id(text: &str) -> Option<String> {
-    let start = text.find("\"envelope_id\"")? + "\"envelope_id\"".len();
-    let rest = text[start..]
-        .trim_start()
-        .strip_prefix(':')?
-        .trim_start()
-        .strip_prefix('"')?;
-    let id: String = rest.chars().take_while(|c| *c != '"').collect();
-    let plausible = !id.is_empty()
-        && id.len() <= 100
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    plausible.then_some(id)
-}
 
 fn host_of(url: &str) -> String {
     url::Url::parse(url)
@@ -837,16 +700,6 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scrapes_envelope_id_from_broken_json() {
-        assert_eq!(
-            scrape_envelope_id(r#"{"envelope_id": "abc-123", "payload": {"#).as_deref(),
-            Some("abc-123")
-        );
-        assert_eq!(scrape_envelope_id("garbage"), None);
-        assert_eq!(scrape_envelope_id(r#"{"envelope_id":"a\"b"}"#), None);
-    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

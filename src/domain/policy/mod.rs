@@ -6,7 +6,7 @@
 //! order) and must fail closed: when in doubt a request needs more approval,
 //! never less.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -198,6 +198,76 @@ pub fn authority(
     } else {
         Authority::None
     }
+}
+
+/// A stage that fell back to `fallback_approvers`: its 1-based number and the
+/// approvers of the policy that Slack could not reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FellBack {
+    pub stage: usize,
+    pub unreachable: Vec<String>,
+}
+
+/// Restricts each stage to the approvers who can be reached in Slack and, where
+/// the requester chose, to those chosen. A stage left short falls back to the
+/// fallback approvers; if even they cannot satisfy it, the request cannot go on.
+///
+/// Stages that fell back are listed in the result with the approvers Slack
+/// could not reach, for the caller to log.
+pub fn reachable_plan(
+    config: &Config,
+    mut plan: Plan,
+    ids: &HashMap<String, String>,
+    chosen: &[Option<Vec<String>>],
+    requester: &str,
+) -> Result<(Plan, Vec<FellBack>), String> {
+    let mut fell_back = Vec::new();
+    let fallback: BTreeSet<String> = config.expand(&config.requests.fallback_approvers);
+    for (i, stage) in plan.stages.iter_mut().enumerate() {
+        let mut asked: Vec<String> = stage
+            .approvers
+            .iter()
+            .filter(|e| ids.contains_key(*e))
+            .cloned()
+            .collect();
+        if let Some(Some(chosen)) = chosen.get(i) {
+            if chosen.len() < stage.required {
+                return Err(format!(
+                    "Choose at least {} approvers for stage {}.",
+                    stage.required,
+                    i + 1
+                ));
+            }
+            asked.retain(|e| chosen.contains(e));
+        }
+        if asked.len() < stage.required {
+            let unreachable: Vec<&String> = stage
+                .approvers
+                .iter()
+                .filter(|e| !ids.contains_key(*e))
+                .collect();
+            fell_back.push(FellBack {
+                stage: i + 1,
+                unreachable: unreachable.into_iter().cloned().collect(),
+            });
+            let backup: Vec<String> = fallback
+                .iter()
+                .filter(|e| *e != requester && ids.contains_key(*e))
+                .cloned()
+                .collect();
+            if backup.len() < stage.required {
+                return Err(format!(
+                    "No approver of stage {} can be reached in Slack; ask an admin to check the approvers' emails.",
+                    i + 1
+                ));
+            }
+            asked = backup;
+            stage.fallback = true;
+            stage.source = "fallback_approvers".into();
+        }
+        stage.approvers = asked;
+    }
+    Ok((plan, fell_back))
 }
 
 /// Effective cap for a request: min of the roles' `max_duration` (already ≤ app ≤ requests.max_duration by validation).

@@ -1,0 +1,108 @@
+//! Who is asking: the requester's email (or why they cannot request), their
+//! manager from the identity sources, and the approval plan for them. Shared
+//! by the surfaces that take requests and decisions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::app::App;
+use crate::config::{AppConfig, Config};
+use crate::domain::policy::{self, Plan, PolicyError, Requester};
+
+/// What the requester's Slack account is, or why they cannot request.
+pub enum Who {
+    Known(String),
+    Refused(String),
+}
+
+/// Resolves the requester's email; the refusal names the email seen and what to do.
+pub async fn requester_email(app: &Arc<App>, user: &str) -> Who {
+    match app.identity.email_of(user).await {
+        Ok(Some(email)) if app.config().identity.require_known_email && !known_in_sources(app, &email).await => Who::Refused(format!(
+            "Your Slack account's email is *{email}*, and no identity source knows that address, so accessd \
+             cannot tell who you are. Ask an admin to link you (`accessd users link {user} you@company`)."
+        )),
+        Ok(Some(email)) => Who::Known(email),
+        Ok(None) => Who::Refused(
+            "Slack has no email for your account, so accessd cannot tell who you are. Ask an admin to link you \
+             with `accessd users link`."
+                .into(),
+        ),
+        Err(err) => {
+            tracing::warn!(user, error = %err, "could not resolve a requester's email");
+            Who::Refused("accessd could not look up your Slack profile just now; please try again in a minute.".into())
+        }
+    }
+}
+
+/// Whether an identity source's last good snapshot lists `email`. Until a
+/// source has synced nobody is known, so `require_known_email = true`
+/// refuses everyone rather than guessing; a database error refuses too.
+async fn known_in_sources(app: &Arc<App>, email: &str) -> bool {
+    app.store
+        .email_known(email.to_string())
+        .await
+        .unwrap_or_else(|err| {
+            tracing::error!(error = %err, "could not check an email against the identity sources");
+            false
+        })
+}
+
+/// The person's manager as the identity sources give it (authoritative
+/// sources first), for `manager` approvers.
+pub async fn manager_of(app: &Arc<App>, email: &str) -> Option<String> {
+    if app.config().sources.is_empty() {
+        return None;
+    }
+    let prefer = app
+        .config()
+        .sources
+        .iter()
+        .filter(|s| s.authoritative)
+        .map(|s| s.id.clone())
+        .collect();
+    app.store
+        .manager_of(email.to_string(), prefer)
+        .await
+        .unwrap_or_else(|err| {
+            tracing::error!(error = %err, "could not read a manager from the identity sources");
+            None
+        })
+}
+
+pub async fn plan_for(
+    app: &Arc<App>,
+    found: &AppConfig,
+    roles: &[String],
+    email: &str,
+) -> Result<Plan, PolicyError> {
+    let manager = manager_of(app, email).await;
+    policy::plan(
+        &app.config(),
+        found,
+        roles,
+        &Requester {
+            email,
+            manager: manager.as_deref(),
+        },
+    )
+}
+
+/// [`policy::reachable_plan`], with the stages that fell back logged.
+pub fn reachable_plan(
+    config: &Config,
+    plan: Plan,
+    ids: &HashMap<String, String>,
+    chosen: &[Option<Vec<String>>],
+    requester: &str,
+) -> Result<Plan, String> {
+    let (plan, fell_back) = policy::reachable_plan(config, plan, ids, chosen, requester)?;
+    for stage in fell_back {
+        tracing::warn!(
+            stage = stage.stage,
+            unreachable = ?stage.unreachable,
+            "approvers not reachable in Slack; using the fallback approvers"
+        );
+    }
+    Ok(plan)
+}
