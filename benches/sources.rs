@@ -18,9 +18,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use accessd::domain::diff::{diff, MassRemoval, Summary};
-use accessd::sync::{sync_source, SyncOutcome};
 use accessd::sources::{file, Account, AccountStatus, AnySource, Snapshot, SourceApp};
 use accessd::store::{Store, SyncRecord};
+use accessd::sync::{sync_source, SyncOutcome};
 use serde_json::{json, Value};
 
 const TARGET_SECS: f64 = 1.0;

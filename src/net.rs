@@ -96,6 +96,11 @@ pub(crate) fn client(
         .map_err(|e| format!("cannot build the {what} HTTP client: {e}"))
 }
 
+/// rustls needs one process-wide crypto provider; ring is the only one built in.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,9 +228,4 @@ mod tests {
         )
         .is_ok());
     }
-}
-
-/// rustls needs one process-wide crypto provider; ring is the only one built in.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 use slack_morphism::prelude::*;
 
 use super::actions::*;
-use super::tell::{channel_of, tell, NOT_RECORDED};
+use super::tell::{channel_of, failed, logged, tell, Where, NOT_RECORDED};
 use super::who::{plan_for, reachable_plan};
 use super::App;
 use crate::alerts;
@@ -161,10 +161,7 @@ pub async fn revoke(
         ),
         Ok(Changed::Refused { reason, .. }) => reason,
         Ok(Changed::TooSoon { .. }) => String::new(),
-        Err(err) => {
-            tracing::error!(error = %err, "could not revoke");
-            NOT_RECORDED.into()
-        }
+        Err(err) => logged(err, "revoke", NOT_RECORDED).into(),
     };
     tell(app, &user, channel.as_deref(), &answer).await;
     Reply::empty()
@@ -229,8 +226,17 @@ pub async fn task(
         Ok(Changed::Refused { reason, .. }) => tell(app, &user, channel.as_deref(), &reason).await,
         Ok(Changed::TooSoon { .. }) => {}
         Err(err) => {
-            tracing::error!(error = %err, "could not settle a manual task");
-            tell(app, &user, channel.as_deref(), NOT_RECORDED).await;
+            return failed(
+                app,
+                err,
+                "settle a manual task",
+                NOT_RECORDED,
+                Where::Clicked {
+                    user: &user,
+                    channel: channel.as_deref(),
+                },
+            )
+            .await
         }
     }
     Reply::empty()
@@ -364,10 +370,14 @@ pub async fn extend_submitted(
             open.reference()
         ))),
         Err(err) => {
-            tracing::error!(error = %err, "could not create an extension");
-            Reply::update(notice(
+            failed(
+                app,
+                err,
+                "create an extension",
                 "accessd could not record your request; nothing was sent. Please try again.",
-            ))
+                Where::Modal,
+            )
+            .await
         }
     }
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 use slack_morphism::prelude::{SlackInteractionActionContainer, SlackInteractionBlockActionsEvent};
 
 use super::actions as ids;
-use super::tell::{channel_of, tell, NOT_RECORDED};
+use super::tell::{channel_of, failed, logged, tell, Where, NOT_RECORDED};
 use super::App;
 use crate::alerts::kind;
 use crate::lifecycle::findings::job::ACCOUNT_REVOKE;
@@ -53,9 +53,17 @@ pub async fn clicked(
             return Reply::empty();
         }
         Err(err) => {
-            tracing::error!(error = %err, "could not read an alert");
-            tell(app, &user, channel.as_deref(), NOT_RECORDED).await;
-            return Reply::empty();
+            return failed(
+                app,
+                err,
+                "read an alert",
+                NOT_RECORDED,
+                Where::Clicked {
+                    user: &user,
+                    channel: channel.as_deref(),
+                },
+            )
+            .await
         }
     };
     let action = match action_id {
@@ -157,8 +165,17 @@ pub async fn clicked(
             .await;
         }
         Err(err) => {
-            tracing::error!(error = %err, "could not record an alert action");
-            tell(app, &user, channel.as_deref(), NOT_RECORDED).await;
+            return failed(
+                app,
+                err,
+                "record an alert action",
+                NOT_RECORDED,
+                Where::Clicked {
+                    user: &user,
+                    channel: channel.as_deref(),
+                },
+            )
+            .await
         }
     }
     Reply::empty()
@@ -234,10 +251,7 @@ pub async fn digest_clicked(
         .await
     {
         Ok(n) => format!("Acknowledged {n} open finding(s): {}.", kind::title(&kind_)),
-        Err(err) => {
-            tracing::error!(error = %err, "could not acknowledge findings");
-            NOT_RECORDED.into()
-        }
+        Err(err) => logged(err, "acknowledge findings", NOT_RECORDED).into(),
     };
     tell(app, &user, channel.as_deref(), &text).await;
     Reply::empty()

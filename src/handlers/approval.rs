@@ -11,7 +11,7 @@ use serde_json::json;
 use slack_morphism::prelude::*;
 
 use super::actions::*;
-use super::tell::{channel_of, tell};
+use super::tell::{channel_of, failed, tell, Where};
 use super::who::manager_of;
 use super::App;
 use crate::config::Config;
@@ -212,10 +212,14 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
         Ok(Some(ticket)) => ticket,
         Ok(None) => return Reply::update(notice("That request no longer exists.")),
         Err(err) => {
-            tracing::error!(error = %err, "could not read a ticket");
-            return Reply::update(notice(
+            return failed(
+                app,
+                err,
+                "read a ticket",
                 "accessd could not record your decision; nothing changed. Please try again.",
-            ));
+                Where::Modal,
+            )
+            .await
         }
     };
     let email = match app.identity.email_of(&user).await {
@@ -290,10 +294,14 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
         ))),
         Ok(Decided::Refused { reason, .. }) => Reply::update(notice(&reason)),
         Err(err) => {
-            tracing::error!(error = %err, "could not record a decision");
-            Reply::update(notice(
+            failed(
+                app,
+                err,
+                "record a decision",
                 "accessd could not record your decision; nothing changed. Please try again.",
-            ))
+                Where::Modal,
+            )
+            .await
         }
     }
 }

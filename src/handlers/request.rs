@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use slack_morphism::prelude::*;
 
 use super::actions::*;
+use super::tell::{failed, Where};
 use super::who::{manager_of, plan_for, reachable_plan, requester_email, Who};
 use super::App;
 use crate::alerts;
@@ -479,10 +480,14 @@ async fn break_glass(
             open.reference()
         ))),
         Err(err) => {
-            tracing::error!(error = %err, "could not create a break-glass ticket");
-            Reply::update(views::notice(
+            failed(
+                app,
+                err,
+                "create a break-glass ticket",
                 "accessd could not record your request; nothing was granted. Please try again.",
-            ))
+                Where::Modal,
+            )
+            .await
         }
     }
 }
@@ -588,9 +593,6 @@ async fn step_submit(
             "You already have {} pending for this app and role; nudge or cancel it from the Home tab.",
             open.reference()
         ))),
-        Err(err) => {
-            tracing::error!(error = %err, "could not create a ticket");
-            Reply::update(views::notice("accessd could not record your request; nothing was sent. Please try again."))
-        }
+        Err(err) => failed(app, err, "create a ticket", "accessd could not record your request; nothing was sent. Please try again.", Where::Modal).await,
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use slack_morphism::prelude::*;
 
-use super::tell::{channel_of, tell};
+use super::tell::{channel_of, failed, logged, tell, Where};
 use super::App;
 use crate::domain::ticket::parse_ticket_ref;
 use crate::lifecycle::notices;
@@ -96,10 +96,12 @@ pub async fn nudge(app: &Arc<App>, value: &str, event: SlackInteractionBlockActi
         }
         Ok(Changed::NotApplicable(t)) => format!("{} is already {}.", t.reference(), t.status),
         Ok(Changed::Refused { reason, .. }) => reason,
-        Err(err) => {
-            tracing::error!(error = %err, "could not nudge");
-            "accessd could not send the reminder; please try again.".into()
-        }
+        Err(err) => logged(
+            err,
+            "nudge",
+            "accessd could not send the reminder; please try again.",
+        )
+        .into(),
     };
     tell(app, &user, channel.as_deref(), &answer).await;
     Reply::empty()
@@ -160,15 +162,17 @@ pub async fn cancel(
         }
         Ok(Changed::TooSoon { .. }) => Reply::empty(),
         Err(err) => {
-            tracing::error!(error = %err, "could not cancel");
-            tell(
+            return failed(
                 app,
-                &user,
-                channel.as_deref(),
+                err,
+                "cancel",
                 "accessd could not cancel the request; please try again.",
+                Where::Clicked {
+                    user: &user,
+                    channel: channel.as_deref(),
+                },
             )
-            .await;
-            Reply::empty()
+            .await
         }
     }
 }

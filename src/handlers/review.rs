@@ -11,7 +11,7 @@ use serde_json::json;
 use slack_morphism::prelude::*;
 
 use super::actions as ids;
-use super::tell::{channel_of, tell, NOT_RECORDED};
+use super::tell::{channel_of, failed, logged, tell, Where, NOT_RECORDED};
 use super::App;
 use crate::lifecycle::reviews::{on_pages, page_locations, page_updates, send_pages, Intro};
 use crate::reviews::{item_ref, job};
@@ -122,9 +122,17 @@ pub async fn keep_all(
             .map(|i| i.id)
             .collect(),
         Err(err) => {
-            tracing::error!(error = %err, "could not read review items");
-            tell(app, &who.slack_id, who.channel.as_deref(), NOT_RECORDED).await;
-            return Reply::empty();
+            return failed(
+                app,
+                err,
+                "read review items",
+                NOT_RECORDED,
+                Where::Clicked {
+                    user: &who.slack_id,
+                    channel: who.channel.as_deref(),
+                },
+            )
+            .await
         }
     };
     let text = if ids.is_empty() {
@@ -224,10 +232,7 @@ async fn decide(
             "{} is closed; decisions are no longer taken.",
             c.reference()
         )),
-        Err(err) => {
-            tracing::error!(error = %err, "could not record a review decision");
-            Some(NOT_RECORDED.into())
-        }
+        Err(err) => Some(logged(err, "record a review decision", NOT_RECORDED).into()),
     }
 }
 
@@ -511,8 +516,14 @@ pub async fn reassign_submitted(
         Ok(ReviewChange::Refused(why)) => close_with(&why),
         Ok(ReviewChange::Closed(c)) => close_with(&format!("{} is closed.", c.reference())),
         Err(err) => {
-            tracing::error!(error = %err, "could not reassign review items");
-            close_with(NOT_RECORDED)
+            failed(
+                app,
+                err,
+                "reassign review items",
+                NOT_RECORDED,
+                Where::Modal,
+            )
+            .await
         }
     }
 }

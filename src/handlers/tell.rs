@@ -1,12 +1,18 @@
 //! The one place that decides how a user is told something outside a modal:
 //! an ephemeral message where they clicked when Slack allows it (a channel or
 //! DM), else a DM. Sent through the outbox, so an outage delays, never loses.
+//! Also the one funnel for what a person sees when the database fails them
+//! ([`failed`]).
 
 use std::sync::Arc;
+
+use std::fmt::Display;
 
 use serde_json::json;
 
 use super::App;
+use crate::slack::envelope::Reply;
+use crate::slack::views::request::notice;
 use crate::slack::views::text::section;
 use crate::store::NewMessage;
 
@@ -35,4 +41,41 @@ pub fn channel_of(
     event: &slack_morphism::prelude::SlackInteractionBlockActionsEvent,
 ) -> Option<String> {
     event.channel.as_ref().map(|c| c.id.0.clone())
+}
+
+/// Where a refusal reaches the person who acted.
+pub enum Where<'a> {
+    /// The modal they submitted: it is replaced by a notice.
+    Modal,
+    /// Where they clicked: ephemerally in that channel, else a DM.
+    Clicked {
+        user: &'a str,
+        channel: Option<&'a str>,
+    },
+}
+
+/// Logs why the database could not do what a handler was `doing` and returns
+/// `wording`, the words the person is told instead.
+pub fn logged<'w>(err: impl Display, doing: &str, wording: &'w str) -> &'w str {
+    tracing::error!(error = %err, "could not {doing}");
+    wording
+}
+
+/// The answer to a handler's database error: logged, and the person told
+/// `wording` where they acted.
+pub async fn failed(
+    app: &Arc<App>,
+    err: impl Display,
+    doing: &str,
+    wording: &str,
+    at: Where<'_>,
+) -> Reply {
+    let wording = logged(err, doing, wording);
+    match at {
+        Where::Modal => Reply::update(notice(wording)),
+        Where::Clicked { user, channel } => {
+            tell(app, user, channel, wording).await;
+            Reply::empty()
+        }
+    }
 }
