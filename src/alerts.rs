@@ -15,12 +15,14 @@ pub use crate::domain::alert::{
     apply_saved_channels, channel_for, fingerprint, kind, next_digest, revocable,
 };
 use crate::domain::diff::{Change, MassRemoval};
+use crate::domain::jobs;
 use crate::domain::snapshot::Snapshot;
 use crate::slack::api::SlackApi;
+use crate::slack::views;
 use crate::store::{AlertRow, NewAlert, NewMessage, Offboarded, Store, StoreError};
 
 /// Job kind and subject of the daily digest timer.
-pub const DIGEST_JOB: &str = crate::domain::jobs::FINDINGS_DIGEST;
+pub const DIGEST_JOB: &str = jobs::FINDINGS_DIGEST;
 pub use crate::domain::alert::DIGEST_SUBJECT;
 
 /// Replaces every `#name` in `[alerts.channels]` by its channel id, from
@@ -74,7 +76,7 @@ pub fn new_alert(
     let message = channel_for(&config.alerts.channels, kind_)
         .filter(|_| post)
         .map(|channel| {
-            let (text, blocks) = crate::slack::views::alert::message(config, &preview);
+            let (text, blocks) = views::alert::message(config, &preview);
             NewMessage::post(channel, &text, blocks)
         });
     NewAlert {

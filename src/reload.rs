@@ -9,8 +9,13 @@
 
 use std::sync::Arc;
 
+use crate::alerts;
+use crate::config;
 use crate::config::Config;
+use crate::config::ConfigError;
 use crate::handlers::{App, Live};
+use crate::lifecycle::findings;
+use crate::lifecycle::reviews;
 use crate::metrics;
 use crate::server::ServerState;
 use crate::store::StoreError;
@@ -20,7 +25,7 @@ use crate::store::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     #[error("{0}")]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] ConfigError),
     #[error("{0}")]
     Integration(String),
     #[error("{0}")]
@@ -77,11 +82,11 @@ pub async fn serve(app: Arc<App>, server: Arc<ServerState>, trigger: Arc<tokio::
 pub async fn reload(app: &App, server: &ServerState) -> Result<Reloaded, ReloadError> {
     let running = app.config();
     let path = running.path.clone();
-    let mut next = tokio::task::spawn_blocking(move || crate::config::load(&path))
+    let mut next = tokio::task::spawn_blocking(move || config::load(&path))
         .await
         .map_err(|e| ReloadError::Integration(format!("reload task failed: {e}")))??;
     let restart_needed = keep_restart_only(&running, &mut next);
-    let (channels, resolved) = crate::alerts::resolve_channels(&app.api, &next.alerts.channels)
+    let (channels, resolved) = alerts::resolve_channels(&app.api, &next.alerts.channels)
         .await
         .map_err(ReloadError::Channels)?;
     next.alerts.channels = channels;
@@ -111,9 +116,9 @@ pub async fn reload(app: &App, server: &ServerState) -> Result<Reloaded, ReloadE
 /// keeps its pending timer, which then finds it gone and stops.
 pub async fn arm_timers(app: &App) -> Result<(), StoreError> {
     let config = app.config();
-    crate::lifecycle::findings::schedule_digest(app).await?;
+    findings::schedule_digest(app).await?;
     for schedule in &config.reviews.schedules {
-        crate::lifecycle::reviews::schedule_next(app, &schedule.name).await?;
+        reviews::schedule_next(app, &schedule.name).await?;
     }
     Ok(())
 }

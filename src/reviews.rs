@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::config::{Config, Reviewer};
+use crate::domain::snapshot::AccountStatus;
 use crate::store::reviews::campaign_ref;
 use crate::store::{
     AuditEvent, Campaign, Effects, JobChange, NewCampaign, NewReviewItem, Store, StoreError,
@@ -94,7 +95,7 @@ pub async fn create(
             .map(|a| a.owners.clone())
             .unwrap_or_default();
         for (source_id, account) in store.accounts_of_app(app_id.clone()).await? {
-            if account.status == crate::domain::snapshot::AccountStatus::Deprovisioned {
+            if account.status == AccountStatus::Deprovisioned {
                 continue;
             }
             let person = account.email.clone().unwrap_or_default();

@@ -23,6 +23,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::metrics;
+use crate::metrics::Gauges;
 use crate::slack::transport::TransportStatus;
 use crate::store::Store;
 
@@ -221,8 +223,8 @@ async fn metrics(state: &ServerState) -> Response<String> {
                 None
             }
         };
-    let gauges = gauges.as_ref().map(|g| g as &dyn crate::metrics::Gauges);
-    let text = crate::metrics::global().render(state.connections(), gauges, chrono::Utc::now());
+    let gauges = gauges.as_ref().map(|g| g as &dyn Gauges);
+    let text = metrics::global().render(state.connections(), gauges, chrono::Utc::now());
     let mut response = Response::new(text);
     response.headers_mut().insert(
         CONTENT_TYPE,

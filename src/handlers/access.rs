@@ -9,19 +9,20 @@ use std::sync::Arc;
 use serde_json::json;
 use slack_morphism::prelude::*;
 
-use super::actions::*;
 use super::tell::{channel_of, failed, logged, tell, Where, NOT_RECORDED};
 use super::who::{plan_for, reachable_plan};
-use super::App;
 use crate::alerts;
+use crate::app::App;
 use crate::config::Config;
 use crate::domain::policy;
 use crate::domain::ticket::{parse_ticket_ref, Kind, Status};
 use crate::lifecycle::notices;
+use crate::slack::envelope::Reply;
+use crate::slack::ids::*;
 use crate::slack::modal::{checked_duration, value_of};
-use crate::slack::transport::Reply;
 use crate::slack::views::grant as views;
 use crate::slack::views::request::{notice, submitted as submitted_view};
+use crate::store::Grant;
 use crate::store::{Actor, Changed, Created, Effects, NewMessage, NewTicket, Ticket};
 
 /// Who clicked, on which ticket. Answers the user itself when it cannot go on.
@@ -183,7 +184,7 @@ pub async fn task(
     let check = owner_or_admin(config.clone(), &actor);
     let by = user.clone();
     let warning = config.requests.expiry_warning;
-    let effects = move |t: &Ticket, grants: &[crate::store::Grant]| {
+    let effects = move |t: &Ticket, grants: &[Grant]| {
         let mut effects = Effects::default();
         for copy in &t.task_messages {
             let (text, blocks) = views::manual_task(&config, t, Some(&by));

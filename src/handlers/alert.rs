@@ -10,12 +10,14 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use slack_morphism::prelude::{SlackInteractionActionContainer, SlackInteractionBlockActionsEvent};
 
-use super::actions as ids;
 use super::tell::{channel_of, failed, logged, tell, Where, NOT_RECORDED};
-use super::App;
+use crate::alerts;
 use crate::alerts::kind;
+use crate::app::App;
 use crate::lifecycle::findings::job::ACCOUNT_REVOKE;
-use crate::slack::transport::Reply;
+use crate::slack::envelope::Reply;
+use crate::slack::ids;
+use crate::slack::views::alert;
 use crate::store::{ActionOutcome, AlertAction, AlertRow, AuditEvent, JobChange, NewMessage};
 
 /// Who may act on a finding about `app` (None: not about an app).
@@ -104,7 +106,7 @@ pub async fn clicked(
     let mut jobs = Vec::new();
     if action == "revoke" {
         if alert.kind != kind::OFFBOARDED_ACTIVE
-            || !crate::alerts::revocable(&app.config(), about.unwrap_or(""))
+            || !alerts::revocable(&app.config(), about.unwrap_or(""))
         {
             tell(
                 app,
@@ -205,7 +207,7 @@ fn message_update(
         _ => None,
     };
     let (channel, ts) = alert.channel.clone().zip(alert.ts.clone()).or(clicked)?;
-    let (text, blocks) = crate::slack::views::alert::message(&app.config(), alert);
+    let (text, blocks) = alert::message(&app.config(), alert);
     Some(NewMessage::update(&channel, &channel, &ts, &text, blocks))
 }
 

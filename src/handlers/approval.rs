@@ -10,16 +10,19 @@ use std::time::Duration;
 use serde_json::json;
 use slack_morphism::prelude::*;
 
-use super::actions::*;
 use super::tell::{channel_of, failed, tell, Where};
 use super::who::manager_of;
-use super::App;
+use crate::app::App;
 use crate::config::Config;
+use crate::domain::jobs;
 use crate::domain::policy::{self, Authority, Requester};
+use crate::domain::ticket;
 use crate::domain::ticket::{Transition, Verdict};
+use crate::lifecycle;
 use crate::lifecycle::notices;
+use crate::slack::envelope::Reply;
+use crate::slack::ids::*;
 use crate::slack::modal::{checked_duration, value_of};
-use crate::slack::transport::Reply;
 use crate::slack::views::request::notice;
 use crate::slack::views::text::mention;
 use crate::slack::views::ticket::{approve_modal, reject_modal, requester_update};
@@ -110,7 +113,7 @@ fn already(ticket: &Ticket) -> String {
 }
 
 fn parse_id(value: &str) -> Option<i64> {
-    crate::domain::ticket::parse_ticket_ref(value)
+    ticket::parse_ticket_ref(value)
 }
 
 /// A click on Approve or Reject (in a DM or on the Home tab).
@@ -320,10 +323,10 @@ fn decision_effects(
     match transition {
         Transition::Counted { .. } => {}
         Transition::NextStage { .. } => {
-            effects.jobs = crate::lifecycle::reminder_timers(config, ticket);
+            effects.jobs = lifecycle::reminder_timers(config, ticket);
         }
         Transition::Approved => effects.jobs.push(JobChange::schedule(
-            crate::store::grants::job::PROVISION,
+            jobs::PROVISION,
             &reference,
             chrono::Utc::now(),
         )),
@@ -331,8 +334,8 @@ fn decision_effects(
     }
     if !ticket.status.is_pending() {
         effects.jobs.extend([
-            JobChange::cancel(crate::lifecycle::reminder_job::REMIND, &reference),
-            JobChange::cancel(crate::lifecycle::reminder_job::STALE, &reference),
+            JobChange::cancel(jobs::REMIND, &reference),
+            JobChange::cancel(jobs::STALE, &reference),
         ]);
     }
     match transition {

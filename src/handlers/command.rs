@@ -2,7 +2,7 @@
 
 use slack_morphism::prelude::*;
 
-use crate::slack::transport::Reply;
+use crate::slack::envelope::Reply;
 use crate::slack::views::text::ephemeral;
 
 pub const HELP: &str = "*/access* — ask for access to an app.\n\

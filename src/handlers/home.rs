@@ -8,8 +8,10 @@ use serde_json::json;
 use slack_morphism::prelude::*;
 
 use crate::app::App;
+use crate::domain::ticket::Kind;
 use crate::domain::ticket::Status;
-use crate::slack::transport::Reply;
+use crate::slack::envelope::Reply;
+use crate::slack::views::home::PAGE;
 use crate::slack::views::home::{home_view, parse_pages, HomeData, Pages};
 use crate::store::{ReviewerProgress, Ticket, TicketFilter};
 
@@ -61,7 +63,7 @@ pub async fn publish(app: &Arc<App>, user: &str, pages: Pages) {
 type Lists = (Vec<Ticket>, Vec<Ticket>, Vec<Ticket>, Vec<ReviewerProgress>);
 
 /// How many tickets each list loads: ten pages of the Home tab.
-const LIST_LIMIT: usize = 10 * crate::slack::views::home::PAGE;
+const LIST_LIMIT: usize = 10 * PAGE;
 
 async fn lists_for(
     app: &Arc<App>,
@@ -91,7 +93,7 @@ async fn lists_for(
         .into_iter()
         .filter(|t| {
             // An active extension is shown through the access it extends.
-            t.kind != crate::domain::ticket::Kind::Extension
+            t.kind != Kind::Extension
                 && matches!(
                     t.status,
                     Status::Approved | Status::Provisioning | Status::Active

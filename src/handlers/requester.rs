@@ -7,12 +7,15 @@ use std::sync::Arc;
 use slack_morphism::prelude::*;
 
 use super::tell::{channel_of, failed, logged, tell, Where};
-use super::App;
+use crate::app::App;
+use crate::domain::jobs;
 use crate::domain::ticket::parse_ticket_ref;
 use crate::lifecycle::notices;
-use crate::slack::transport::Reply;
+use crate::slack::envelope::Reply;
 use crate::slack::views::text::fmt_time;
 use crate::slack::views::ticket::requester_update;
+use crate::store::JobChange;
+use crate::store::Ticket;
 use crate::store::{Actor, Changed, Effects, NewMessage};
 
 async fn actor(app: &Arc<App>, user: &str) -> Option<Actor> {
@@ -29,7 +32,7 @@ struct Click {
     user: String,
     channel: Option<String>,
     actor: Actor,
-    ticket: crate::store::Ticket,
+    ticket: Ticket,
 }
 
 async fn click(
@@ -78,7 +81,7 @@ pub async fn nudge(app: &Arc<App>, value: &str, event: SlackInteractionBlockActi
         )
         .await;
     let cooldown = config.requests.nudge_cooldown;
-    let effects = move |t: &crate::store::Ticket| Effects {
+    let effects = move |t: &Ticket| Effects {
         messages: notices::reminder_messages(&config, t, &ids),
         ..Effects::default()
     };
@@ -127,12 +130,12 @@ pub async fn cancel(
         .identity
         .slack_ids_of(ticket.plan.stages.iter().flat_map(|s| s.approvers.clone()))
         .await;
-    let effects = move |t: &crate::store::Ticket| {
+    let effects = move |t: &Ticket| {
         let mut effects = Effects::default();
         notices::update_approver_copies(&config, t, &ids, &mut effects);
         effects.jobs.extend([
-            crate::store::JobChange::cancel(crate::lifecycle::reminder_job::REMIND, &t.reference()),
-            crate::store::JobChange::cancel(crate::lifecycle::reminder_job::STALE, &t.reference()),
+            JobChange::cancel(jobs::REMIND, &t.reference()),
+            JobChange::cancel(jobs::STALE, &t.reference()),
         ]);
         let (text, blocks) = requester_update(&config, t, &[]);
         effects

@@ -10,13 +10,14 @@ use chrono::Utc;
 use serde_json::json;
 use slack_morphism::prelude::*;
 
-use super::actions as ids;
 use super::tell::{channel_of, failed, logged, tell, Where, NOT_RECORDED};
-use super::App;
+use crate::app::App;
+use crate::config::Config;
 use crate::lifecycle::reviews::{on_pages, page_locations, page_updates, send_pages, Intro};
 use crate::reviews::{item_ref, job};
+use crate::slack::envelope::Reply;
+use crate::slack::ids;
 use crate::slack::modal::{state_of, value_of};
-use crate::slack::transport::Reply;
 use crate::slack::views::request::notice;
 use crate::slack::views::review as views;
 use crate::store::{
@@ -25,11 +26,7 @@ use crate::store::{
 
 /// Who may act on `items`: their reviewer or an admin, never the person
 /// whose access it is.
-fn may_review(
-    config: &crate::config::Config,
-    email: &str,
-    items: &[ReviewItem],
-) -> Result<(), String> {
+fn may_review(config: &Config, email: &str, items: &[ReviewItem]) -> Result<(), String> {
     for item in items {
         if item
             .email

@@ -10,7 +10,7 @@ use std::fmt::Display;
 
 use serde_json::json;
 
-use super::App;
+use crate::app::App;
 use crate::slack::envelope::Reply;
 use crate::slack::views::request::notice;
 use crate::slack::views::text::section;

@@ -11,6 +11,7 @@ use crate::app::App;
 use crate::domain::ticket::Status;
 use crate::provision::{Action, Outcome, Person, Provisioner, Request};
 use crate::slack::views::grant as views;
+use crate::store;
 use crate::store::{Effects, GrantStatus, Job, NewMessage, RevokeTarget};
 
 pub async fn revoke(app: &Arc<App>, job: &Job, grant_id: i64) -> JobResult {
@@ -143,7 +144,7 @@ pub async fn warn(app: &Arc<App>, ticket_id: i64) -> JobResult {
     message.dedupe_key = Some(format!(
         "expiry_warning/{}/{}",
         ticket.reference(),
-        ticket.expires_at.map(crate::store::ts).unwrap_or_default()
+        ticket.expires_at.map(store::ts).unwrap_or_default()
     ));
     match app.outbox.send(message).await {
         Ok(_) => JobResult::Done,

@@ -11,7 +11,9 @@ use super::store_error;
 use super::JobResult;
 use crate::alerts::{self, kind};
 use crate::app::App;
+use crate::slack::views::alert;
 use crate::slack::views::text::{escape, section};
+use crate::store::StoreError;
 use crate::store::{Job, NewMessage};
 
 pub mod job {
@@ -27,7 +29,7 @@ pub async fn digest(app: &Arc<App>) -> JobResult {
             Ok(open) => open,
             Err(err) => return store_error(app, err),
         };
-        let (text, blocks) = crate::slack::views::alert::digest(&config, &open, now);
+        let (text, blocks) = alert::digest(&config, &open, now);
         let mut message = NewMessage::post(channel, &text, blocks);
         // One digest per day even if this job re-runs after a crash.
         message.dedupe_key = Some(format!("digest:{}", now.format("%Y-%m-%d")));
@@ -43,7 +45,7 @@ pub async fn digest(app: &Arc<App>) -> JobResult {
 
 /// Sets the daily digest timer to the next `alerts.digest_at` (a digest
 /// missed while the daemon was down is skipped, not sent late).
-pub async fn schedule_digest(app: &App) -> Result<(), crate::store::StoreError> {
+pub async fn schedule_digest(app: &App) -> Result<(), StoreError> {
     let next = alerts::next_digest(app.config().alerts.digest_at, Utc::now());
     app.store
         .schedule_job(

@@ -20,6 +20,7 @@ use crate::domain::jobs;
 use crate::domain::ticket::parse_ticket_ref;
 use crate::store::grants::{job, parse_grant_ref};
 use crate::store::Job;
+use crate::store::StoreError;
 
 pub use notices::reminder_timers;
 pub use reminders::job as reminder_job;
@@ -61,7 +62,7 @@ pub async fn run_job(app: &Arc<App>, job: &Job) -> JobResult {
             Some(id) => reminders::stale(app, job, id).await,
             None => bad_subject(job),
         },
-        crate::alerts::DIGEST_JOB => findings::digest(app).await,
+        jobs::FINDINGS_DIGEST => findings::digest(app).await,
         findings::job::ACCOUNT_REVOKE => findings::account_revoke(app, job).await,
         kind if jobs::review::is_review(kind) => reviews::run(app, job).await,
         other => {
@@ -79,7 +80,7 @@ fn bad_subject(job: &Job) -> JobResult {
 }
 
 /// Store errors are retried: the database is local, so they are brief.
-fn store_error(app: &Arc<App>, err: crate::store::StoreError) -> JobResult {
+fn store_error(app: &Arc<App>, err: StoreError) -> JobResult {
     tracing::error!(error = %err, "job could not use the database");
     JobResult::Retry {
         after: app.job_options.retry_base,

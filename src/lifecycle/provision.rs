@@ -9,10 +9,12 @@ use super::JobResult;
 use super::{owner_ids, store_error};
 use crate::alerts;
 use crate::app::App;
+use crate::config::Config;
 use crate::domain::ticket::Kind;
 use crate::provision::{Action, Outcome, Person, Provisioner, Request};
 use crate::slack::views::grant as views;
 use crate::store::grants::{GrantResult, GrantSpec};
+use crate::store::Grant;
 use crate::store::{Effects, GrantStatus, Job, NewMessage, OnSent, ProvisionStart, Ticket};
 
 pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
@@ -155,11 +157,7 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
     }
 }
 
-fn finished_effects(
-    config: &crate::config::Config,
-    ticket: &Ticket,
-    grants: &[crate::store::Grant],
-) -> Effects {
+fn finished_effects(config: &Config, ticket: &Ticket, grants: &[Grant]) -> Effects {
     let mut effects = Effects::default();
     let (text, blocks) = views::provisioned(config, ticket, grants);
     effects

@@ -13,8 +13,12 @@ use super::revoke::{revoke_access, RevokeAsk};
 use super::store_error;
 use super::JobResult;
 use crate::app::App;
+use crate::config::Config;
 use crate::reviews::{self, item_ref, job, CampaignAsk, CreateError};
 use crate::slack::views::review as views;
+use crate::slack::views::text;
+use crate::store::reviews::parse_campaign_ref;
+use crate::store::StoreError;
 use crate::store::{AuditEvent, Campaign, Effects, Job, JobChange, NewMessage, OnSent, ReviewItem};
 
 pub async fn run(app: &Arc<App>, job_: &Job) -> JobResult {
@@ -27,7 +31,7 @@ pub async fn run(app: &Arc<App>, job_: &Job) -> JobResult {
             None => JobResult::Fail(format!("bad review item {:?}", job_.subject)),
         };
     }
-    let Some(id) = crate::store::reviews::parse_campaign_ref(&job_.subject) else {
+    let Some(id) = parse_campaign_ref(&job_.subject) else {
         return JobResult::Fail(format!("bad campaign {:?}", job_.subject));
     };
     let campaign = match app.store.campaign(id).await {
@@ -94,11 +98,7 @@ pub async fn send_pages(
                 campaign.reference()
             );
             if let Ok(Some(owner)) = app.identity.slack_id_of(&campaign.owner_email).await {
-                let mut m = NewMessage::post(
-                    &owner,
-                    &text,
-                    json!([crate::slack::views::text::section(&text)]),
-                );
+                let mut m = NewMessage::post(&owner, &text, json!([text::section(&text)]));
                 m.dedupe_key = Some(format!("review:{}:unreachable:{reviewer}", campaign.id));
                 app.outbox.send(m).await.map_err(|e| store_error(app, e))?;
             }
@@ -194,7 +194,7 @@ pub async fn page_locations(
 /// `chat.update`s of the pages that show `shown`: each entry is the page it
 /// sits on (reviewer, page) and the item as it is now.
 pub fn page_updates(
-    config: &crate::config::Config,
+    config: &Config,
     campaign: &Campaign,
     locations: &HashMap<(String, i64), (String, String)>,
     shown: &[((String, i64), ReviewItem)],
@@ -460,7 +460,7 @@ async fn scheduled(app: &Arc<App>, name: &str) -> JobResult {
 }
 
 /// Sets the schedule's next run (a run missed while down is skipped).
-pub async fn schedule_next(app: &App, name: &str) -> Result<(), crate::store::StoreError> {
+pub async fn schedule_next(app: &App, name: &str) -> Result<(), StoreError> {
     let config = app.config();
     let Some(schedule) = config.reviews.schedules.iter().find(|s| s.name == name) else {
         return Ok(());

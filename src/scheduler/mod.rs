@@ -18,7 +18,9 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::app::App;
 pub use crate::app::{JobOptions, Wake};
+use crate::lifecycle;
 use crate::lifecycle::JobResult;
+use crate::store;
 use crate::store::Job;
 
 /// Runs due jobs until `stop` turns true; in-flight jobs are then awaited
@@ -50,7 +52,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             };
             let app = app.clone();
             let running = running.clone();
-            tasks.spawn(crate::store::background(async move {
+            tasks.spawn(store::background(async move {
                 let id = job.id;
                 run_one(&app, job).await;
                 lock(&running).remove(&id);
@@ -82,7 +84,7 @@ fn lock(running: &Mutex<HashSet<i64>>) -> std::sync::MutexGuard<'_, HashSet<i64>
 
 async fn run_one(app: &Arc<App>, job: Job) {
     let started = std::time::Instant::now();
-    let result = crate::lifecycle::run_job(app, &job).await;
+    let result = lifecycle::run_job(app, &job).await;
     tracing::debug!(job = job.id, kind = job.kind, subject = job.subject, ?result, elapsed = ?started.elapsed(), "job ran");
     let recorded = match &result {
         JobResult::Done => app.store.complete_job(job.id).await,

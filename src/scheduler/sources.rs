@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use super::JobOptions;
 use crate::config::SourceConfig;
 use crate::handlers::{App, Live};
+use crate::store;
 use crate::sync::{lease_owner, sync_source, SyncOutcome};
 
 /// When to try next after a sync: the next scheduled tick after now, but
@@ -58,7 +59,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         });
         for source in &config.sources {
             if !timers.contains_key(&source.id) {
-                let timer = tasks.spawn(crate::store::background(run_one(
+                let timer = tasks.spawn(store::background(run_one(
                     app.clone(),
                     source.id.clone(),
                     live.clone(),

@@ -10,21 +10,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use slack_morphism::prelude::*;
 
-use super::actions::*;
-use super::tell::{failed, Where};
-use super::who::{manager_of, plan_for, reachable_plan, requester_email, Who};
-use super::App;
-use crate::alerts;
+use super::who::{manager_of, plan_for, requester_email, Who};
+use crate::app::App;
 use crate::config::{AppConfig, Config};
 use crate::domain::policy::{self, Plan, PolicyError, Requester};
-use crate::domain::ticket::Status;
-use crate::lifecycle::notices;
+use crate::slack::envelope::Reply;
+use crate::slack::ids::*;
 use crate::slack::modal::{checked_duration, input, state_values, StateValues};
-use crate::slack::transport::Reply;
 use crate::slack::views::request as views;
 use crate::slack::views::text::{fmt_duration, mention};
-use crate::slack::views::ticket::describe;
-use crate::store::{Created, Effects, NewMessage, NewTicket, Ticket};
+
+mod submit;
+use crate::domain::catalog;
+use crate::slack::views::text;
+use crate::store::StoreError;
+use submit::{break_glass, step_submit};
 
 /// Reasons shorter than this tell an approver nothing.
 const MIN_REASON_CHARS: usize = 10;
@@ -74,7 +74,7 @@ async fn first_step(app: &Arc<App>, user: &str, text: Option<&str>) -> Value {
     let mut draft = Draft::default();
     let mut note = None;
     if let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) {
-        match crate::domain::catalog::match_app(&config, text) {
+        match catalog::match_app(&config, text) {
             Some(found) => {
                 draft.app = Some(found.id.clone());
                 draft.step = Step::Roles;
@@ -82,7 +82,7 @@ async fn first_step(app: &Arc<App>, user: &str, text: Option<&str>) -> Value {
             None => {
                 note = Some(format!(
                     "No app matches \u{201c}{}\u{201d}; choose one below.",
-                    crate::slack::views::text::clip(text, 80)
+                    text::clip(text, 80)
                 ))
             }
         }
@@ -117,12 +117,7 @@ fn new_draft_id() -> String {
     hex::encode(bytes)
 }
 
-async fn save(
-    app: &Arc<App>,
-    id: &str,
-    user: &str,
-    draft: &Draft,
-) -> Result<(), crate::store::StoreError> {
+async fn save(app: &Arc<App>, id: &str, user: &str, draft: &Draft) -> Result<(), StoreError> {
     let state = serde_json::to_value(draft)?;
     app.store
         .save_draft(id.to_string(), user.to_string(), state)
@@ -382,217 +377,9 @@ async fn step_duration(
     let summary = format!(
         "*{name}* · {roles} · {}\n{}",
         fmt_duration(duration),
-        crate::slack::views::text::quote(&draft.reason)
+        text::quote(&draft.reason)
     );
     Reply::update(views::approvers_step(
         found, &summary, draft_id, &plan, &name_of,
     ))
-}
-
-/// Break-glass: the duration step submits. The ticket is created approved
-/// and provisioned at once; every approver (with **Revoke**) and the
-/// `break_glass` alert channel are told in the same transaction.
-async fn break_glass(
-    app: &Arc<App>,
-    draft: &Draft,
-    values: &StateValues,
-    user: &str,
-    email: &str,
-    draft_id: &str,
-) -> Reply {
-    let config = app.config();
-    let (found, duration, plan) = match duration_and_plan(app, &config, draft, values, email).await
-    {
-        Ok(checked) => checked,
-        Err(reply) => return reply,
-    };
-    let ids = app
-        .identity
-        .slack_ids_of(plan.stages.iter().flat_map(|s| s.approvers.clone()))
-        .await;
-    let new = NewTicket {
-        requester_slack_id: user.to_string(),
-        requester_email: email.to_string(),
-        app_id: found.id.clone(),
-        roles: draft.roles.clone(),
-        reason: draft.reason.clone(),
-        duration_secs: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
-        status: Status::Approved,
-        plan,
-        kind: crate::domain::ticket::Kind::BreakGlass,
-        parent: None,
-    };
-    let effects_config = config.clone();
-    let effects = move |t: &Ticket| {
-        let mut effects = Effects::default();
-        let (text, blocks) =
-            crate::slack::views::grant::break_glass_notice(&effects_config, t, true);
-        let mut told: Vec<&String> = ids
-            .values()
-            .filter(|id| *id != &t.requester_slack_id)
-            .collect();
-        told.sort();
-        told.dedup();
-        for slack_id in &told {
-            effects
-                .messages
-                .push(NewMessage::post(slack_id, &text, blocks.clone()));
-        }
-        effects.messages.extend(alerts::post(
-            effects_config.alerts.channels.break_glass.as_ref(),
-            &text,
-            blocks.clone(),
-        ));
-        effects.jobs.push(crate::store::JobChange::schedule(
-            crate::store::grants::job::PROVISION,
-            &t.reference(),
-            chrono::Utc::now(),
-        ));
-        effects.audit.push(crate::store::AuditEvent::new(
-            t.requester_email.clone(),
-            "ticket.break_glass",
-            t.reference(),
-            json!({
-                "app": t.app_id,
-                "roles": t.roles,
-                "duration_secs": t.duration_secs,
-                "reason": t.reason,
-                "told": told,
-                "channel": effects_config.alerts.channels.break_glass,
-            }),
-        ));
-        effects
-    };
-    let created = app.store.create_ticket(new, effects).await;
-    let _ = app.store.delete_draft(draft_id.to_string()).await;
-    match created {
-        Ok(Created::New(ticket)) => {
-            app.outbox.wake();
-            app.jobs.wake();
-            let (name, roles) = describe(&config, &ticket);
-            Reply::update(views::submitted(
-                &ticket.reference(),
-                &format!("for *{name}* ({roles}) is being granted now (break-glass). The approvers and security were told and can revoke it."),
-            ))
-        }
-        Ok(Created::Duplicate(open)) => Reply::update(views::notice(&format!(
-            "You already have {} pending for this app and role; cancel it first.",
-            open.reference()
-        ))),
-        Err(err) => {
-            failed(
-                app,
-                err,
-                "create a break-glass ticket",
-                "accessd could not record your request; nothing was granted. Please try again.",
-                Where::Modal,
-            )
-            .await
-        }
-    }
-}
-
-async fn step_submit(
-    app: &Arc<App>,
-    draft: &Draft,
-    values: &StateValues,
-    user: &str,
-    email: &str,
-    draft_id: &str,
-) -> Reply {
-    let config = app.config();
-    let Some(found) = app_of(&config, draft) else {
-        return app_gone();
-    };
-    let plan = match plan_for(app, found, &draft.roles, email).await {
-        Ok(plan) => plan,
-        Err(err) => return Reply::update(views::notice(&err.to_string())),
-    };
-    let chosen: Vec<Option<Vec<String>>> = (0..plan.stages.len())
-        .map(|i| {
-            input(
-                values,
-                &format!("{APPROVERS_BLOCK_PREFIX}{i}"),
-                APPROVERS_ACTION,
-            )
-            .and_then(|v| v.selected_options.as_ref())
-            .map(|opts| opts.iter().map(|o| o.value.to_lowercase()).collect())
-        })
-        .collect();
-    let ids = app
-        .identity
-        .slack_ids_of(
-            plan.stages
-                .iter()
-                .flat_map(|s| s.approvers.clone())
-                .chain(config.expand(&config.requests.fallback_approvers)),
-        )
-        .await;
-    let plan = match reachable_plan(&config, plan, &ids, &chosen, email) {
-        Ok(plan) => plan,
-        Err(why) => {
-            let block = chosen
-                .iter()
-                .position(|c| c.is_some())
-                .map(|i| format!("{APPROVERS_BLOCK_PREFIX}{i}"));
-            return match block {
-                Some(block) if why.starts_with("Choose") => {
-                    Reply::field_errors(&[(block.as_str(), why)])
-                }
-                _ => Reply::update(views::notice(&why)),
-            };
-        }
-    };
-    let new = NewTicket {
-        requester_slack_id: user.to_string(),
-        requester_email: email.to_string(),
-        app_id: found.id.clone(),
-        roles: draft.roles.clone(),
-        reason: draft.reason.clone(),
-        duration_secs: i64::try_from(draft.duration_secs).unwrap_or(i64::MAX),
-        status: if plan.auto_approve {
-            Status::Approved
-        } else {
-            Status::Pending
-        },
-        plan,
-        kind: crate::domain::ticket::Kind::Request,
-        parent: None,
-    };
-    let slack_ids = ids.clone();
-    let effects_config = config.clone();
-    let effects =
-        move |ticket: &Ticket| notices::creation_effects(&effects_config, ticket, &slack_ids);
-    let created = app.store.create_ticket(new, effects).await;
-    let _ = app.store.delete_draft(draft_id.to_string()).await;
-    match created {
-        Ok(Created::New(ticket)) => {
-            app.outbox.wake();
-            app.jobs.wake();
-            let (name, roles) = describe(&config, &ticket);
-            let text = if ticket.status == Status::Approved {
-                format!("for *{name}* ({roles}) was approved automatically.")
-            } else {
-                format!("for *{name}* ({roles}) was sent to the approvers. You will get a DM at each step.")
-            };
-            let refresh = app.clone();
-            let approvers: Vec<String> = ticket
-                .plan
-                .stages
-                .first()
-                .map(|s| s.approvers.iter().filter_map(|e| ids.get(e).cloned()).collect())
-                .unwrap_or_default();
-            let requester = user.to_string();
-            Reply::update(views::submitted(&ticket.reference(), &text)).then(async move {
-                let mut users: Vec<&str> = vec![requester.as_str()];
-                users.extend(approvers.iter().map(String::as_str));
-                refresh.home_refresh.request_all(&users);
-            })
-        }
-        Ok(Created::Duplicate(open)) => Reply::update(views::notice(&format!(
-            "You already have {} pending for this app and role; nudge or cancel it from the Home tab.",
-            open.reference()
-        ))),
-        Err(err) => failed(app, err, "create a ticket", "accessd could not record your request; nothing was sent. Please try again.", Where::Modal).await,
-    }
 }

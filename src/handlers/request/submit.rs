@@ -1,0 +1,233 @@
+//! The request modal's last step: the ticket it creates, with the approvers'
+//! DMs (or, for break-glass, the grant at once and everyone told after).
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::alerts;
+use crate::app::App;
+use crate::domain::ticket::Status;
+use crate::handlers::tell::{failed, Where};
+use crate::handlers::who::{plan_for, reachable_plan};
+use crate::lifecycle::notices;
+use crate::slack::envelope::Reply;
+use crate::slack::ids::*;
+use crate::slack::modal::{input, StateValues};
+use crate::slack::views::request as views;
+use crate::slack::views::ticket::describe;
+use crate::store::{Created, Effects, NewMessage, NewTicket, Ticket};
+
+use super::{app_gone, app_of, duration_and_plan, Draft};
+use crate::domain::jobs;
+use crate::domain::ticket::Kind;
+use crate::slack::views::grant;
+use crate::store::AuditEvent;
+use crate::store::JobChange;
+
+/// Break-glass: the duration step submits. The ticket is created approved
+/// and provisioned at once; every approver (with **Revoke**) and the
+/// `break_glass` alert channel are told in the same transaction.
+pub(super) async fn break_glass(
+    app: &Arc<App>,
+    draft: &Draft,
+    values: &StateValues,
+    user: &str,
+    email: &str,
+    draft_id: &str,
+) -> Reply {
+    let config = app.config();
+    let (found, duration, plan) = match duration_and_plan(app, &config, draft, values, email).await
+    {
+        Ok(checked) => checked,
+        Err(reply) => return reply,
+    };
+    let ids = app
+        .identity
+        .slack_ids_of(plan.stages.iter().flat_map(|s| s.approvers.clone()))
+        .await;
+    let new = NewTicket {
+        requester_slack_id: user.to_string(),
+        requester_email: email.to_string(),
+        app_id: found.id.clone(),
+        roles: draft.roles.clone(),
+        reason: draft.reason.clone(),
+        duration_secs: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
+        status: Status::Approved,
+        plan,
+        kind: Kind::BreakGlass,
+        parent: None,
+    };
+    let effects_config = config.clone();
+    let effects = move |t: &Ticket| {
+        let mut effects = Effects::default();
+        let (text, blocks) = grant::break_glass_notice(&effects_config, t, true);
+        let mut told: Vec<&String> = ids
+            .values()
+            .filter(|id| *id != &t.requester_slack_id)
+            .collect();
+        told.sort();
+        told.dedup();
+        for slack_id in &told {
+            effects
+                .messages
+                .push(NewMessage::post(slack_id, &text, blocks.clone()));
+        }
+        effects.messages.extend(alerts::post(
+            effects_config.alerts.channels.break_glass.as_ref(),
+            &text,
+            blocks.clone(),
+        ));
+        effects.jobs.push(JobChange::schedule(
+            jobs::PROVISION,
+            &t.reference(),
+            chrono::Utc::now(),
+        ));
+        effects.audit.push(AuditEvent::new(
+            t.requester_email.clone(),
+            "ticket.break_glass",
+            t.reference(),
+            json!({
+                "app": t.app_id,
+                "roles": t.roles,
+                "duration_secs": t.duration_secs,
+                "reason": t.reason,
+                "told": told,
+                "channel": effects_config.alerts.channels.break_glass,
+            }),
+        ));
+        effects
+    };
+    let created = app.store.create_ticket(new, effects).await;
+    let _ = app.store.delete_draft(draft_id.to_string()).await;
+    match created {
+        Ok(Created::New(ticket)) => {
+            app.outbox.wake();
+            app.jobs.wake();
+            let (name, roles) = describe(&config, &ticket);
+            Reply::update(views::submitted(
+                &ticket.reference(),
+                &format!("for *{name}* ({roles}) is being granted now (break-glass). The approvers and security were told and can revoke it."),
+            ))
+        }
+        Ok(Created::Duplicate(open)) => Reply::update(views::notice(&format!(
+            "You already have {} pending for this app and role; cancel it first.",
+            open.reference()
+        ))),
+        Err(err) => {
+            failed(
+                app,
+                err,
+                "create a break-glass ticket",
+                "accessd could not record your request; nothing was granted. Please try again.",
+                Where::Modal,
+            )
+            .await
+        }
+    }
+}
+
+pub(super) async fn step_submit(
+    app: &Arc<App>,
+    draft: &Draft,
+    values: &StateValues,
+    user: &str,
+    email: &str,
+    draft_id: &str,
+) -> Reply {
+    let config = app.config();
+    let Some(found) = app_of(&config, draft) else {
+        return app_gone();
+    };
+    let plan = match plan_for(app, found, &draft.roles, email).await {
+        Ok(plan) => plan,
+        Err(err) => return Reply::update(views::notice(&err.to_string())),
+    };
+    let chosen: Vec<Option<Vec<String>>> = (0..plan.stages.len())
+        .map(|i| {
+            input(
+                values,
+                &format!("{APPROVERS_BLOCK_PREFIX}{i}"),
+                APPROVERS_ACTION,
+            )
+            .and_then(|v| v.selected_options.as_ref())
+            .map(|opts| opts.iter().map(|o| o.value.to_lowercase()).collect())
+        })
+        .collect();
+    let ids = app
+        .identity
+        .slack_ids_of(
+            plan.stages
+                .iter()
+                .flat_map(|s| s.approvers.clone())
+                .chain(config.expand(&config.requests.fallback_approvers)),
+        )
+        .await;
+    let plan = match reachable_plan(&config, plan, &ids, &chosen, email) {
+        Ok(plan) => plan,
+        Err(why) => {
+            let block = chosen
+                .iter()
+                .position(|c| c.is_some())
+                .map(|i| format!("{APPROVERS_BLOCK_PREFIX}{i}"));
+            return match block {
+                Some(block) if why.starts_with("Choose") => {
+                    Reply::field_errors(&[(block.as_str(), why)])
+                }
+                _ => Reply::update(views::notice(&why)),
+            };
+        }
+    };
+    let new = NewTicket {
+        requester_slack_id: user.to_string(),
+        requester_email: email.to_string(),
+        app_id: found.id.clone(),
+        roles: draft.roles.clone(),
+        reason: draft.reason.clone(),
+        duration_secs: i64::try_from(draft.duration_secs).unwrap_or(i64::MAX),
+        status: if plan.auto_approve {
+            Status::Approved
+        } else {
+            Status::Pending
+        },
+        plan,
+        kind: Kind::Request,
+        parent: None,
+    };
+    let slack_ids = ids.clone();
+    let effects_config = config.clone();
+    let effects =
+        move |ticket: &Ticket| notices::creation_effects(&effects_config, ticket, &slack_ids);
+    let created = app.store.create_ticket(new, effects).await;
+    let _ = app.store.delete_draft(draft_id.to_string()).await;
+    match created {
+        Ok(Created::New(ticket)) => {
+            app.outbox.wake();
+            app.jobs.wake();
+            let (name, roles) = describe(&config, &ticket);
+            let text = if ticket.status == Status::Approved {
+                format!("for *{name}* ({roles}) was approved automatically.")
+            } else {
+                format!("for *{name}* ({roles}) was sent to the approvers. You will get a DM at each step.")
+            };
+            let refresh = app.clone();
+            let approvers: Vec<String> = ticket
+                .plan
+                .stages
+                .first()
+                .map(|s| s.approvers.iter().filter_map(|e| ids.get(e).cloned()).collect())
+                .unwrap_or_default();
+            let requester = user.to_string();
+            Reply::update(views::submitted(&ticket.reference(), &text)).then(async move {
+                let mut users: Vec<&str> = vec![requester.as_str()];
+                users.extend(approvers.iter().map(String::as_str));
+                refresh.home_refresh.request_all(&users);
+            })
+        }
+        Ok(Created::Duplicate(open)) => Reply::update(views::notice(&format!(
+            "You already have {} pending for this app and role; nudge or cancel it from the Home tab.",
+            open.reference()
+        ))),
+        Err(err) => failed(app, err, "create a ticket", "accessd could not record your request; nothing was sent. Please try again.", Where::Modal).await,
+    }
+}
