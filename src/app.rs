@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
 
+use crate::alerts;
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::outbox::Outbox;
 use crate::provision::Provisioners;
 use crate::slack::api::{BotIdentity, SlackApi};
 use crate::sources::AnySource;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// What a config reload replaces, swapped as one value so no reader ever
 /// sees one file's catalog with another file's provisioners.
@@ -26,20 +27,60 @@ pub struct Live {
     pub sources: Arc<BTreeMap<String, Arc<AnySource>>>,
 }
 
-impl Live {
-    /// Builds everything derived from `config`: provisioners and source
-    /// readers, whose secret files are read here. Errors name the config key.
-    pub fn build(config: Config) -> Result<Self, String> {
-        let provisioners = Provisioners::from_config(&config)?;
+/// The provisioners and source readers a config names, built before the
+/// config is complete (start-up builds them before Slack is reached, so an
+/// unreadable secret file fails fast).
+pub struct Integrations {
+    provisioners: Provisioners,
+    sources: BTreeMap<String, Arc<AnySource>>,
+}
+
+impl Integrations {
+    /// Reads the secret files (blocking); errors name the config key.
+    pub fn build(config: &Config) -> Result<Self, String> {
+        let provisioners = Provisioners::from_config(config)?;
         let sources = config
             .sources
             .iter()
             .map(|s| Ok((s.id.clone(), Arc::new(AnySource::from_config(s)?))))
             .collect::<Result<_, String>>()?;
         Ok(Self {
+            provisioners,
+            sources,
+        })
+    }
+}
+
+/// Why a [`Live`] could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// An `[alerts.channels]` `#name` Slack does not know, or Slack unreachable.
+    #[error("{0}")]
+    Channels(String),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl Live {
+    /// The one way start-up and reload finish a config: `#name`s in
+    /// `[alerts.channels]` resolved through Slack, the config and its
+    /// integrations put together as built, and the resolved names saved for
+    /// the CLI. Nothing is saved unless every name resolved.
+    pub async fn prepare(
+        api: &SlackApi,
+        store: &Store,
+        mut config: Config,
+        integrations: Integrations,
+    ) -> Result<Self, PrepareError> {
+        let (channels, resolved) = alerts::resolve_channels(api, &config.alerts.channels)
+            .await
+            .map_err(PrepareError::Channels)?;
+        config.alerts.channels = channels;
+        store.save_channels(resolved).await?;
+        Ok(Self {
             config: Arc::new(config),
-            provisioners: Arc::new(provisioners),
-            sources: Arc::new(sources),
+            provisioners: Arc::new(integrations.provisioners),
+            sources: Arc::new(integrations.sources),
         })
     }
 }

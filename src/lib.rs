@@ -4,12 +4,36 @@
 //! tests run it in-process against the fake Slack; `main.rs` only parses the
 //! command line and calls [`cli`].
 //!
-//! Module map: `config` (the TOML contract), `store` (all SQL), `slack`
-//! (Socket Mode transport, Web API, manifest, views), `router` (envelope →
-//! typed route), `handlers` (one per surface), `outbox` (durable delivery),
-//! `reload` (SIGHUP: swap in a re-read config),
-//! `server` + `metrics` (`/healthz`, `/metrics`), `cli` (subcommands).
+//! # Layers
+//!
+//! Each layer imports only from the layers below it (`tests/layers.rs`
+//! checks every `crate::` path against this list, so it is the rule, not a
+//! description):
+//!
+//! 1. `main` (binary), then `cli`: subcommands.
+//! 2. this file (`run`, wiring and shutdown) and `reload` (SIGHUP: a re-read
+//!    config swapped in whole).
+//! 3. `router` (envelope → typed route → handler: parse *and* dispatch),
+//!    `scheduler` (the job runner and source timers; timing only), `server`
+//!    (`/healthz`, `/metrics`).
+//! 4. `handlers`: one module per Slack surface; no surface calls another
+//!    (what they share is in `handlers::tell` and `handlers::who`).
+//! 5. `lifecycle`: what each durable job does, and `lifecycle::notices`, what
+//!    each party is told when a ticket moves.
+//! 6. `app`: the shared context (`App`, the reloadable `Live`, the
+//!    Home-refresh queue, the job runner's wake-up).
+//! 7. use cases: `sync` and `reviews` above `alerts`, `outbox` and
+//!    `identity`.
+//! 8. adapters: `slack` (Web API, Socket Mode transport, frame codec,
+//!    envelope contract, ids, modal reading, Block Kit views), `sources`
+//!    (identity-source readers), `provision` (provisioners).
+//! 9. `store`: all SQL, behind one `Store`.
+//! 10. `domain`: pure rules and vocabulary (ticket, policy, diff, catalog,
+//!     alert kinds, job kinds, snapshot types).
+//! 11. `net` (HTTP helpers), `metrics` (counters only), then `config` (the
+//!     TOML contract) at the bottom.
 
+// The layers are listed above; rustfmt keeps these sorted.
 pub mod alerts;
 pub mod app;
 pub mod cli;
@@ -20,8 +44,6 @@ pub mod identity;
 pub mod lifecycle;
 pub mod metrics;
 pub(crate) mod net;
-
-pub use net::install_crypto_provider;
 pub mod outbox;
 pub mod provision;
 pub mod reload;
@@ -34,6 +56,8 @@ pub mod sources;
 pub mod store;
 pub mod sync;
 
+pub use net::install_crypto_provider;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,8 +65,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::app::{App, AppParts, Integrations, Live, PrepareError};
 use crate::config::{Config, SlackTokens};
-use crate::handlers::App;
+use crate::identity::Identity;
 use crate::outbox::{Outbox, OutboxOptions, OutboxWorker};
 use crate::router::Router;
 use crate::slack::api::{ApiError, BotIdentity, SlackApi};
@@ -80,6 +105,15 @@ pub enum RunError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+impl From<PrepareError> for RunError {
+    fn from(err: PrepareError) -> Self {
+        match err {
+            PrepareError::Channels(why) => RunError::Channels(why),
+            PrepareError::Store(err) => RunError::Store(err),
+        }
+    }
 }
 
 /// Knobs that are not part of the config file: protocol timings tests shorten.
@@ -165,7 +199,7 @@ async fn run_on_store(
         None => None,
     };
     // Built before Slack is reached so an unreadable secret file fails fast.
-    let live = handlers::Live::build(config.clone()).map_err(RunError::Integration)?;
+    let integrations = Integrations::build(&config).map_err(RunError::Integration)?;
     let api = SlackApi::new(&config.slack.api_url, &tokens, options.api_timeout)?;
     let bot = tokio::select! {
         bot = check_bot_token(&api, &options.transport) => bot?,
@@ -176,27 +210,21 @@ async fn run_on_store(
         team = bot.team,
         "bot token accepted"
     );
-    let mut config = config;
-    let (channels, resolved) = alerts::resolve_channels(&api, &config.alerts.channels)
-        .await
-        .map_err(RunError::Channels)?;
-    config.alerts.channels = channels;
-    store.save_channels(resolved).await?;
+    let live = Live::prepare(&api, &store, config, integrations).await?;
 
     let outbox = Outbox::new(store.clone());
     // Everything but the envelope path queues its store calls behind it.
     let outbox_task = tokio::spawn(store::background(
         OutboxWorker::new(&outbox, api.clone(), options.outbox.clone()).run(stopped.clone()),
     ));
-    let identity =
-        identity::Identity::new(store.clone(), api.clone(), config.identity.link_refresh);
-    let live = handlers::Live {
-        config: Arc::new(config),
-        ..live
-    };
+    let identity = Identity::new(
+        store.clone(),
+        api.clone(),
+        live.config.identity.link_refresh,
+    );
     let app = Arc::new(App::new(
         live,
-        handlers::AppParts {
+        AppParts {
             store: store.clone(),
             api: api.clone(),
             bot,

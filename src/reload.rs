@@ -9,11 +9,8 @@
 
 use std::sync::Arc;
 
-use crate::alerts;
-use crate::config;
-use crate::config::Config;
-use crate::config::ConfigError;
-use crate::handlers::{App, Live};
+use crate::app::{App, Integrations, Live, PrepareError};
+use crate::config::{self, Config, ConfigError};
 use crate::lifecycle::findings;
 use crate::lifecycle::reviews;
 use crate::metrics;
@@ -86,16 +83,18 @@ pub async fn reload(app: &App, server: &ServerState) -> Result<Reloaded, ReloadE
         .await
         .map_err(|e| ReloadError::Integration(format!("reload task failed: {e}")))??;
     let restart_needed = keep_restart_only(&running, &mut next);
-    let (channels, resolved) = alerts::resolve_channels(&app.api, &next.alerts.channels)
-        .await
-        .map_err(ReloadError::Channels)?;
-    next.alerts.channels = channels;
     // Secret files are read here, off the async threads.
-    let live = tokio::task::spawn_blocking(move || Live::build(next))
+    let (next, integrations) =
+        tokio::task::spawn_blocking(move || Integrations::build(&next).map(|built| (next, built)))
+            .await
+            .map_err(|e| ReloadError::Integration(format!("reload task failed: {e}")))?
+            .map_err(ReloadError::Integration)?;
+    let live = Live::prepare(&app.api, &app.store, next, integrations)
         .await
-        .map_err(|e| ReloadError::Integration(format!("reload task failed: {e}")))?
-        .map_err(ReloadError::Integration)?;
-    app.store.save_channels(resolved).await?;
+        .map_err(|err| match err {
+            PrepareError::Channels(why) => ReloadError::Channels(why),
+            PrepareError::Store(err) => ReloadError::Store(err),
+        })?;
     let next = &live.config;
     let done = Reloaded {
         apps: next.apps.len(),

@@ -67,7 +67,13 @@ pub fn channel_for<'a>(channels: &'a AlertChannels, kind_: &str) -> Option<&'a S
         kind::FINDINGS_DIGEST => &channels.findings_digest,
         _ => &None,
     };
-    channel.as_ref().filter(|c| !c.trim().is_empty())
+    routed(channel.as_ref())
+}
+
+/// The channel itself when it is set to something, `None` for unset or blank:
+/// a blank entry turns a kind's posts off.
+pub fn routed(channel: Option<&String>) -> Option<&String> {
+    channel.filter(|c| !c.trim().is_empty())
 }
 
 /// Whether the Revoke button makes sense: the app is in the catalog (so it

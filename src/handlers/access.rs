@@ -326,15 +326,7 @@ pub async fn extend_submitted(
         Ok(plan) => plan,
         Err(err) => return Reply::update(notice(&err.to_string())),
     };
-    let ids = app
-        .identity
-        .slack_ids_of(
-            plan.stages
-                .iter()
-                .flat_map(|s| s.approvers.clone())
-                .chain(config.expand(&config.requests.fallback_approvers)),
-        )
-        .await;
+    let ids = app.identity.slack_ids_of(plan.candidates(&config)).await;
     let plan = match reachable_plan(&config, plan, &ids, &[], &email) {
         Ok(plan) => plan,
         Err(why) => return Reply::update(notice(&why)),

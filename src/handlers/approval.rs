@@ -250,10 +250,7 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
     }
     // Addresses for the DMs the transition may send; resolved before the
     // transaction (cached), used inside it.
-    let ids = app
-        .identity
-        .slack_ids_of(ticket.plan.stages.iter().flat_map(|s| s.approvers.clone()))
-        .await;
+    let ids = app.identity.slack_ids_of(ticket.plan.approvers()).await;
     let input = DecisionInput {
         actor: Actor {
             slack_id: user.clone(),

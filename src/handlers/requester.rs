@@ -71,14 +71,7 @@ pub async fn nudge(app: &Arc<App>, value: &str, event: SlackInteractionBlockActi
     let id = ticket.id;
     let ids = app
         .identity
-        .slack_ids_of(
-            ticket
-                .plan
-                .stages
-                .get(ticket.stage)
-                .map(|s| s.approvers.clone())
-                .unwrap_or_default(),
-        )
+        .slack_ids_of(ticket.plan.stage_approvers(ticket.stage))
         .await;
     let cooldown = config.requests.nudge_cooldown;
     let effects = move |t: &Ticket| Effects {
@@ -126,10 +119,7 @@ pub async fn cancel(
         return Reply::empty();
     };
     let id = ticket.id;
-    let ids = app
-        .identity
-        .slack_ids_of(ticket.plan.stages.iter().flat_map(|s| s.approvers.clone()))
-        .await;
+    let ids = app.identity.slack_ids_of(ticket.plan.approvers()).await;
     let effects = move |t: &Ticket| {
         let mut effects = Effects::default();
         notices::update_approver_copies(&config, t, &ids, &mut effects);

@@ -24,14 +24,7 @@ pub async fn remind(app: &Arc<App>, ticket_id: i64) -> JobResult {
     };
     let ids = app
         .identity
-        .slack_ids_of(
-            ticket
-                .plan
-                .stages
-                .get(ticket.stage)
-                .map(|s| s.approvers.clone())
-                .unwrap_or_default(),
-        )
+        .slack_ids_of(ticket.plan.stage_approvers(ticket.stage))
         .await;
     let next = chrono::Utc::now()
         + chrono::Duration::from_std(config.requests.reminder_every)
@@ -53,10 +46,7 @@ pub async fn stale(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
         Ok(_) => return JobResult::Done,
         Err(err) => return store_error(app, err),
     };
-    let ids = app
-        .identity
-        .slack_ids_of(ticket.plan.stages.iter().flat_map(|s| s.approvers.clone()))
-        .await;
+    let ids = app.identity.slack_ids_of(ticket.plan.approvers()).await;
     let job_id = job.id;
     let changed = app
         .store

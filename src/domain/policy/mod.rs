@@ -35,6 +35,28 @@ pub struct Plan {
     pub max_duration_secs: u64,
 }
 
+impl Plan {
+    /// The approvers of every stage, in stage order (an email may repeat).
+    pub fn approvers(&self) -> impl Iterator<Item = String> + '_ {
+        self.stages.iter().flat_map(|s| s.approvers.iter().cloned())
+    }
+
+    /// The approvers of one stage; none when the stage does not exist.
+    pub fn stage_approvers(&self, stage: usize) -> Vec<String> {
+        self.stages
+            .get(stage)
+            .map(|s| s.approvers.clone())
+            .unwrap_or_default()
+    }
+
+    /// Everyone who may be asked: every stage's approvers, then the
+    /// `fallback_approvers` a short stage falls back to.
+    pub fn candidates<'a>(&'a self, config: &Config) -> impl Iterator<Item = String> + 'a {
+        self.approvers()
+            .chain(config.expand(&config.requests.fallback_approvers))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StagePlan {
     /// Eligible approvers (sorted, unique, lowercased emails), requester excluded.

@@ -365,10 +365,7 @@ async fn step_duration(
     };
     draft.duration_secs = duration.as_secs();
     draft.step = Step::Approvers;
-    let ids = app
-        .identity
-        .slack_ids_of(plan.stages.iter().flat_map(|s| s.approvers.clone()))
-        .await;
+    let ids = app.identity.slack_ids_of(plan.approvers()).await;
     let name_of = |email: &str| {
         ids.get(email)
             .map_or_else(|| email.to_string(), |id| mention(id))

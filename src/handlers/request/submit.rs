@@ -42,10 +42,7 @@ pub(super) async fn break_glass(
         Ok(checked) => checked,
         Err(reply) => return reply,
     };
-    let ids = app
-        .identity
-        .slack_ids_of(plan.stages.iter().flat_map(|s| s.approvers.clone()))
-        .await;
+    let ids = app.identity.slack_ids_of(plan.approvers()).await;
     let new = NewTicket {
         requester_slack_id: user.to_string(),
         requester_email: email.to_string(),
@@ -154,15 +151,7 @@ pub(super) async fn step_submit(
             .map(|opts| opts.iter().map(|o| o.value.to_lowercase()).collect())
         })
         .collect();
-    let ids = app
-        .identity
-        .slack_ids_of(
-            plan.stages
-                .iter()
-                .flat_map(|s| s.approvers.clone())
-                .chain(config.expand(&config.requests.fallback_approvers)),
-        )
-        .await;
+    let ids = app.identity.slack_ids_of(plan.candidates(&config)).await;
     let plan = match reachable_plan(&config, plan, &ids, &chosen, email) {
         Ok(plan) => plan,
         Err(why) => {
