@@ -1,8 +1,9 @@
 //! The small HTTP helpers every outbound client shares (SCIM and webhook
 //! provisioners, the SCIM, Google, Okta and GitHub sources): `Retry-After`
 //! parsing, one-line body excerpts, why a request got no answer, the
-//! sensitive `Authorization` value and the client builder. Each caller keeps
-//! its own status mapping and error type; only the mechanics live here.
+//! sensitive `Authorization` value, the client builder and the process-wide
+//! crypto provider. Each caller keeps its own status mapping and error type;
+//! only the mechanics live here.
 
 use std::time::Duration;
 
@@ -94,6 +95,11 @@ pub(crate) fn client(
         .redirect(redirect)
         .build()
         .map_err(|e| format!("cannot build the {what} HTTP client: {e}"))
+}
+
+/// rustls needs one process-wide crypto provider; ring is the only one built in.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 #[cfg(test)]
@@ -223,9 +229,4 @@ mod tests {
         )
         .is_ok());
     }
-}
-
-/// rustls needs one process-wide crypto provider; ring is the only one built in.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
