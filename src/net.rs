@@ -1,8 +1,9 @@
 //! The small HTTP helpers every outbound client shares (SCIM and webhook
 //! provisioners, the SCIM, Google, Okta and GitHub sources): `Retry-After`
 //! parsing, one-line body excerpts, why a request got no answer, the
-//! sensitive `Authorization` value and the client builder. Each caller keeps
-//! its own status mapping and error type; only the mechanics live here.
+//! sensitive `Authorization` value, the client builder and the process-wide
+//! crypto provider. Each caller keeps its own status mapping and error type;
+//! only the mechanics live here.
 
 use std::time::Duration;
 

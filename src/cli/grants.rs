@@ -9,6 +9,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::output::{emit, or_dash, print_out, rfc3339_short, with_store, Failure, Outcome, Table};
+use crate::domain::ticket::ticket_ref;
 use crate::store::grants::parse_grant_ref;
 use crate::store::{Actor, Changed, Grant, GrantFilter, GrantStatus, Store};
 
@@ -166,7 +167,7 @@ impl From<&Grant> for GrantView {
         GrantView {
             id: g.reference(),
             status: g.status.as_str(),
-            ticket: crate::domain::ticket::ticket_ref(g.ticket_id),
+            ticket: ticket_ref(g.ticket_id),
             app: g.app_id.clone(),
             role: g.role_id.clone(),
             entitlement: g.entitlement.clone(),

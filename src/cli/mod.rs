@@ -29,6 +29,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::{self, Config};
 use crate::slack::manifest;
 use crate::store::Store;
+use crate::{run_with, RunOptions};
 
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
@@ -190,10 +191,10 @@ fn run(path: &Path) -> ExitCode {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    let mut options = crate::RunOptions::for_config(&config);
+    let mut options = RunOptions::for_config(&config);
     let daemon = async move {
         options.reload = Some(reload_on_sighup());
-        crate::run_with(config, tokens, options, shutdown_signal()).await
+        run_with(config, tokens, options, shutdown_signal()).await
     };
     match runtime.block_on(daemon) {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,12 +10,13 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Subcommand;
 use serde::Serialize;
 
+use super::grants::cli_actor;
 use super::output::{
     clean, emit, or_dash, print_out, rfc3339_short, with_store, Failure, Outcome, Table,
 };
 use crate::domain::policy::StagePlan;
 use crate::domain::ticket::{parse_ticket_ref, ticket_ref, Status};
-use crate::store::{Approval, AuditRow, Changed, Store, Ticket, TicketFilter};
+use crate::store::{Approval, AuditRow, Changed, Store, StoreError, Ticket, TicketFilter};
 
 #[derive(Debug, Subcommand)]
 pub enum TicketsCommand {
@@ -84,7 +85,7 @@ async fn list(store: Store, status: Option<Status>, limit: Option<usize>, json: 
 }
 
 async fn retry(store: Store, id: i64) -> Outcome {
-    match store.retry_ticket(id, super::grants::cli_actor()).await {
+    match store.retry_ticket(id, cli_actor()).await {
         Ok(Changed::Done(t)) => print_out(&format!(
             "{}: provisioning again; the running daemon picks it up within seconds",
             t.reference()
@@ -96,7 +97,7 @@ async fn retry(store: Store, id: i64) -> Outcome {
             t.reference(),
             t.status
         ))),
-        Err(crate::store::StoreError::NotFound { .. }) => {
+        Err(StoreError::NotFound { .. }) => {
             Err(Failure::runtime(format!("no ticket {}", ticket_ref(id))))
         }
         Err(err) => Err(err.into()),

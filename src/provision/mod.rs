@@ -12,6 +12,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::config::{Config, ProvisionerKind, Secret};
+use crate::metrics;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
@@ -94,7 +97,7 @@ impl Provisioner for AnyProvisioner {
                 message: message.clone(),
             },
         };
-        crate::metrics::global().provisioning(outcome.label());
+        metrics::global().provisioning(outcome.label());
         outcome
     }
 }
@@ -108,8 +111,7 @@ pub struct Provisioners {
 impl Provisioners {
     /// Errors name the `provisioners` entry (a secret file that cannot be
     /// read, an unusable URL); the message never holds a secret.
-    pub fn from_config(config: &crate::config::Config) -> Result<Self, String> {
-        use crate::config::ProvisionerKind;
+    pub fn from_config(config: &Config) -> Result<Self, String> {
         let mut by_id = std::collections::HashMap::new();
         for p in &config.provisioners {
             let built = match &p.kind {
@@ -118,7 +120,7 @@ impl Provisioners {
                         .ok_or_else(|| format!("provisioners.{}.command: empty command", p.id))?,
                 ),
                 ProvisionerKind::Webhook { url, secret_file } => {
-                    let secret = crate::config::Secret::from_file(secret_file)
+                    let secret = Secret::from_file(secret_file)
                         .map_err(|e| format!("provisioners.{}.secret_file: {e}", p.id))?;
                     AnyProvisioner::Webhook(
                         webhook::WebhookProvisioner::new(url.clone(), secret, p.timeout)
@@ -126,7 +128,7 @@ impl Provisioners {
                     )
                 }
                 ProvisionerKind::Scim { url, token_file } => {
-                    let token = crate::config::Secret::from_file(token_file)
+                    let token = Secret::from_file(token_file)
                         .map_err(|e| format!("provisioners.{}.token_file: {e}", p.id))?;
                     AnyProvisioner::Scim(
                         scim::ScimProvisioner::new(url.clone(), token, p.timeout)

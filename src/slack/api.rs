@@ -19,6 +19,7 @@ use slack_morphism::prelude::*;
 use tokio::time::Instant;
 
 use crate::config::SlackTokens;
+use crate::metrics;
 use crate::net;
 
 type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
@@ -324,7 +325,7 @@ impl SlackApi {
             }),
         };
         let rate_limited = matches!(result, Err(ApiError::RateLimited { .. }));
-        crate::metrics::global().api_call(method, rate_limited);
+        metrics::global().api_call(method, rate_limited);
         result
     }
 }

@@ -14,23 +14,23 @@
 //!   from as soon as the handler returns (or empty at the ack deadline);
 //! - refused tokens and `link_disabled` end the daemon instead of looping.
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use rand::RngExt;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
 pub use super::envelope::{Envelope, EnvelopeHandler, Reply};
-use super::frame::ack_frame;
 pub use super::frame::{parse_frame, Frame};
+use super::inbound::{ConnEvent, InFlight, Inbound, Outgoing};
+pub use super::seen::Seen;
+use crate::metrics;
 use crate::slack::api::{ApiError, SlackApi};
-use crate::store::Store;
 
 /// Timing knobs; defaults suit Slack, tests shorten them.
 #[derive(Debug, Clone)]
@@ -124,68 +124,13 @@ impl TransportStatus {
     }
 }
 
-/// Envelope and event ids being handled now or handled recently, so a copy that
-/// arrives on another socket while the first is still in flight is not run twice.
-/// SQLite (`seen_envelopes` / `seen_events`) covers restarts.
-#[derive(Default)]
-struct RecentIds {
-    inner: Mutex<RecentInner>,
-}
-
-#[derive(Default)]
-struct RecentInner {
-    set: HashSet<String>,
-    order: VecDeque<String>,
-}
-
-const RECENT_CAPACITY: usize = 20_000;
-
-impl RecentIds {
-    /// Claims every key; false when any was already claimed.
-    fn claim(&self, keys: &[&str]) -> bool {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if keys.iter().any(|k| inner.set.contains(*k)) {
-            return false;
-        }
-        for key in keys {
-            inner.set.insert(key.to_string());
-            inner.order.push_back(key.to_string());
-        }
-        while inner.order.len() > RECENT_CAPACITY {
-            if let Some(old) = inner.order.pop_front() {
-                inner.set.remove(&old);
-            }
-        }
-        true
-    }
-}
-
-pub struct Transport<H> {
+pub struct Transport<H, S> {
     api: SlackApi,
-    store: Store,
-    handler: Arc<H>,
+    /// What happens to each envelope, shared by every connection.
+    inbound: Arc<Inbound<H, S>>,
     options: TransportOptions,
     status: Arc<TransportStatus>,
-    recent: RecentIds,
     next_connection: AtomicU64,
-}
-
-/// Why a connection stopped being useful, reported to its slot.
-#[derive(Debug)]
-enum ConnEvent {
-    /// Slack asked us to move (`warning`, `refresh_requested`, `too_many_websockets`, …).
-    Disconnect(String),
-    /// Socket Mode is off for the app: no reconnect can succeed.
-    LinkDisabled,
-    Lost(String),
-}
-
-enum Outgoing {
-    /// The ack frame and when its envelope arrived (for `accessd_ack_seconds`).
-    Ack(String, Instant),
-    /// Finish in-flight envelopes, then close. `keep_reading` while draining for a
-    /// refresh (Slack may still deliver on it); not on shutdown.
-    Retire { keep_reading: bool },
 }
 
 /// A connected socket as seen by its slot.
@@ -203,54 +148,16 @@ impl Live {
     }
 }
 
-/// Counts a connection's envelopes still being handled, so it closes only after
-/// their acks are sent.
-#[derive(Default)]
-struct InFlight {
-    count: AtomicUsize,
-    idle: Notify,
-}
-
-struct InFlightGuard(Arc<InFlight>);
-
-impl InFlight {
-    fn enter(self: &Arc<Self>) -> InFlightGuard {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        InFlightGuard(self.clone())
-    }
-    async fn wait_idle(&self) {
-        loop {
-            let notified = self.idle.notified();
-            if self.count.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
-impl<H: EnvelopeHandler> Transport<H> {
-    pub fn new(
-        api: SlackApi,
-        store: Store,
-        handler: Arc<H>,
-        options: TransportOptions,
-    ) -> Arc<Self> {
+impl<H: EnvelopeHandler, S: Seen> Transport<H, S> {
+    /// `seen` is the record of handled envelopes that outlives the process
+    /// (the store, in the daemon).
+    pub fn new(api: SlackApi, seen: S, handler: Arc<H>, options: TransportOptions) -> Arc<Self> {
+        let inbound = Arc::new(Inbound::new(handler, seen, options.ack_deadline));
         Arc::new(Self {
             api,
-            store,
-            handler,
+            inbound,
             options,
             status: Arc::new(TransportStatus::new()),
-            recent: RecentIds::default(),
             next_connection: AtomicU64::new(1),
         })
     }
@@ -500,7 +407,7 @@ impl<H: EnvelopeHandler> Transport<H> {
                     last_frame = Instant::now();
                     match frame {
                         Some(Ok(Message::Text(text))) => {
-                            if let Some(event) = self.on_text(id, text.as_str(), &out_tx, &inflight) {
+                            if let Some(event) = self.inbound.on_text(id, text.as_str(), &out_tx, &inflight) {
                                 let _ = events.send(event);
                             }
                         }
@@ -520,7 +427,7 @@ impl<H: EnvelopeHandler> Transport<H> {
                         if let Err(err) = sink.send(Message::text(text)).await {
                             break Some(ConnEvent::Lost(format!("could not send ack: {err}")));
                         }
-                        crate::metrics::global().ack(received_at.elapsed());
+                        metrics::global().ack(received_at.elapsed());
                     }
                     Some(Outgoing::Retire { keep_reading }) => {
                         retiring = Some((keep_reading, Instant::now() + self.options.drain_timeout));
@@ -551,117 +458,6 @@ impl<H: EnvelopeHandler> Transport<H> {
                 let _ = timeout(Duration::from_secs(1), sink.send(Message::Close(None))).await;
                 tracing::info!(connection = id, "Socket Mode connection closed");
             }
-        }
-    }
-
-    /// Classifies one text frame; envelopes are dispatched on their own task.
-    fn on_text(
-        self: &Arc<Self>,
-        connection: u64,
-        text: &str,
-        out: &mpsc::UnboundedSender<Outgoing>,
-        inflight: &Arc<InFlight>,
-    ) -> Option<ConnEvent> {
-        match parse_frame(text, connection) {
-            Frame::Unparseable { error, envelope_id } => {
-                // The frame's content is never logged: payloads carry user data and
-                // verification tokens.
-                tracing::warn!(connection, bytes = text.len(), error = %error, "unparseable Socket Mode frame");
-                if let Some(envelope_id) = envelope_id {
-                    let _ = out.send(Outgoing::Ack(ack_frame(&envelope_id, None), Instant::now()));
-                }
-                None
-            }
-            Frame::Hello => None,
-            Frame::Disconnect(reason) => Some(if reason == "link_disabled" {
-                ConnEvent::LinkDisabled
-            } else {
-                ConnEvent::Disconnect(reason)
-            }),
-            Frame::NoEnvelopeId { kind } => {
-                tracing::warn!(
-                    connection,
-                    kind,
-                    "ignoring Socket Mode frame without envelope_id"
-                );
-                None
-            }
-            Frame::Envelope(envelope) => {
-                crate::metrics::global().envelope(&envelope.kind);
-                tokio::spawn(
-                    self.clone()
-                        .dispatch(envelope, out.clone(), inflight.enter()),
-                );
-                None
-            }
-        }
-    }
-
-    async fn dispatch(
-        self: Arc<Self>,
-        envelope: Envelope,
-        out: mpsc::UnboundedSender<Outgoing>,
-        _inflight: InFlightGuard,
-    ) {
-        let envelope_id = envelope.envelope_id.clone();
-        let event_id = envelope.event_id.clone();
-        let received_at = envelope.received_at;
-        let ack = |payload: Option<Value>| {
-            let _ = out.send(Outgoing::Ack(ack_frame(&envelope_id, payload), received_at));
-        };
-        let envelope_key = format!("envelope:{envelope_id}");
-        let event_key = event_id.as_ref().map(|e| format!("event:{e}"));
-        let keys: Vec<&str> = std::iter::once(envelope_key.as_str())
-            .chain(event_key.as_deref())
-            .collect();
-        if !self.recent.claim(&keys) {
-            tracing::debug!(envelope_id, "duplicate envelope acked without handling");
-            ack(None);
-            return;
-        }
-        match self
-            .store
-            .seen_before(envelope_id.clone(), event_id.clone())
-            .await
-        {
-            Ok(true) => {
-                tracing::debug!(
-                    envelope_id,
-                    "envelope handled before a restart; acked without handling"
-                );
-                ack(None);
-                return;
-            }
-            Ok(false) => {}
-            Err(err) => {
-                tracing::warn!(envelope_id, error = %err, "dedupe lookup failed; handling the envelope anyway")
-            }
-        }
-        let handler = self.handler.clone();
-        let mut work = tokio::spawn(async move { handler.handle(envelope).await });
-        let reply = match timeout(self.options.ack_deadline, &mut work).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(err)) => {
-                tracing::error!(envelope_id, error = %err, "envelope handler failed");
-                Reply::empty()
-            }
-            Err(_) => {
-                // Slack retries or shows an error after 3 s; an empty ack now is the
-                // lesser evil. The handler keeps running to completion.
-                tracing::warn!(envelope_id, deadline = ?self.options.ack_deadline, "handler too slow; acked without payload");
-                Reply::empty()
-            }
-        };
-        ack(reply.payload);
-        // After the ack nothing is urgent: its store calls queue behind the
-        // next envelopes' (see `store::background`).
-        if let Some(after) = reply.after_ack {
-            tokio::spawn(crate::store::background(after));
-        }
-        let marked =
-            crate::store::background(self.store.mark_seen(envelope_id.clone(), event_id)).await;
-        if let Err(err) = marked {
-            tracing::warn!(envelope_id, error = %err, "could not record the envelope as handled");
         }
     }
 }
@@ -711,14 +507,5 @@ mod tests {
             let d = backoff_delay(failures, base, max);
             assert!(d <= max && d >= max / 2, "{d:?}");
         }
-    }
-
-    #[test]
-    fn recent_ids_refuse_a_second_claim_on_any_key() {
-        let recent = RecentIds::default();
-        assert!(recent.claim(&["envelope:a", "event:x"]));
-        assert!(!recent.claim(&["envelope:a"]));
-        assert!(!recent.claim(&["envelope:b", "event:x"]));
-        assert!(recent.claim(&["envelope:b"]));
     }
 }

@@ -1,7 +1,9 @@
 //! Paged JSON reads for the REST sources (Okta, GitHub): one client with a
 //! sensitive auth header, HTTP status → [`SourceError`], `Link: rel="next"`
 //! paging with loop, host and page-count guards, and the `x-ratelimit-*`
-//! headers both vendors send. Shared by `okta` and `github`.
+//! headers both vendors send. Shared by `okta` and `github`; the GET with an
+//! `Authorization` value, the no-answer error and the body excerpt's length
+//! are every HTTP source's (`scim` and `google` too).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -24,7 +26,7 @@ pub(crate) const MAX_PAGES: usize = 10_000;
 /// resets are handed to the scheduler as `RateLimited`.
 const MAX_PAUSE: Duration = Duration::from_secs(60);
 /// How much of an error body a message keeps.
-const BODY_EXCERPT: usize = 300;
+pub(crate) const BODY_EXCERPT: usize = 300;
 
 pub(crate) struct Api {
     vendor: &'static str,
@@ -167,13 +169,7 @@ impl Api {
     async fn call(&self, url: &Url) -> Result<(String, HeaderMap), SourceError> {
         self.wait_for_window().await?;
         let what = format!("{} GET {}", self.vendor, url.path());
-        let response = self
-            .client
-            .get(url.clone())
-            .header(AUTHORIZATION, self.auth.clone())
-            .send()
-            .await
-            .map_err(|e| no_answer(&what, &e))?;
+        let response = get_with_auth(&self.client, url.clone(), self.auth.clone(), &what).await?;
         let status = response.status();
         let headers = response.headers().clone();
         self.note_window(&headers);
@@ -338,8 +334,23 @@ pub(crate) fn next_link(headers: &HeaderMap) -> Option<String> {
     None
 }
 
+/// One GET with `auth` as its `Authorization`; the answer whatever its status.
+pub(crate) async fn get_with_auth(
+    client: &reqwest::Client,
+    url: Url,
+    auth: HeaderValue,
+    what: &str,
+) -> Result<reqwest::Response, SourceError> {
+    client
+        .get(url)
+        .header(AUTHORIZATION, auth)
+        .send()
+        .await
+        .map_err(|e| no_answer(what, &e))
+}
+
 /// No answer at all: the peer may be back soon.
-fn no_answer(what: &str, err: &reqwest::Error) -> SourceError {
+pub(crate) fn no_answer(what: &str, err: &reqwest::Error) -> SourceError {
     SourceError::Unavailable(net::no_answer(what, err))
 }
 

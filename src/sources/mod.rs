@@ -18,7 +18,7 @@ pub mod scim;
 
 use std::time::Duration;
 
-use crate::config::{SourceConfig, SourceKind};
+use crate::config::{Secret, SourceConfig, SourceKind};
 pub use crate::domain::snapshot::{Account, AccountStatus, Snapshot, SourceApp};
 
 impl Snapshot {
@@ -157,7 +157,7 @@ impl AnySource {
                 token_file,
                 filter,
             } => {
-                let token = crate::config::Secret::from_file(token_file)
+                let token = Secret::from_file(token_file)
                     .map_err(|e| format!("{}: {e}", at("token_file")))?;
                 AnySource::Scim(
                     scim::ScimSource::new(url, token, filter.clone(), app)
@@ -165,7 +165,7 @@ impl AnySource {
                 )
             }
             SourceKind::Okta { url, token_file } => {
-                let token = crate::config::Secret::from_file(token_file)
+                let token = Secret::from_file(token_file)
                     .map_err(|e| format!("{}: {e}", at("token_file")))?;
                 AnySource::Okta(
                     okta::OktaSource::new(url, token, app)
@@ -177,7 +177,7 @@ impl AnySource {
                 token_file,
                 api_url,
             } => {
-                let token = crate::config::Secret::from_file(token_file)
+                let token = Secret::from_file(token_file)
                     .map_err(|e| format!("{}: {e}", at("token_file")))?;
                 AnySource::Github(
                     github::GithubSource::new(api_url, org, token, app)

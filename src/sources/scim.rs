@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT};
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
+use super::http::{get_with_auth, no_answer, BODY_EXCERPT};
 use super::{Account, AccountStatus, Snapshot, SourceError, HTTP_TIMEOUT};
 use crate::config::Secret;
 use crate::net;
@@ -25,8 +26,6 @@ use crate::net;
 const PAGE_SIZE: usize = 100;
 /// A million users at the default page size: beyond that, something loops.
 const MAX_PAGES: usize = 10_000;
-/// How much of an error body a message keeps (the `google` source too).
-pub(super) const BODY_EXCERPT: usize = 300;
 
 pub struct ScimSource {
     base: Url,
@@ -306,13 +305,7 @@ impl ScimSource {
 
     async fn get<T: DeserializeOwned>(&self, url: Url) -> Result<T, SourceError> {
         let what = format!("SCIM GET {}", url.path());
-        let response = self
-            .client
-            .get(url)
-            .header(AUTHORIZATION, self.auth.clone())
-            .send()
-            .await
-            .map_err(|e| no_answer(&what, &e))?;
+        let response = get_with_auth(&self.client, url, self.auth.clone(), &what).await?;
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.map_err(|e| no_answer(&what, &e))?;
@@ -363,11 +356,6 @@ fn is_false(active: Option<&Value>) -> bool {
         Some(Value::String(s)) => s.eq_ignore_ascii_case("false"),
         _ => false,
     }
-}
-
-/// No answer at all: the server may be back soon (also the `google` source's).
-pub(super) fn no_answer(what: &str, err: &reqwest::Error) -> SourceError {
-    SourceError::Unavailable(net::no_answer(what, err))
 }
 
 fn http_error(what: &str, status: StatusCode, headers: &HeaderMap, body: &str) -> SourceError {

@@ -6,10 +6,11 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::text::{
-    actions, button, context, escape, fmt_time, header, section, section_with_button, styled_button,
+    actions, button, clip, context, escape, fmt_time, header, section, section_with_button,
+    styled_button,
 };
 use crate::config::Config;
-use crate::domain::alert::kind;
+use crate::domain::alert::{kind, revocable};
 use crate::slack::ids;
 use crate::store::AlertRow;
 
@@ -169,7 +170,7 @@ fn buttons(config: &Config, alert: &AlertRow) -> Vec<Value> {
             out.push(button("Ignore app", ids::ALERT_IGNORE, key));
         }
         kind::OFFBOARDED_ACTIVE => {
-            if crate::domain::alert::revocable(config, s(&alert.detail, "/app")) {
+            if revocable(config, s(&alert.detail, "/app")) {
                 out.push(styled_button("Revoke", ids::ALERT_REVOKE, key, "danger"));
             }
             out.push(button("Acknowledge", ids::ALERT_ACK, key));
@@ -249,7 +250,7 @@ pub fn digest(config: &Config, open: &[AlertRow], at: DateTime<Utc>) -> (String,
         );
         let value = format!("{kind_}|{}", at.to_rfc3339());
         blocks.push(section_with_button(
-            &super::text::clip(&format!("{title}\n{}", lines.join("\n")), 2900),
+            &clip(&format!("{title}\n{}", lines.join("\n")), 2900),
             button("Acknowledge", ids::DIGEST_ACK, &value),
         ));
     }

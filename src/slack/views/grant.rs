@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use super::text::{
-    actions, context, fmt_duration, fmt_time, mention, plain, quote, section, styled_button,
+    actions, clip, context, fmt_duration, fmt_time, mention, plain, quote, section, styled_button,
 };
 use super::ticket::describe;
 use crate::config::Config;
@@ -59,7 +59,7 @@ pub fn provisioned(config: &Config, ticket: &Ticket, grants: &[Grant]) -> (Strin
         .unwrap_or("the provisioner failed");
     let text = format!(
         ":warning: Access could not be granted: {what}.\n{}\nThe accessd admins were alerted and can retry it.",
-        quote(&super::text::clip(reason, 500))
+        quote(&clip(reason, 500))
     );
     (
         format!("Access could not be granted ({})", ticket.reference()),
@@ -73,7 +73,7 @@ pub fn provisioning_failed_alert(config: &Config, ticket: &Ticket, error: &str) 
         ":rotating_light: Provisioning failed for {} — {}.\n{}\nFix the cause, then run `accessd tickets retry {}`.",
         mention(&ticket.requester_slack_id),
         what(config, ticket),
-        quote(&super::text::clip(error, 1500)),
+        quote(&clip(error, 1500)),
         ticket.reference()
     );
     (
@@ -95,7 +95,7 @@ pub fn revoke_failed_alert(
         grant.role_id,
         mention(&ticket.requester_slack_id),
         what(config, ticket),
-        quote(&super::text::clip(error, 1500)),
+        quote(&clip(error, 1500)),
         grant.reference()
     );
     (

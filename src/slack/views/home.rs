@@ -4,14 +4,16 @@
 
 use serde_json::{json, Value};
 
+use super::grant::access_buttons;
 use super::text::{
-    actions, button, context, divider, fmt_time, header, mention, section, styled_button,
+    actions, button, clip, context, divider, escape, fmt_duration, fmt_time, header, mention,
+    section, styled_button,
 };
 use super::ticket::describe;
 use crate::config::Config;
 use crate::domain::ticket::Status;
 use crate::slack::ids;
-use crate::store::Ticket;
+use crate::store::{ReviewerProgress, Ticket};
 
 /// Items per section and page: 3 sections × (10 × 2 blocks + 3) stays under 100.
 pub const PAGE: usize = 10;
@@ -30,7 +32,7 @@ pub struct HomeData<'a> {
     pub requests: &'a [Ticket],
     pub access: &'a [Ticket],
     /// The user's share of open review campaigns.
-    pub reviews: &'a [crate::store::ReviewerProgress],
+    pub reviews: &'a [ReviewerProgress],
     pub pages: Pages,
 }
 
@@ -96,7 +98,7 @@ pub fn home_view(data: &HomeData<'_>) -> Value {
         ),
         divider(),
     ];
-    let open_reviews: Vec<&crate::store::ReviewerProgress> = data
+    let open_reviews: Vec<&ReviewerProgress> = data
         .reviews
         .iter()
         .filter(|r| r.decided < r.total)
@@ -106,11 +108,11 @@ pub fn home_view(data: &HomeData<'_>) -> Value {
         for r in open_reviews.iter().take(REVIEWS_SHOWN) {
             blocks.push(section(&format!(
                 "*{}* ({}) · {} of {} decided · due {}",
-                super::text::escape(&r.campaign.name, 200),
+                escape(&r.campaign.name, 200),
                 r.campaign.reference(),
                 r.decided,
                 r.total,
-                super::text::fmt_time(r.campaign.due_at)
+                fmt_time(r.campaign.due_at)
             )));
         }
         let more = open_reviews.len().saturating_sub(REVIEWS_SHOWN);
@@ -135,7 +137,7 @@ pub fn home_view(data: &HomeData<'_>) -> Value {
             mention(&ticket.requester_slack_id),
             ticket.stage + 1,
             ticket.plan.stages.len().max(1),
-            super::text::clip(&ticket.reason, 200)
+            clip(&ticket.reason, 200)
         )));
         let value = ticket.id.to_string();
         blocks.push(actions(
@@ -204,7 +206,7 @@ pub fn home_view(data: &HomeData<'_>) -> Value {
             _ => format!(
                 "{} for {}",
                 ticket.status,
-                super::text::fmt_duration(std::time::Duration::from_secs(
+                fmt_duration(std::time::Duration::from_secs(
                     u64::try_from(ticket.duration_secs).unwrap_or(0)
                 ))
             ),
@@ -214,7 +216,7 @@ pub fn home_view(data: &HomeData<'_>) -> Value {
             ticket.reference(),
         )));
         if ticket.status == Status::Active {
-            blocks.push(super::grant::access_buttons(ticket));
+            blocks.push(access_buttons(ticket));
         }
     }
     pager(
@@ -230,8 +232,9 @@ pub fn home_view(data: &HomeData<'_>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config;
     use crate::domain::policy::{Plan, StagePlan};
-    use crate::domain::ticket::Status;
+    use crate::domain::ticket::{Kind, Status};
 
     fn ticket(id: i64) -> Ticket {
         Ticket {
@@ -248,7 +251,7 @@ mod tests {
             updated_at: chrono::Utc::now(),
             decided_at: None,
             last_nudge_at: None,
-            kind: crate::domain::ticket::Kind::Request,
+            kind: Kind::Request,
             parent: None,
             expires_at: None,
             failure: None,
@@ -270,8 +273,7 @@ mod tests {
 
     #[test]
     fn long_lists_are_paged_within_slacks_block_limit() {
-        let config =
-            crate::config::parse("[slack]\n", std::path::Path::new("/tmp/accessd.toml")).unwrap();
+        let config = config::parse("[slack]\n", std::path::Path::new("/tmp/accessd.toml")).unwrap();
         let many: Vec<Ticket> = (1..=37).map(ticket).collect();
         for pages in [
             Pages::default(),

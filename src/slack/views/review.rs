@@ -6,8 +6,9 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::text::{
-    actions, button, context, escape, fmt_time, header, mrkdwn, plain, section, styled_button,
+    actions, button, clip, context, escape, fmt_time, header, mrkdwn, plain, section, styled_button,
 };
+use super::ticket::comment_input;
 use crate::config::Config;
 use crate::slack::ids;
 use crate::store::{Campaign, ReviewItem};
@@ -93,7 +94,7 @@ pub fn launch(config: &Config, campaign: &Campaign, items: usize, pages: usize) 
         b
     };
     let blocks = json!([
-        header(&format!("Access review: {}", super::text::clip(&campaign.name, 120))),
+        header(&format!("Access review: {}", clip(&campaign.name, 120))),
         section(&format!(
             "Please review *{items}* item(s) in *{}* by {} ({}). For each, choose *Keep* if the access is still needed or *Revoke* if not; the items follow in {pages} message(s).",
             escape(&apps(config, campaign), 500),
@@ -185,7 +186,7 @@ pub fn comment_modal(config: &Config, item: &ReviewItem) -> Value {
                     "options": [option("keep", "Keep"), option("revoke", "Revoke")],
                 },
             },
-            super::ticket::comment_input(),
+            comment_input(),
         ],
     })
 }
@@ -285,7 +286,7 @@ pub fn summary(config: &Config, campaign: &Campaign, items: &[ReviewItem]) -> (S
     reviewers.sort();
     reviewers.dedup();
     let mut blocks = vec![
-        header(&format!("Review closed: {}", super::text::clip(&campaign.name, 120))),
+        header(&format!("Review closed: {}", clip(&campaign.name, 120))),
         section(&format!(
             "*{}* ({}) closed with *{kept}* kept, *{revoked}* revoked and *{open}* undecided of {} item(s).",
             escape(&campaign.name, 200),

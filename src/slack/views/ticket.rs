@@ -7,7 +7,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::text::{
-    actions, context, fmt_duration, fmt_time, mention, plain, quote, section, styled_button,
+    actions, clip, context, fmt_duration, fmt_time, mention, plain, quote, section, styled_button,
 };
 use crate::config::Config;
 use crate::domain::ticket::{Status, Verdict};
@@ -50,7 +50,7 @@ fn decision_line(ticket: &Ticket) -> String {
                     Some(c) => format!(
                         "{}: \u{201c}{}\u{201d}",
                         mention(&a.approver_slack_id),
-                        super::text::clip(c, 300)
+                        clip(c, 300)
                     ),
                     None => mention(&a.approver_slack_id),
                 },

@@ -16,6 +16,7 @@ use serde_json::json;
 use url::Url;
 
 use super::answer_error;
+use crate::sources::http::no_answer;
 use crate::sources::SourceError;
 
 /// Read-only directory access; nothing else is asked for.
@@ -160,13 +161,10 @@ impl ServiceAccount {
             .body(body)
             .send()
             .await
-            .map_err(|e| super::no_answer(&what, &e))?;
+            .map_err(|e| no_answer(&what, &e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| super::no_answer(&what, &e))?;
+        let text = response.text().await.map_err(|e| no_answer(&what, &e))?;
         if !status.is_success() {
             // invalid_grant, unauthorized_client (delegation not granted),
             // invalid_client: all mean the credentials do not work.

@@ -8,7 +8,7 @@ mod auth;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT};
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
-use super::scim::{no_answer, BODY_EXCERPT};
+use super::http::{get_with_auth, no_answer, BODY_EXCERPT};
 use super::{Account, AccountStatus, Snapshot, SourceError, HTTP_TIMEOUT};
 use crate::net;
 use auth::ServiceAccount;
@@ -269,13 +269,7 @@ impl GoogleSource {
 
     async fn get<T: DeserializeOwned>(&self, url: Url, what: &str) -> Result<T, SourceError> {
         let bearer = self.account.bearer().await?;
-        let response = self
-            .client
-            .get(url)
-            .header(AUTHORIZATION, bearer)
-            .send()
-            .await
-            .map_err(|e| no_answer(what, &e))?;
+        let response = get_with_auth(&self.client, url, bearer, what).await?;
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.map_err(|e| no_answer(what, &e))?;
