@@ -14,8 +14,9 @@ use rusqlite::{OptionalExtension, Row, Transaction};
 use serde::Serialize;
 
 use super::audit::append_audit_tx;
+use super::effects::{write_effects, Effects};
 use super::jobs::{complete_job_tx, schedule_job_tx};
-use super::tickets::{load_required, set_status, write_effects, Actor, Effects, Ticket};
+use super::tickets::{load_required, set_status, Actor, Ticket};
 use super::{opt_ts_col, ts, ts_col, write_tx, AuditEvent, Result, Store, StoreError};
 use crate::domain::ticket::{Kind, Status};
 

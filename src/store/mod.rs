@@ -16,6 +16,7 @@ pub(crate) mod audit;
 pub(crate) mod backup;
 pub(crate) mod dedupe;
 pub(crate) mod drafts;
+pub(crate) mod effects;
 pub mod grants;
 pub mod identity;
 pub(crate) mod jobs;
@@ -40,6 +41,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use alerts::{ActionOutcome, AlertAction, AlertRow, NewAlert};
 pub use audit::{AuditBreak, AuditBreakKind, AuditEvent, AuditRow, AuditVerification};
+pub use effects::{Effects, RestatedDm};
 pub use grants::{Grant, GrantFilter, GrantStatus, ProvisionStart, RevokeTarget};
 pub use identity::{Offboarded, SourceState, SyncRecord};
 pub use jobs::{Job, JobChange};
@@ -51,8 +53,8 @@ pub use reviews::{
     Campaign, NewCampaign, NewReviewItem, ReviewChange, ReviewItem, ReviewerProgress,
 };
 pub use tickets::{
-    Actor, Approval, ApproverMessage, Changed, Created, Decided, DecisionInput, Effects, NewTicket,
-    RestatedDm, Ticket, TicketFilter,
+    Actor, Approval, ApproverMessage, Changed, Created, Decided, DecisionInput, NewTicket, Ticket,
+    TicketFilter,
 };
 
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde::Serialize;
 
-use super::tickets::write_effects;
-use super::{opt_ts_col, ts, ts_col, write_tx, Effects, Result, Store, StoreError};
+use super::effects::{write_effects, Effects};
+use super::{opt_ts_col, ts, ts_col, write_tx, Result, Store, StoreError};
 
 pub fn campaign_ref(id: i64) -> String {
     format!("R-{id}")
