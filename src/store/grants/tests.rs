@@ -1,9 +1,12 @@
+//! Tests of the grant lifecycle: grant rows per role, recorded attempts and "already present", expiry timers, failures and retry, and the last grant ending its ticket.
+
 use std::time::Duration;
 
 use super::*;
 use crate::domain::policy::Plan;
+use crate::domain::ticket::{Kind, Status};
 use crate::store::test_support::*;
-use crate::store::{Created, NewTicket};
+use crate::store::{ts, Created, Effects, NewTicket};
 
 const WARN: Duration = Duration::from_secs(60);
 
