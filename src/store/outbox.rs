@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction};
 use serde::Serialize;
 
+use super::alerts::record_alert_message_tx;
+use super::reviews::record_page_tx;
 use super::{json_col, opt_ts_col, ts, ts_col, write_tx, Result, Store, StoreError};
 
 /// A Slack Web API call to make later.
@@ -184,21 +186,14 @@ fn record_on_sent(
             .execute(rusqlite::params![ticket_id, owner_slack_id, channel, message_ts])?;
         }
         OnSent::AlertMessage { key } => {
-            super::alerts::record_alert_message_tx(tx, key, channel, message_ts)?;
+            record_alert_message_tx(tx, key, channel, message_ts)?;
         }
         OnSent::ReviewPage {
             campaign_id,
             reviewer_email,
             page,
         } => {
-            super::reviews::record_page_tx(
-                tx,
-                *campaign_id,
-                reviewer_email,
-                *page,
-                channel,
-                message_ts,
-            )?;
+            record_page_tx(tx, *campaign_id, reviewer_email, *page, channel, message_ts)?;
         }
     }
     Ok(())

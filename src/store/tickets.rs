@@ -12,8 +12,9 @@ use rusqlite::{OptionalExtension, Row, Transaction};
 
 use super::audit::append_audit_tx;
 use super::effects::{write_effects, Effects};
-use super::jobs::JobChange;
+use super::jobs::{complete_job_tx, JobChange};
 use super::{opt_ts_col, ts, ts_col, write_tx, AuditEvent, NewMessage, Result, Store, StoreError};
+use crate::domain::jobs::REMIND;
 use crate::domain::policy::Plan;
 use crate::domain::ticket::{self, Kind, Status, Transition, Verdict};
 
@@ -667,11 +668,7 @@ impl Store {
                         ticket.reference(),
                         serde_json::json!({ "stage": ticket.stage, "approvers": reminded }),
                     )],
-                    jobs: vec![JobChange::schedule(
-                        crate::domain::jobs::REMIND,
-                        &ticket.reference(),
-                        next_at,
-                    )],
+                    jobs: vec![JobChange::schedule(REMIND, &ticket.reference(), next_at)],
                     ..Effects::default()
                 },
             )?;
@@ -691,7 +688,7 @@ impl Store {
         self.call(move |conn| {
             let tx = write_tx(conn)?;
             let ticket = load_required(&tx, id)?;
-            super::jobs::complete_job_tx(&tx, job_id)?;
+            complete_job_tx(&tx, job_id)?;
             if !ticket.status.is_pending() {
                 tx.commit()?;
                 return Ok(Changed::NotApplicable(ticket));

@@ -21,6 +21,7 @@ use super::audit::append_audit_tx;
 use super::jobs::schedule_job_tx;
 use super::tickets::Ticket;
 use super::{opt_ts_col, ts_col, AuditEvent, Result, Store};
+use crate::domain::ticket::ticket_ref;
 
 mod ending;
 mod provisioning;
@@ -232,7 +233,7 @@ fn schedule_expiry(
         schedule_job_tx(
             tx,
             job::EXPIRY_WARNING,
-            &crate::domain::ticket::ticket_ref(ticket_id),
+            &ticket_ref(ticket_id),
             warn_at,
             &serde_json::Value::Null,
         )?;
