@@ -469,6 +469,7 @@ pub(crate) fn json_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<serde_json
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::*;
+    use crate::domain::policy::{Plan, StagePlan};
 
     pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -478,6 +479,24 @@ pub(crate) mod test_support {
 
     pub(crate) fn at(s: &str) -> DateTime<Utc> {
         parse_ts(s).expect("test timestamp")
+    }
+
+    /// One stage per entry of `required` (how many approvals it needs), each
+    /// with the same three approvers.
+    pub(crate) fn plan(required: &[usize]) -> Plan {
+        Plan {
+            stages: required
+                .iter()
+                .map(|r| StagePlan {
+                    approvers: vec!["a@x.com".into(), "b@x.com".into(), "c@x.com".into()],
+                    required: *r,
+                    fallback: false,
+                    source: "test".into(),
+                })
+                .collect(),
+            auto_approve: false,
+            max_duration_secs: 86_400,
+        }
     }
 }
 

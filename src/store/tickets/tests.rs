@@ -3,24 +3,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::domain::policy::StagePlan;
 use crate::store::test_support::*;
-
-fn plan(required: &[usize]) -> Plan {
-    Plan {
-        stages: required
-            .iter()
-            .map(|r| StagePlan {
-                approvers: vec!["a@x.com".into(), "b@x.com".into(), "c@x.com".into()],
-                required: *r,
-                fallback: false,
-                source: "test".into(),
-            })
-            .collect(),
-        auto_approve: false,
-        max_duration_secs: 86_400,
-    }
-}
 
 fn request(app: &str, roles: &[&str], required: &[usize]) -> NewTicket {
     NewTicket {
