@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::store::test_support::*;
+use crate::store::{AuditEvent, NewMessage};
 
 fn request(app: &str, roles: &[&str], required: &[usize]) -> NewTicket {
     NewTicket {
