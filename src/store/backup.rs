@@ -127,7 +127,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 mod tests {
     use super::*;
     use crate::store::test_support::*;
-    use crate::store::{AuditEvent, NewMessage};
+    use crate::store::{migrations, AuditEvent, NewMessage};
     use serde_json::json;
 
     async fn fill(store: &Store, n: usize) {
@@ -170,10 +170,7 @@ mod tests {
         assert_eq!(count(&dest, "audit_log"), 300);
         // The copy is a complete, migrated store with an intact chain.
         let copy = Store::open(&dest).unwrap();
-        assert_eq!(
-            copy.schema_version().await.unwrap(),
-            crate::store::migrations::LATEST
-        );
+        assert_eq!(copy.schema_version().await.unwrap(), migrations::LATEST);
         let v = copy.verify_audit().await.unwrap();
         assert!(v.is_intact());
         assert_eq!(v.rows, 300);

@@ -416,7 +416,7 @@ fn prune_history(tx: &Transaction<'_>, source_id: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::diff::diff;
+    use crate::domain::diff::{apps_of, diff};
     use crate::store::test_support::temp_store;
 
     fn acc(app: &str, email: &str, status: AccountStatus) -> Account {
@@ -445,7 +445,7 @@ mod tests {
                 at: Utc::now(),
                 summary: Summary::of(&changes),
                 changes,
-                apps: crate::domain::diff::apps_of(&snapshot),
+                apps: apps_of(&snapshot),
                 accounts: snapshot.accounts.len(),
                 raise: vec![],
                 resolve: vec![],

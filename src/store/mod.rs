@@ -16,6 +16,7 @@ pub(crate) mod audit;
 pub(crate) mod backup;
 pub(crate) mod dedupe;
 pub(crate) mod drafts;
+pub(crate) mod effects;
 pub mod grants;
 pub mod identity;
 pub(crate) mod jobs;
@@ -40,6 +41,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use alerts::{ActionOutcome, AlertAction, AlertRow, NewAlert};
 pub use audit::{AuditBreak, AuditBreakKind, AuditEvent, AuditRow, AuditVerification};
+pub use effects::{Effects, RestatedDm};
 pub use grants::{Grant, GrantFilter, GrantStatus, ProvisionStart, RevokeTarget};
 pub use identity::{Offboarded, SourceState, SyncRecord};
 pub use jobs::{Job, JobChange};
@@ -51,8 +53,8 @@ pub use reviews::{
     Campaign, NewCampaign, NewReviewItem, ReviewChange, ReviewItem, ReviewerProgress,
 };
 pub use tickets::{
-    Actor, Approval, ApproverMessage, Changed, Created, Decided, DecisionInput, Effects, NewTicket,
-    RestatedDm, Ticket, TicketFilter,
+    Actor, Approval, ApproverMessage, Changed, Created, Decided, DecisionInput, NewTicket, Ticket,
+    TicketFilter,
 };
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -467,6 +469,7 @@ pub(crate) fn json_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<serde_json
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::*;
+    use crate::domain::policy::{Plan, StagePlan};
 
     pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -476,6 +479,24 @@ pub(crate) mod test_support {
 
     pub(crate) fn at(s: &str) -> DateTime<Utc> {
         parse_ts(s).expect("test timestamp")
+    }
+
+    /// One stage per entry of `required` (how many approvals it needs), each
+    /// with the same three approvers.
+    pub(crate) fn plan(required: &[usize]) -> Plan {
+        Plan {
+            stages: required
+                .iter()
+                .map(|r| StagePlan {
+                    approvers: vec!["a@x.com".into(), "b@x.com".into(), "c@x.com".into()],
+                    required: *r,
+                    fallback: false,
+                    source: "test".into(),
+                })
+                .collect(),
+            auto_approve: false,
+            max_duration_secs: 86_400,
+        }
     }
 }
 

@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction};
 use serde::Serialize;
 
+use super::alerts::record_alert_message_tx;
+use super::reviews::record_page_tx;
 use super::{json_col, opt_ts_col, ts, ts_col, write_tx, Result, Store, StoreError};
 
 /// A Slack Web API call to make later.
@@ -144,70 +146,54 @@ fn record_on_sent(
         .pointer("/approver_message/restated")
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
+    // Every kind records where the message landed; without both there is
+    // nothing to record.
+    let channel = response.get("channel").and_then(|v| v.as_str());
+    let message_ts = response.get("ts").and_then(|v| v.as_str());
+    let (Some(channel), Some(message_ts)) = (channel, message_ts) else {
+        return Ok(());
+    };
     match &on_sent {
         OnSent::ApproverMessage {
             ticket_id,
             approver_slack_id,
         } => {
-            let channel = response.get("channel").and_then(|v| v.as_str());
-            let message_ts = response.get("ts").and_then(|v| v.as_str());
-            if let (Some(channel), Some(message_ts)) = (channel, message_ts) {
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO approver_messages (ticket_id, approver_slack_id, channel, ts)
-                     VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(rusqlite::params![ticket_id, approver_slack_id, channel, message_ts])?;
-                if restated {
-                    let text = sent_payload
-                        .get("text")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or_default();
-                    let blocks = sent_payload.get("blocks").cloned().unwrap_or_default();
-                    enqueue_tx(
-                        tx,
-                        &NewMessage::update(approver_slack_id, channel, message_ts, text, blocks),
-                    )?;
-                }
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO approver_messages (ticket_id, approver_slack_id, channel, ts)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(rusqlite::params![ticket_id, approver_slack_id, channel, message_ts])?;
+            if restated {
+                let text = sent_payload
+                    .get("text")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default();
+                let blocks = sent_payload.get("blocks").cloned().unwrap_or_default();
+                enqueue_tx(
+                    tx,
+                    &NewMessage::update(approver_slack_id, channel, message_ts, text, blocks),
+                )?;
             }
         }
         OnSent::TaskMessage {
             ticket_id,
             owner_slack_id,
         } => {
-            let channel = response.get("channel").and_then(|v| v.as_str());
-            let message_ts = response.get("ts").and_then(|v| v.as_str());
-            if let (Some(channel), Some(message_ts)) = (channel, message_ts) {
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO approver_messages (ticket_id, approver_slack_id, channel, ts, purpose)
-                     VALUES (?1, ?2, ?3, ?4, 'task')",
-                )?
-                .execute(rusqlite::params![ticket_id, owner_slack_id, channel, message_ts])?;
-            }
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO approver_messages (ticket_id, approver_slack_id, channel, ts, purpose)
+                 VALUES (?1, ?2, ?3, ?4, 'task')",
+            )?
+            .execute(rusqlite::params![ticket_id, owner_slack_id, channel, message_ts])?;
         }
         OnSent::AlertMessage { key } => {
-            let channel = response.get("channel").and_then(|v| v.as_str());
-            let message_ts = response.get("ts").and_then(|v| v.as_str());
-            if let (Some(channel), Some(message_ts)) = (channel, message_ts) {
-                super::alerts::record_alert_message_tx(tx, key, channel, message_ts)?;
-            }
+            record_alert_message_tx(tx, key, channel, message_ts)?;
         }
         OnSent::ReviewPage {
             campaign_id,
             reviewer_email,
             page,
         } => {
-            let channel = response.get("channel").and_then(|v| v.as_str());
-            let message_ts = response.get("ts").and_then(|v| v.as_str());
-            if let (Some(channel), Some(message_ts)) = (channel, message_ts) {
-                super::reviews::record_page_tx(
-                    tx,
-                    *campaign_id,
-                    reviewer_email,
-                    *page,
-                    channel,
-                    message_ts,
-                )?;
-            }
+            record_page_tx(tx, *campaign_id, reviewer_email, *page, channel, message_ts)?;
         }
     }
     Ok(())

@@ -1,9 +1,12 @@
+//! Tests of the grant lifecycle: grant rows per role, recorded attempts and "already present", expiry timers, failures and retry, and the last grant ending its ticket.
+
 use std::time::Duration;
 
 use super::*;
 use crate::domain::policy::Plan;
+use crate::domain::ticket::{Kind, Status};
 use crate::store::test_support::*;
-use crate::store::{Created, NewTicket};
+use crate::store::{ts, Changed, Created, Effects, NewTicket};
 
 const WARN: Duration = Duration::from_secs(60);
 
@@ -166,7 +169,7 @@ async fn a_failed_grant_fails_the_ticket_but_applied_ones_still_expire() {
     // Retry: back to approved, the failed grant pending again, same key.
     assert!(matches!(
         store.retry_ticket(t.id, "admin".into()).await.unwrap(),
-        crate::store::Changed::Done(_)
+        Changed::Done(_)
     ));
     let again = start(&store, &t, &["read", "write"]).await;
     assert_eq!(again[1].status, GrantStatus::Pending);
