@@ -877,3 +877,24 @@ fn load_reports_unreadable_file() {
         "{e}"
     );
 }
+
+#[test]
+fn break_glass_by_needs_break_glass() {
+    let text = r#"
+[[apps]]
+id = "github"
+owners = ["dana@example.com"]
+
+  [[apps.roles]]
+  id = "admin"
+  break_glass_by = ["ann@example.com"]
+"#;
+    assert_err(
+        text,
+        "apps[0].roles[0].break_glass_by",
+        &["break_glass = true"],
+    );
+    let listed = ok(&text.replace("  break_glass_by", "  break_glass = true\n  break_glass_by"));
+    let role = listed.apps[0].role("admin").expect("role");
+    assert!(role.break_glass && !role.break_glass_by.is_empty());
+}

@@ -78,6 +78,7 @@ stages = [{{ approvers = ["bob@example.com"], required = 1 }}]
   entitlement = "gh-admins"
   max_duration = "1h"
   break_glass = true
+  break_glass_by = ["ann@example.com"]
 
 [[apps]]
 id = "legacy"
@@ -592,6 +593,44 @@ async fn break_glass_grants_at_once_tells_approvers_and_security_and_can_be_revo
     jit.world.ack(&click).await;
     jit.wait_status(&t, Status::Revoked).await;
     jit.dm_containing(ANN, "revoked by bob@example.com").await;
+    jit.world.stop().await;
+}
+
+#[tokio::test]
+async fn break_glass_is_only_for_admins_and_the_people_a_role_names() {
+    let jit = Jit::start("").await;
+    // Eve is neither an admin nor in the role's break_glass_by: the modal
+    // does not offer it, though the role allows break-glass.
+    jit.world.open_request(EVE, "github").await;
+    let roles_step = jit.world.fake.last_modal(EVE).expect("roles step");
+    assert!(!has_block(&roles_step, "urgent"), "{roles_step}");
+    // A crafted submission is refused on the field and audited.
+    let ack = jit
+        .world
+        .submit(
+            EVE,
+            urgent_roles("admin", "Production is down, need it now"),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(ack["response_action"], "errors", "{ack}");
+    assert!(ack["errors"]["urgent"].is_string(), "{ack}");
+    let store = jit.store().await;
+    let audit = store.audit_rows(None).await.unwrap();
+    store.close().await;
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.action == "ticket.break_glass_refused" && r.actor == "eve@example.com"),
+        "{:?}",
+        audit.iter().map(|r| &r.action).collect::<Vec<_>>()
+    );
+    // Ann, whom the role names, and the admin are offered it.
+    for user in [ANN, SEC] {
+        jit.world.open_request(user, "github").await;
+        let roles_step = jit.world.fake.last_modal(user).expect("roles step");
+        assert!(has_block(&roles_step, "urgent"), "{user}: {roles_step}");
+    }
     jit.world.stop().await;
 }
 

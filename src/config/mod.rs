@@ -160,6 +160,9 @@ pub struct RoleConfig {
     pub stages: Vec<Stage>,
     pub auto_approve: bool,
     pub break_glass: bool,
+    /// Who besides `[requests] admins` may break-glass this role; empty means
+    /// admins only.
+    pub break_glass_by: Vec<Principal>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

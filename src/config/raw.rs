@@ -119,6 +119,9 @@ pub(crate) struct RawRole {
     pub auto_approve: bool,
     #[serde(default)]
     pub break_glass: bool,
+    /// Who besides the admins may break-glass this role (emails, `group:NAME`).
+    #[serde(default)]
+    pub break_glass_by: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -332,6 +332,14 @@ impl Cx<'_> {
                 Some(s) => self.stages(&rp.key("stages"), s, owners, groups),
                 None => app_stages.to_vec(),
             };
+            let break_glass_by =
+                self.principals(&rp.key("break_glass_by"), &role.break_glass_by, groups);
+            if !role.break_glass && !role.break_glass_by.is_empty() {
+                self.at(
+                    &rp.key("break_glass_by"),
+                    "has no effect unless this role sets break_glass = true",
+                );
+            }
             let entitlement = match &role.entitlement {
                 Some(e) => self.non_empty(&rp.key("entitlement"), e),
                 None => role.id.clone(),
@@ -345,6 +353,7 @@ impl Cx<'_> {
                 stages,
                 auto_approve: role.auto_approve,
                 break_glass: role.break_glass,
+                break_glass_by,
             });
         }
         out

@@ -292,6 +292,32 @@ pub fn reachable_plan(
     Ok((plan, fell_back))
 }
 
+/// Whether `email` may break-glass these roles of `app`: admins may; anyone
+/// else only when every role sets `break_glass = true` and lists them in its
+/// `break_glass_by`.
+pub fn may_break_glass(config: &Config, app: &AppConfig, roles: &[String], email: &str) -> bool {
+    if config.is_admin(email) {
+        return true;
+    }
+    let email = email.to_lowercase();
+    !roles.is_empty()
+        && roles.iter().all(|id| {
+            app.role(id).is_some_and(|role| {
+                role.break_glass && config.expand(&role.break_glass_by).contains(&email)
+            })
+        })
+}
+
+/// Whether the request modal offers break-glass to `email` for `app` at all:
+/// admins, and people some role of the app lets break-glass.
+pub fn offers_break_glass(config: &Config, app: &AppConfig, email: &str) -> bool {
+    config.is_admin(email)
+        || app
+            .roles
+            .iter()
+            .any(|role| may_break_glass(config, app, std::slice::from_ref(&role.id), email))
+}
+
 /// Effective cap for a request: min of the roles' `max_duration` (already ≤ app ≤ requests.max_duration by validation).
 ///
 /// No role ids → the app's cap (what a role-less app allows, and an upper

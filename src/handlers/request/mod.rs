@@ -23,7 +23,7 @@ use crate::slack::views::text::{fmt_duration, mention};
 mod submit;
 use crate::domain::catalog;
 use crate::slack::views::text;
-use crate::store::StoreError;
+use crate::store::{AuditEvent, StoreError};
 use submit::{break_glass, step_submit};
 
 /// Reasons shorter than this tell an approver nothing.
@@ -207,9 +207,9 @@ async fn step_app(
     ))
 }
 
-/// Whether to offer break-glass at all: admins, or an app with a role that allows it.
+/// Whether to offer break-glass at all (see `policy::offers_break_glass`).
 fn may_break_glass(app: &Arc<App>, found: &AppConfig, email: Option<&str>) -> bool {
-    email.is_some_and(|e| app.config().is_admin(e)) || found.roles.iter().any(|r| r.break_glass)
+    email.is_some_and(|e| policy::offers_break_glass(&app.config(), found, e))
 }
 
 /// The draft's app was removed from the config since the modal opened.
@@ -278,17 +278,12 @@ async fn step_roles(
     let urgent = input(values, URGENT_BLOCK, URGENT_ACTION)
         .and_then(|v| v.selected_options.as_ref())
         .is_some_and(|opts| !opts.is_empty());
-    if urgent && !config.is_admin(email) {
-        let allowed = !roles.is_empty()
-            && roles
-                .iter()
-                .all(|r| found.role(r).is_some_and(|role| role.break_glass));
-        if !allowed {
-            problems.push((
-                URGENT_BLOCK,
-                "Break-glass is for admins, or for roles that allow it; leave it unchecked to ask the approvers.".to_string(),
-            ));
-        }
+    if urgent && !policy::may_break_glass(&config, found, &roles, email) {
+        refuse_break_glass(app, email, &found.id, &roles, "roles").await;
+        problems.push((
+            URGENT_BLOCK,
+            "Break-glass is for admins and the people a role names in break_glass_by; leave it unchecked to ask the approvers.".to_string(),
+        ));
     }
     if !problems.is_empty() {
         return Reply::field_errors(&problems);
@@ -379,4 +374,24 @@ async fn step_duration(
     Reply::update(views::approvers_step(
         found, &summary, draft_id, &plan, &name_of,
     ))
+}
+
+/// Audits a break-glass the policy does not allow this person (a crafted
+/// submission, or a reload that took the right away mid-form).
+async fn refuse_break_glass(
+    app: &Arc<App>,
+    email: &str,
+    app_id: &str,
+    roles: &[String],
+    step: &str,
+) {
+    let audit = AuditEvent::new(
+        email,
+        "ticket.break_glass_refused",
+        app_id,
+        json!({ "roles": roles, "step": step }),
+    );
+    if let Err(err) = app.store.append_audit(audit).await {
+        tracing::error!(error = %err, "could not audit a refused break-glass");
+    }
 }

@@ -18,8 +18,9 @@ use crate::slack::views::request as views;
 use crate::slack::views::ticket::describe;
 use crate::store::{Created, Effects, NewMessage, NewTicket, Ticket};
 
-use super::{app_gone, app_of, duration_and_plan, Draft};
+use super::{app_gone, app_of, duration_and_plan, refuse_break_glass, Draft};
 use crate::domain::jobs;
+use crate::domain::policy;
 use crate::domain::ticket::Kind;
 use crate::slack::views::grant;
 use crate::store::AuditEvent;
@@ -42,6 +43,14 @@ pub(super) async fn break_glass(
         Ok(checked) => checked,
         Err(reply) => return reply,
     };
+    // Checked again against the config in force now: a reload may have
+    // taken the right away since the roles step.
+    if !policy::may_break_glass(&config, found, &draft.roles, email) {
+        refuse_break_glass(app, email, &found.id, &draft.roles, "submit").await;
+        return Reply::update(views::notice(
+            "Break-glass is no longer allowed to you for this role; start again and ask the approvers.",
+        ));
+    }
     let ids = app.identity.slack_ids_of(plan.approvers()).await;
     let new = NewTicket {
         requester_slack_id: user.to_string(),
