@@ -5,10 +5,14 @@
 
 mod support;
 
+use std::sync::Arc;
+
 use accessd::domain::ticket::Status;
 use serde_json::{json, Value};
+use support::daemon::config_listening;
 use support::payloads;
 use support::world::*;
+use tokio::sync::Notify;
 
 const CATALOG: &str = r#"
 [requests]
@@ -759,5 +763,105 @@ async fn the_requester_may_choose_whom_to_ask_when_a_stage_needs_fewer_than_it_l
         world.fake.messages_to(BOB).is_empty(),
         "only the chosen approver is asked"
     );
+    world.stop().await;
+}
+
+/// A world whose config the test rewrites and reloads.
+async fn reloadable_world() -> (World, Arc<Notify>) {
+    let trigger = Arc::new(Notify::new());
+    let hook = trigger.clone();
+    let options: Option<AdjustOptions> = Some(Box::new(move |o: &mut accessd::RunOptions| {
+        o.reload = Some(hook.clone());
+    }));
+    (World::start_adjusted(CATALOG, options).await, trigger)
+}
+
+fn reloads_applied() -> u64 {
+    let text = accessd::metrics::global().render(0, None, chrono::Utc::now());
+    text.lines()
+        .find_map(|l| l.strip_prefix("accessd_config_reloads_total{result=\"applied\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Writes `catalog` as the world's config and waits until a reload applied.
+async fn reload_with(world: &World, trigger: &Notify, catalog: &str) {
+    let before = reloads_applied();
+    config_listening(&world.fake, world.dir.path(), 2, "", catalog);
+    trigger.notify_one();
+    let deadline = std::time::Instant::now() + WAIT;
+    while reloads_applied() <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reload was not applied"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Bob clicks Approve on his DM about `t`: refused and told `why`; the ticket
+/// is closed as cancelled, Ann is told, nothing is provisioned.
+async fn approval_is_refused_and_the_ticket_closed(world: &World, t: &str, why: &str) {
+    let bob_dm = world.dm_about(BOB, t).await;
+    let click = world.fake.click(BOB, &bob_dm, "Approve");
+    world.ack(&click).await;
+    world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.ephemerals_to(BOB)
+                .into_iter()
+                .find(|m| text_of(m).contains(why))
+        })
+        .await
+        .unwrap_or_else(|| panic!("bob is told {why:?}: {:?}", world.fake.ephemerals_to(BOB)));
+    assert_eq!(world.ticket_status(t).await, Status::Cancelled);
+    world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.messages_to(ANN)
+                .into_iter()
+                .find(|m| text_of(m).contains(t) && text_of(m).contains("Nothing was granted"))
+        })
+        .await
+        .expect("ann is told her request was closed");
+    let audit = world.audit_actions(t).await;
+    assert!(
+        audit.contains(&"ticket.decision_refused".to_string())
+            && audit.contains(&"ticket.cancelled_by_policy".to_string())
+            && !audit.contains(&"ticket.approve".to_string()),
+        "{audit:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_pending_ticket_is_refused_once_its_requester_is_denied() {
+    let (world, trigger) = reloadable_world().await;
+    let t = world
+        .request(ANN, "gh", &["write"], "Fix the release pipeline", "4h")
+        .await;
+    let denied = CATALOG.replace(
+        "contractors = [\"zed@contractor.example\"]",
+        "contractors = [\"zed@contractor.example\", \"ann@example.com\"]",
+    );
+    assert_ne!(denied, CATALOG);
+    reload_with(&world, &trigger, &denied).await;
+    approval_is_refused_and_the_ticket_closed(&world, &t, "may no longer request GitHub").await;
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn a_pending_ticket_is_refused_once_its_role_is_gone() {
+    let (world, trigger) = reloadable_world().await;
+    let t = world
+        .request(ANN, "gh", &["write"], "Fix the release pipeline", "4h")
+        .await;
+    let without_write = CATALOG.replace(
+        "  [[apps.roles]]\n  id = \"write\"\n  name = \"Write\"\n",
+        "",
+    );
+    assert_ne!(without_write, CATALOG);
+    reload_with(&world, &trigger, &without_write).await;
+    approval_is_refused_and_the_ticket_closed(&world, &t, "role write of GitHub is no longer")
+        .await;
     world.stop().await;
 }

@@ -30,37 +30,56 @@ use crate::store::{
     Actor, AuditEvent, Decided, DecisionInput, Effects, JobChange, NewMessage, Ticket,
 };
 
+/// Why a click on Approve or Reject is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The config in force no longer allows the ticket at all; it is closed.
+    Policy(String),
+    /// This person may not decide it now.
+    Actor(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Policy(why) | Refusal::Actor(why) => f.write_str(why),
+        }
+    }
+}
+
 /// Whether `actor` may decide `ticket` now: re-computed from the current
-/// config and the requester, never taken from the ticket or the payload.
-/// `manager` is the requester's manager from the identity sources.
+/// config and the requester, never taken from the ticket or the payload. A
+/// ticket the current policy no longer allows is refused to everyone
+/// (admins included); the plan frozen in the ticket never stands in for a
+/// plan that cannot be computed. `manager` is the requester's manager from
+/// the identity sources.
 pub fn may_decide(
     config: &Config,
     ticket: &Ticket,
     actor_email: &str,
     manager: Option<&str>,
-) -> Result<(), String> {
-    let Some(app) = config.app(&ticket.app_id) else {
-        return if config.is_admin(actor_email)
-            && !actor_email.eq_ignore_ascii_case(&ticket.requester_email)
-        {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} is no longer in the catalog; only an admin can decide {}.",
-                ticket.app_id,
-                ticket.reference()
-            ))
-        };
+) -> Result<(), Refusal> {
+    let closed = |why: String| {
+        Refusal::Policy(format!(
+            "{} can no longer be decided: {why}",
+            ticket.reference()
+        ))
     };
+    let app = policy::still_allowed(
+        config,
+        &ticket.app_id,
+        &ticket.roles,
+        &ticket.requester_email,
+    )
+    .map_err(closed)?;
     let requester = Requester {
         email: &ticket.requester_email,
         manager,
     };
-    let current = policy::plan(config, app, &ticket.roles, &requester)
-        .unwrap_or_else(|_| ticket.plan.clone());
+    let mut plan =
+        policy::plan(config, app, &ticket.roles, &requester).map_err(|e| closed(e.to_string()))?;
     // A stage that fell back (approvers unreachable in Slack) keeps its frozen
     // approvers, as long as they are still fallback approvers.
-    let mut plan = current;
     if let (Some(frozen), true) = (
         ticket.plan.stages.get(ticket.stage),
         ticket.stage < plan.stages.len(),
@@ -83,14 +102,28 @@ pub fn may_decide(
         actor_email,
     ) {
         Authority::Approver | Authority::Admin => Ok(()),
-        Authority::Requester => Err(format!(
+        Authority::Requester => Err(Refusal::Actor(format!(
             "You cannot decide your own request {}.",
             ticket.reference()
-        )),
-        Authority::None => Err(format!(
+        ))),
+        Authority::None => Err(Refusal::Actor(format!(
             "You are not an approver of {} at its current stage.",
             ticket.reference()
-        )),
+        ))),
+    }
+}
+
+/// Closes a ticket the config in force no longer allows, telling everyone.
+async fn close_by_policy(app: &Arc<App>, config: &Config, ticket: &Ticket, why: String) {
+    let ids = app.identity.slack_ids_of(ticket.plan.approvers()).await;
+    let effects_config = config.clone();
+    let reason = why.clone();
+    let effects = move |t: &Ticket| notices::closed_by_policy(&effects_config, t, &ids, &reason);
+    match app.store.cancel_by_policy(ticket.id, why, effects).await {
+        Ok(_) => app.outbox.wake(),
+        Err(err) => {
+            tracing::error!(error = %err, ticket = ticket.reference(), "could not close a ticket the policy no longer allows");
+        }
     }
 }
 
@@ -156,7 +189,8 @@ pub async fn clicked(
             _ => return refuse("accessd cannot tell who you are (no email on your Slack account).".into()).await,
         };
         let manager = manager_of(&app, &ticket.requester_email).await;
-        if let Err(why) = may_decide(&config, &ticket, &email, manager.as_deref()) {
+        if let Err(refusal) = may_decide(&config, &ticket, &email, manager.as_deref()) {
+            let why = refusal.to_string();
             let audit = AuditEvent::new(
                 email.clone(),
                 "ticket.decision_refused",
@@ -165,6 +199,9 @@ pub async fn clicked(
             );
             if let Err(err) = app.store.append_audit(audit).await {
                 tracing::error!(error = %err, "could not audit a refused click");
+            }
+            if let Refusal::Policy(why) = refusal {
+                close_by_policy(&app, &config, &ticket, why).await;
             }
             return refuse(why).await;
         }
@@ -262,7 +299,17 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
     };
     let check_config = config.clone();
     let manager = manager_of(app, &ticket.requester_email).await;
-    let check = move |t: &Ticket| may_decide(&check_config, t, &email, manager.as_deref());
+    // Set when the check refuses because the policy no longer allows the
+    // ticket, which then closes it.
+    let closed: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let closed_by_check = closed.clone();
+    let check = move |t: &Ticket| match may_decide(&check_config, t, &email, manager.as_deref()) {
+        Err(Refusal::Policy(why)) => {
+            *closed_by_check.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+            Err(why)
+        }
+        other => other.map_err(|r| r.to_string()),
+    };
     let effects_config = config;
     let effect_ids = ids.clone();
     let effects = move |t: &Ticket, transition: Transition| {
@@ -292,7 +339,13 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
             "You already decided on {}; it is waiting for the other approvers.",
             ticket.reference()
         ))),
-        Ok(Decided::Refused { reason, .. }) => Reply::update(notice(&reason)),
+        Ok(Decided::Refused { reason, ticket }) => {
+            let closed = closed.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(why) = closed {
+                close_by_policy(app, &app.config(), &ticket, why).await;
+            }
+            Reply::update(notice(&reason))
+        }
         Err(err) => {
             failed(
                 app,

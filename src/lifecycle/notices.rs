@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::domain::jobs;
 use crate::domain::ticket::Status;
-use crate::slack::views::ticket::{approver_message, reminder, requester_update};
+use crate::slack::views::ticket::{approver_message, policy_closed, reminder, requester_update};
 use crate::store::{AuditEvent, Effects, JobChange, NewMessage, OnSent, RestatedDm, Ticket};
 
 /// The DMs that announce a new ticket: to each approver of its first stage
@@ -199,4 +199,26 @@ pub fn reminder_timers(config: &Config, ticket: &Ticket) -> Vec<JobChange> {
         ));
     }
     jobs
+}
+
+/// What everyone is told when the config in force closes a pending ticket:
+/// every approver copy updated (no buttons), the timers stopped, and the
+/// requester told why.
+pub fn closed_by_policy(
+    config: &Config,
+    ticket: &Ticket,
+    ids: &HashMap<String, String>,
+    why: &str,
+) -> Effects {
+    let mut effects = Effects::default();
+    update_approver_copies(config, ticket, ids, &mut effects);
+    effects.jobs.extend([
+        JobChange::cancel(jobs::REMIND, &ticket.reference()),
+        JobChange::cancel(jobs::STALE, &ticket.reference()),
+    ]);
+    let (text, blocks) = policy_closed(ticket, why);
+    effects
+        .messages
+        .push(NewMessage::post(&ticket.requester_slack_id, &text, blocks));
+    effects
 }

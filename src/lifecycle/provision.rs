@@ -10,6 +10,7 @@ use super::{owner_ids, store_error};
 use crate::alerts;
 use crate::app::App;
 use crate::config::Config;
+use crate::domain::policy;
 use crate::domain::ticket::Kind;
 use crate::provision::{Action, Outcome, Person, Provisioner, Request};
 use crate::slack::views::grant as views;
@@ -29,12 +30,18 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
     if ticket.kind == Kind::Extension {
         return extend(app, job, ticket_id).await;
     }
-    let Some(found) = config.app(&ticket.app_id) else {
-        return JobResult::Fail(format!(
-            "{} is for {}, which is no longer in the catalog",
-            ticket.reference(),
-            ticket.app_id
-        ));
+    // The config in force decides, as for a click: an app or role gone, or a
+    // requester now denied, provisions nothing.
+    let found = match policy::still_allowed(
+        &config,
+        &ticket.app_id,
+        &ticket.roles,
+        &ticket.requester_email,
+    ) {
+        Ok(found) => found,
+        Err(why) => {
+            return JobResult::Fail(format!("{} was not provisioned: {why}", ticket.reference()))
+        }
     };
     let specs: Vec<GrantSpec> = if ticket.roles.is_empty() {
         vec![GrantSpec {
@@ -49,7 +56,8 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
                 role_id: r.clone(),
                 entitlement: found
                     .role(r)
-                    .map_or_else(|| r.clone(), |role| role.entitlement.clone()),
+                    .map(|role| role.entitlement.clone())
+                    .unwrap_or_default(),
             })
             .collect()
     };

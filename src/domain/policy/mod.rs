@@ -261,6 +261,15 @@ pub fn reachable_plan(
                 ));
             }
             asked.retain(|e| chosen.contains(e));
+            // The requester's choice never steers a stage onto the fallback
+            // approvers: someone they chose who cannot be reached is theirs
+            // to replace.
+            if asked.len() < stage.required {
+                return Err(format!(
+                    "Choose approvers who can be reached in Slack for stage {}; some you chose cannot be.",
+                    i + 1
+                ));
+            }
         }
         if asked.len() < stage.required {
             let unreachable: Vec<&String> = stage
@@ -290,6 +299,34 @@ pub fn reachable_plan(
         stage.approvers = asked;
     }
     Ok((plan, fell_back))
+}
+
+/// Whether the config in force still allows a ticket for `app_id` + `roles`
+/// by `requester`: the app and every role still in the catalog, the
+/// requester not denied. Checked again before every decision and before
+/// provisioning; the plan frozen in the ticket never stands in for it.
+pub fn still_allowed<'a>(
+    config: &'a Config,
+    app_id: &str,
+    role_ids: &[String],
+    requester: &str,
+) -> Result<&'a AppConfig, String> {
+    let Some(app) = config.app(app_id) else {
+        return Err(format!("{app_id} is no longer in the catalog"));
+    };
+    if let Some(rule) = deny_rule(config, app, &normalize(requester)) {
+        return Err(format!(
+            "the requester may no longer request {} ({rule})",
+            app.name
+        ));
+    }
+    if let Some(gone) = role_ids.iter().find(|r| app.role(r).is_none()) {
+        return Err(format!(
+            "the role {gone} of {} is no longer in the catalog",
+            app.name
+        ));
+    }
+    Ok(app)
 }
 
 /// Whether `email` may break-glass these roles of `app`: admins may; anyone

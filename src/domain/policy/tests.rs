@@ -949,3 +949,53 @@ fn duration_cap_table() {
         assert_eq!(duration_cap(app, &ids(roles)), want, "{name}");
     }
 }
+
+#[test]
+fn a_chosen_approver_out_of_reach_is_the_requesters_to_replace_not_a_fallback() {
+    let c = config(CATALOG);
+    let plan = policy_plan(&c, "github", &["write"], "ann@example.com");
+    // Only Bob has a Slack account; Ann chose Carol.
+    let reachable: HashMap<String, String> = [
+        ("bob@example.com".to_string(), "UBOB".to_string()),
+        ("ivan@example.com".to_string(), "UIVAN".to_string()),
+    ]
+    .into();
+    let chosen = [Some(vec!["carol@example.com".to_string()])];
+    let err = reachable_plan(&c, plan.clone(), &reachable, &chosen, "ann@example.com")
+        .expect_err("a field error");
+    assert!(err.starts_with("Choose"), "{err}");
+    // Without a choice, a stage nobody can be reached for falls back.
+    let only_it: HashMap<String, String> =
+        [("ivan@example.com".to_string(), "UIVAN".to_string())].into();
+    let (fell_back, stages) = reachable_plan(&c, plan, &only_it, &[None], "ann@example.com")
+        .expect("the fallback approvers can be reached");
+    assert_eq!(stages.len(), 1);
+    assert!(fell_back.stages[0].fallback);
+    assert_eq!(fell_back.stages[0].approvers, ["ivan@example.com"]);
+}
+
+#[test]
+fn still_allowed_refuses_a_gone_app_a_gone_role_and_a_denied_requester() {
+    let c = config(CATALOG);
+    assert!(still_allowed(&c, "github", &ids(&["write"]), "ann@example.com").is_ok());
+    let gone = still_allowed(&c, "notion", &[], "ann@example.com").expect_err("app gone");
+    assert!(gone.contains("no longer in the catalog"), "{gone}");
+    let role = still_allowed(&c, "github", &ids(&["root"]), "ann@example.com").expect_err("role");
+    assert!(role.contains("role root"), "{role}");
+    let denied =
+        still_allowed(&c, "github", &ids(&["write"]), "mallory@example.com").expect_err("denied");
+    assert!(denied.contains("may no longer request"), "{denied}");
+}
+
+fn policy_plan(c: &Config, app_id: &str, roles: &[&str], email: &str) -> Plan {
+    plan(
+        c,
+        app(c, app_id),
+        &ids(roles),
+        &Requester {
+            email,
+            manager: None,
+        },
+    )
+    .expect("a plan")
+}

@@ -240,6 +240,16 @@ pub fn requester_update(config: &Config, ticket: &Ticket, asked: &[String]) -> (
     (strip_markup(&text), json!([section(&text)]))
 }
 
+/// What the requester is told when the config in force closed their pending
+/// request (its app or role gone, or they may no longer request it).
+pub fn policy_closed(ticket: &Ticket, why: &str) -> (String, Value) {
+    let text = format!(
+        ":no_entry: Your request {} was closed: {why}. Nothing was granted.",
+        ticket.reference()
+    );
+    (strip_markup(&text), json!([section(&text)]))
+}
+
 fn stage_note(ticket: &Ticket) -> String {
     let stages = ticket.plan.stages.len();
     if stages > 1 {

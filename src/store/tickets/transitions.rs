@@ -35,6 +35,40 @@ fn refuse_non_requester(
 }
 
 impl Store {
+    /// Closes a pending ticket the config in force no longer allows (its app
+    /// or role gone, its requester denied): `cancelled`, with `reason`
+    /// audited. Not pending any more → `NotApplicable`.
+    pub async fn cancel_by_policy(
+        &self,
+        id: i64,
+        reason: String,
+        effects: impl FnOnce(&Ticket) -> Effects + Send + 'static,
+    ) -> Result<Changed> {
+        self.call(move |conn| {
+            let tx = write_tx(conn)?;
+            let ticket = load_required(&tx, id)?;
+            let Ok(status) = ticket::cancel(ticket.status) else {
+                return Ok(Changed::NotApplicable(ticket));
+            };
+            set_status(&tx, id, status, ticket.stage, Utc::now())?;
+            let after = load_required(&tx, id)?;
+            let mut effects = effects(&after);
+            effects.audit.insert(
+                0,
+                AuditEvent::new(
+                    "accessd",
+                    "ticket.cancelled_by_policy",
+                    after.reference(),
+                    serde_json::json!({ "reason": reason, "before": ticket.status.as_str() }),
+                ),
+            );
+            write_effects(&tx, &effects)?;
+            tx.commit()?;
+            Ok(Changed::Done(after))
+        })
+        .await
+    }
+
     /// Records a decision and applies its transition, all or nothing.
     pub async fn decide(
         &self,
