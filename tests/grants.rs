@@ -354,6 +354,70 @@ async fn an_extension_goes_through_policy_and_moves_the_expiry_without_provision
 }
 
 #[tokio::test]
+async fn an_extension_never_ends_later_than_the_roles_cap_from_its_approval() {
+    let jit = Jit::start("").await;
+    // Org admin is capped at 1h; Ann has it for the full hour.
+    let t = jit
+        .world
+        .request(ANN, "github", &["admin"], "Rotate the org secrets", "1h")
+        .await;
+    jit.world.decide(BOB, &t, "Approve", "ok", None).await;
+    jit.wait_status(&t, Status::Active).await;
+    let id = parse_ticket_ref(&t).unwrap();
+    let granted = jit.dm_containing(ANN, "Access granted").await;
+    let click = jit.world.fake.click(ANN, &granted, "Extend");
+    jit.world.ack(&click).await;
+    jit.world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.last_modal(ANN)
+                .filter(|m| m["callback_id"] == "extend_access")
+        })
+        .await
+        .expect("extend modal");
+    // One more hour is within the cap on its own, but not on top of the hour left.
+    let ack = jit
+        .world
+        .submit(
+            ANN,
+            json!({
+                "duration": { "duration_input": payloads::plain_text_value("1h") },
+                "reason": { "reason_input": payloads::plain_text_value("the rotation is slow") },
+            }),
+        )
+        .await
+        .expect("answered");
+    let text = ack["view"]["blocks"][0]["text"]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let ext = text
+        .split('*')
+        .nth(1)
+        .filter(|t| t.starts_with("T-"))
+        .unwrap_or_else(|| panic!("no extension ticket in {ack}"))
+        .to_string();
+    // Bob's DM says it is an extension, of which ticket.
+    let dm = jit.world.dm_about(BOB, &ext).await;
+    assert!(
+        text_of(&dm).contains("extend") && dm.to_string().contains(&t),
+        "{dm}"
+    );
+    jit.world.decide(BOB, &ext, "Approve", "fine", None).await;
+    jit.wait_status(&ext, Status::Active).await;
+    // Applied by now: the cap counts from no later than this moment.
+    let approved_at = chrono::Utc::now();
+    let store = jit.store().await;
+    let after = store.ticket(id).await.unwrap().unwrap().expires_at.unwrap();
+    store.close().await;
+    assert!(
+        after <= approved_at + chrono::Duration::hours(1),
+        "ends {after}, more than the 1h cap after the approval at {approved_at}"
+    );
+    jit.world.stop().await;
+}
+
+#[tokio::test]
 async fn a_permanent_failure_alerts_and_an_admin_retry_provisions_it() {
     let jit = Jit::start("").await;
     jit.steer("fail", Some("gh-writers"));

@@ -865,3 +865,92 @@ async fn a_pending_ticket_is_refused_once_its_role_is_gone() {
         .await;
     world.stop().await;
 }
+
+/// Bob may approve either stage of `db`, but only one of them.
+const TWO_STAGES: &str = r#"
+[requests]
+max_duration = "30d"
+fallback_approvers = ["group:it"]
+admins = ["secops@example.com"]
+
+[groups]
+it = ["ivan@example.com"]
+
+[[apps]]
+id = "db"
+name = "Database"
+stages = [
+  { approvers = ["bob@example.com", "dana@example.com"], required = 1 },
+  { approvers = ["bob@example.com", "carol@example.com"], required = 1 },
+]
+
+  [[apps.roles]]
+  id = "read"
+  name = "Read"
+"#;
+
+async fn duration_of(world: &World, t: &str) -> i64 {
+    let id = accessd::domain::ticket::parse_ticket_ref(t).expect("a ticket ref");
+    let store = accessd::store::Store::open(&world.dir.path().join("accessd.db")).unwrap();
+    let ticket = store.ticket(id).await.unwrap().expect("ticket");
+    store.close().await;
+    ticket.duration_secs
+}
+
+#[tokio::test]
+async fn one_person_decides_one_stage_and_the_shortest_duration_stands() {
+    let world = World::start_with(TWO_STAGES).await;
+    let t = world
+        .request(ANN, "db", &["read"], "Investigate the slow queries", "4h")
+        .await;
+    // Bob approves stage 1 and shortens it to 1h.
+    let ack = world
+        .decide(BOB, &t, "Approve", "stage one", Some("1h"))
+        .await;
+    assert_eq!(
+        ack.map(|a| a["response_action"].clone()),
+        Some("clear".into())
+    );
+    assert_eq!(duration_of(&world, &t).await, 3600);
+    // Stage 2 asks Bob again; his click is refused: someone else must decide.
+    let stage_two = world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.messages_to(BOB).into_iter().find(|m| {
+                m.to_string().contains(&t) && buttons_of(m).contains(&"Approve".to_string())
+            })
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "bob is asked for stage 2: {:?}",
+                world.fake.messages_to(BOB)
+            )
+        });
+    let click = world.fake.click(BOB, &stage_two, "Approve");
+    world.ack(&click).await;
+    world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.ephemerals_to(BOB)
+                .into_iter()
+                .find(|m| text_of(m).contains("someone else must decide stage 2"))
+        })
+        .await
+        .expect("bob is told");
+    assert_eq!(world.ticket_status(&t).await, Status::Pending);
+    // Carol approves stage 2 asking for 3h: the shorter 1h stands.
+    world
+        .decide(CAROL, &t, "Approve", "stage two", Some("3h"))
+        .await;
+    let status = world.ticket_status(&t).await;
+    assert!(
+        matches!(
+            status,
+            Status::Approved | Status::Provisioning | Status::Active
+        ),
+        "{status}"
+    );
+    assert_eq!(duration_of(&world, &t).await, 3600);
+    world.stop().await;
+}

@@ -94,6 +94,20 @@ pub fn may_decide(
                 .collect();
         }
     }
+    // Separation of duties: whoever decided one stage decides no other.
+    if let Some(earlier) = ticket.approvals.iter().find(|a| {
+        a.stage != ticket.stage
+            && a.approver_email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(actor_email))
+    }) {
+        return Err(Refusal::Actor(format!(
+            "You decided stage {} of {}; someone else must decide stage {}.",
+            earlier.stage + 1,
+            ticket.reference(),
+            ticket.stage + 1
+        )));
+    }
     match policy::authority(
         config,
         &plan,

@@ -10,7 +10,7 @@ use super::text::{
     actions, clip, context, fmt_duration, fmt_time, mention, plain, quote, section, styled_button,
 };
 use crate::config::Config;
-use crate::domain::ticket::{Status, Verdict};
+use crate::domain::ticket::{ticket_ref, Kind, Status, Verdict};
 use crate::slack::ids::*;
 use crate::store::Ticket;
 
@@ -91,9 +91,16 @@ fn summary_blocks(config: &Config, ticket: &Ticket) -> Vec<Value> {
             "text": format!("*Stage*\n{} of {stages} · {approvals} of {required} approvals", ticket.stage + 1),
         }));
     }
+    let asks = match (ticket.kind, ticket.parent) {
+        (Kind::Extension, Some(parent)) => format!(
+            "asks to *extend* their access to *{app}* ({}); the extra time ends no later than the role's cap from the approval",
+            ticket_ref(parent)
+        ),
+        _ => format!("requests access to *{app}*"),
+    };
     vec![
         section(&format!(
-            "{} requests access to *{app}* · {}",
+            "{} {asks} · {}",
             mention(&ticket.requester_slack_id),
             ticket.reference()
         )),

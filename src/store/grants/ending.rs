@@ -188,7 +188,11 @@ impl Store {
             let live = parent.as_ref().filter(|p| p.status == Status::Active);
             let parent_after = if let Some(parent) = live {
                 let base = parent.expires_at.map_or(now, |e| e.max(now));
-                let expires_at = base + chrono::Duration::seconds(extension.duration_secs);
+                // Every cap is measured from now: an extension never leaves
+                // access for longer than the role's cap from this moment.
+                let cap = i64::try_from(extension.plan.max_duration_secs).unwrap_or(i64::MAX);
+                let expires_at = (base + chrono::Duration::seconds(extension.duration_secs))
+                    .min(now + chrono::Duration::seconds(cap));
                 tx.prepare_cached(
                     "UPDATE grants SET expires_at = ?2 WHERE ticket_id = ?1 AND status = 'active'",
                 )?

@@ -138,7 +138,17 @@ impl Store {
                 _ => ticket.stage,
             };
             set_status(&tx, id, transition.status(), stage, now)?;
-            if let (Some(duration), Verdict::Approve) = (input.duration_secs, input.verdict) {
+            // The shortest duration an approver chose stands: once one has
+            // shortened it, a later approver may shorten it further, never
+            // lengthen it back.
+            let shortened = ticket
+                .approvals
+                .iter()
+                .any(|a| a.verdict == Verdict::Approve && a.duration_secs.is_some());
+            let chosen = input
+                .duration_secs
+                .map(|d| if shortened { d.min(ticket.duration_secs) } else { d });
+            if let (Some(duration), Verdict::Approve) = (chosen, input.verdict) {
                 tx.prepare_cached("UPDATE tickets SET duration_secs = ?2 WHERE id = ?1")?
                     .execute(rusqlite::params![id, duration])?;
             }
