@@ -954,3 +954,63 @@ async fn one_person_decides_one_stage_and_the_shortest_duration_stands() {
     assert_eq!(duration_of(&world, &t).await, 3600);
     world.stop().await;
 }
+
+/// What a hostile person types: a disguised link and a ping for everyone.
+const HOSTILE: &str = "<https://evil.example|Click to verify> <!channel> & co";
+
+/// No live link or broadcast survives in `surface`; the text is still shown.
+fn assert_inert(surface: &Value, what: &str) {
+    let text = surface.to_string();
+    assert!(
+        !text.contains("<https://evil") && !text.contains("<!channel>"),
+        "{what} renders live markup: {text}"
+    );
+    assert!(
+        text.contains("&lt;https://evil.example"),
+        "{what} lost the text: {text}"
+    );
+}
+
+#[tokio::test]
+async fn typed_text_is_inert_on_every_surface_it_reaches() {
+    let world = World::start().await;
+    let reason = format!("Need it: {HOSTILE}");
+    let t = world.request(ANN, "gh", &["write"], &reason, "4h").await;
+    assert_inert(&world.dm_about(BOB, &t).await, "the approver's DM");
+    let open = world.fake.open_home(BOB);
+    world.ack(&open).await;
+    let home = world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.home_view(BOB).filter(|h| text_of(h).contains(&t))
+        })
+        .await
+        .expect("approver's Home lists the ticket");
+    assert_inert(&home, "the approver's Home tab");
+    // Bob rejects with a hostile comment: Ann's DM and every copy stay inert.
+    world.decide(BOB, &t, "Reject", HOSTILE, None).await;
+    let told = world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.messages_to(ANN)
+                .into_iter()
+                .find(|m| text_of(m).contains("Rejected"))
+        })
+        .await
+        .expect("ann is told");
+    assert_inert(&told, "the requester's DM");
+    let copy = world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.messages_to(CAROL)
+                .into_iter()
+                .find(|m| text_of(m).contains(&t) && text_of(m).contains("Rejected"))
+        })
+        .await
+        .expect("carol's copy updated");
+    assert_inert(&copy, "another approver's copy");
+    // `/access <typed text>` that matches no app is echoed inert too.
+    let modal = world.open_request(ANN, HOSTILE).await;
+    assert!(!modal.to_string().contains("<!channel>"), "{modal}");
+    world.stop().await;
+}

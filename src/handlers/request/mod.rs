@@ -82,7 +82,7 @@ async fn first_step(app: &Arc<App>, user: &str, text: Option<&str>) -> Value {
             None => {
                 note = Some(format!(
                     "No app matches \u{201c}{}\u{201d}; choose one below.",
-                    text::clip(text, 80)
+                    text::escape(text, 80)
                 ))
             }
         }

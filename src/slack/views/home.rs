@@ -137,7 +137,7 @@ pub fn home_view(data: &HomeData<'_>) -> Value {
             mention(&ticket.requester_slack_id),
             ticket.stage + 1,
             ticket.plan.stages.len().max(1),
-            clip(&ticket.reason, 200)
+            escape(&ticket.reason, 200)
         )));
         let value = ticket.id.to_string();
         blocks.push(actions(

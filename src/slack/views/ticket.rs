@@ -7,7 +7,8 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::text::{
-    actions, clip, context, fmt_duration, fmt_time, mention, plain, quote, section, styled_button,
+    actions, clip, context, escape, fmt_duration, fmt_time, mention, plain, quote, section,
+    styled_button,
 };
 use crate::config::Config;
 use crate::domain::ticket::{ticket_ref, Kind, Status, Verdict};
@@ -50,7 +51,7 @@ fn decision_line(ticket: &Ticket) -> String {
                     Some(c) => format!(
                         "{}: \u{201c}{}\u{201d}",
                         mention(&a.approver_slack_id),
-                        clip(c, 300)
+                        escape(c, 300)
                     ),
                     None => mention(&a.approver_slack_id),
                 },
