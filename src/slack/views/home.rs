@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 
 use super::grant::access_buttons;
 use super::text::{
-    actions, button, clip, context, divider, escape, fmt_duration, fmt_time, header, mention,
-    section, styled_button,
+    actions, button, context, divider, escape, fmt_duration, fmt_time, header, mention, section,
+    styled_button,
 };
 use super::ticket::describe;
 use crate::config::Config;

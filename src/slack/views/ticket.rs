@@ -7,8 +7,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::text::{
-    actions, clip, context, escape, fmt_duration, fmt_time, mention, plain, quote, section,
-    styled_button,
+    actions, context, escape, fmt_duration, fmt_time, mention, plain, quote, section, styled_button,
 };
 use crate::config::Config;
 use crate::domain::ticket::{ticket_ref, Kind, Status, Verdict};
