@@ -614,6 +614,96 @@ async fn the_manager_from_the_authoritative_source_approves() {
     world.stop().await;
 }
 
+/// hr's people with `email` given `status` (and no other change).
+fn hr_with(email: &str, status: &str) -> Vec<Value> {
+    hr_people()
+        .into_iter()
+        .map(|mut p| {
+            if p["email"] == email {
+                p["status"] = json!(status);
+            }
+            p["app"] = json!("hr");
+            p
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_the_authoritative_source_suspended_cannot_request() {
+    let (world, f) = start().await;
+    let t0 = chrono::Utc::now();
+    write(&f.hr, hr_with("ann@example.com", "suspended"));
+    world.wait_synced("hr", t0).await;
+    let modal = world.open_request(support::world::ANN, "github").await;
+    let text = modal.to_string();
+    assert!(
+        text.contains("lists your account as suspended") && !text.contains("roles_select"),
+        "{text}"
+    );
+    let db = store(&world).await;
+    let audit = db.audit_rows(None).await.unwrap();
+    db.close().await;
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.action == "request.refused_offboarded" && r.actor == "ann@example.com"),
+        "{:?}",
+        audit.iter().map(|r| &r.action).collect::<Vec<_>>()
+    );
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_named_only_by_a_source_people_edit_is_never_asked() {
+    let (world, f) = start().await;
+    // The SaaS export (not authoritative) claims Eve manages Carol; hr names
+    // no manager for Carol.
+    let t0 = chrono::Utc::now();
+    let mut saas = saas_baseline();
+    saas.push(
+        json!({ "app": "github", "id": "carol", "email": "carol@example.com",
+                      "name": "carol", "status": "active", "manager": "eve@example.com",
+                      "entitlements": [] }),
+    );
+    write(&f.saas, saas);
+    world.wait_synced("saas", t0).await;
+    let modal = world.open_request(support::world::CAROL, "github").await;
+    assert!(modal.to_string().contains("roles_select"), "{modal}");
+    let ack = world
+        .submit(
+            support::world::CAROL,
+            support::world::roles_values(&["write"], "need to push a fix"),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(ack["response_action"], "update", "{ack}");
+    let ack = world
+        .submit(
+            support::world::CAROL,
+            json!({ "duration": { "duration_input": support::payloads::plain_text_value("2h") } }),
+        )
+        .await
+        .expect("answered");
+    // Without a manager from hr, the manager stage has nobody: Carol is told
+    // on the field. Had the form gone on, it would be submitted here.
+    if ack["response_action"] == "update" {
+        world.submit(support::world::CAROL, json!({})).await;
+    } else {
+        assert_eq!(ack["response_action"], "errors", "{ack}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        world
+            .fake
+            .messages_to(support::world::EVE)
+            .iter()
+            .all(|m| !m.to_string().contains("Approve")),
+        "{:?}",
+        world.fake.messages_to(support::world::EVE)
+    );
+    world.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_alert_channel_stops_start_up_naming_the_key() {
     let fake = support::FakeSlack::start().await;

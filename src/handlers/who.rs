@@ -5,9 +5,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use serde_json::json;
+
 use crate::app::App;
 use crate::config::{AppConfig, Config};
 use crate::domain::policy::{self, Plan, PolicyError, Requester};
+use crate::store::AuditEvent;
 
 /// What the requester's Slack account is, or why they cannot request.
 pub enum Who {
@@ -22,7 +25,10 @@ pub async fn requester_email(app: &Arc<App>, user: &str) -> Who {
             "Your Slack account's email is *{email}*, and no identity source knows that address, so accessd \
              cannot tell who you are. Ask an admin to link you (`accessd users link {user} you@company`)."
         )),
-        Ok(Some(email)) => Who::Known(email),
+        Ok(Some(email)) => match offboarded(app, &email).await {
+            None => Who::Known(email),
+            Some(why) => Who::Refused(why),
+        },
         Ok(None) => Who::Refused(
             "Slack has no email for your account, so accessd cannot tell who you are. Ask an admin to link you \
              with `accessd users link`."
@@ -33,6 +39,53 @@ pub async fn requester_email(app: &Arc<App>, user: &str) -> Who {
             Who::Refused("accessd could not look up your Slack profile just now; please try again in a minute.".into())
         }
     }
+}
+
+/// Why a person an authoritative source lists as suspended or
+/// deprovisioned may not request (audited), or `None`. A database error
+/// refuses too: uncertain never allows.
+async fn offboarded(app: &Arc<App>, email: &str) -> Option<String> {
+    let authorities = authoritative_sources(app);
+    if authorities.is_empty() {
+        return None;
+    }
+    let (source, status) = match app
+        .store
+        .offboarded_in(email.to_string(), authorities)
+        .await
+    {
+        Ok(found) => found?,
+        Err(err) => {
+            tracing::error!(error = %err, "could not check a requester against the identity sources");
+            return Some(
+                "accessd could not check your account just now; please try again in a minute."
+                    .into(),
+            );
+        }
+    };
+    let audit = AuditEvent::new(
+        email,
+        "request.refused_offboarded",
+        email,
+        json!({ "source": source, "status": status }),
+    );
+    if let Err(err) = app.store.append_audit(audit).await {
+        tracing::error!(error = %err, "could not audit a refused requester");
+    }
+    Some(format!(
+        "The identity source *{source}* lists your account as {status}, so accessd takes no requests from it. \
+         If that is wrong, ask IT to fix it there."
+    ))
+}
+
+/// The ids of the `authoritative = true` sources.
+fn authoritative_sources(app: &Arc<App>) -> Vec<String> {
+    app.config()
+        .sources
+        .iter()
+        .filter(|s| s.authoritative)
+        .map(|s| s.id.clone())
+        .collect()
 }
 
 /// Whether an identity source's last good snapshot lists `email`. Until a
@@ -48,21 +101,15 @@ async fn known_in_sources(app: &Arc<App>, email: &str) -> bool {
         })
 }
 
-/// The person's manager as the identity sources give it (authoritative
-/// sources first), for `manager` approvers.
+/// The person's manager as the `authoritative` identity sources give it,
+/// for `manager` approvers; a source people can edit never names one.
 pub async fn manager_of(app: &Arc<App>, email: &str) -> Option<String> {
-    if app.config().sources.is_empty() {
+    let authorities = authoritative_sources(app);
+    if authorities.is_empty() {
         return None;
     }
-    let prefer = app
-        .config()
-        .sources
-        .iter()
-        .filter(|s| s.authoritative)
-        .map(|s| s.id.clone())
-        .collect();
     app.store
-        .manager_of(email.to_string(), prefer)
+        .authoritative_manager(email.to_string(), authorities)
         .await
         .unwrap_or_else(|err| {
             tracing::error!(error = %err, "could not read a manager from the identity sources");

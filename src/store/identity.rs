@@ -323,6 +323,51 @@ impl Store {
         .await
     }
 
+    /// The person's manager as the `sources` given (the authoritative ones)
+    /// say; `None` when none of them names one.
+    pub async fn authoritative_manager(
+        &self,
+        email: String,
+        sources: Vec<String>,
+    ) -> Result<Option<String>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT source_id, manager FROM identity_accounts
+                 WHERE email = ?1 AND manager IS NOT NULL AND manager <> ''
+                 ORDER BY status = 'active' DESC, source_id",
+            )?;
+            let found: Vec<(String, String)> = stmt
+                .query_map([email], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(found
+                .into_iter()
+                .find(|(s, _)| sources.contains(s))
+                .map(|(_, m)| m.to_lowercase()))
+        })
+        .await
+    }
+
+    /// The first of `sources` (the authoritative ones) whose last good
+    /// snapshot lists `email` as suspended or deprovisioned, with that status.
+    pub async fn offboarded_in(
+        &self,
+        email: String,
+        sources: Vec<String>,
+    ) -> Result<Option<(String, String)>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT source_id, status FROM identity_accounts
+                 WHERE email = ?1 AND status IN ('suspended', 'deprovisioned')
+                 ORDER BY source_id",
+            )?;
+            let found: Vec<(String, String)> = stmt
+                .query_map([email], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(found.into_iter().find(|(s, _)| sources.contains(s)))
+        })
+        .await
+    }
+
     /// Whether any source's last good snapshot has an account with `email`.
     pub async fn email_known(&self, email: String) -> Result<bool> {
         self.call(move |conn| {
