@@ -12,7 +12,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::slack::api::{ApiError, SlackApi};
-use crate::store::{NewMessage, OutboxItem, Store, StoreError};
+use crate::store::{NewMessage, OutboxItem, Store, StoreError, RESPOND};
 
 /// Enqueues messages and wakes the worker. Cheap to clone.
 #[derive(Clone)]
@@ -195,7 +195,11 @@ impl OutboxWorker {
             let api = self.api.clone();
             in_flight.spawn(async move {
                 let started = Utc::now();
-                let result = api.call(&item.method, &item.payload).await;
+                let result = if item.method == RESPOND {
+                    respond(&api, &item.payload).await
+                } else {
+                    api.call(&item.method, &item.payload).await
+                };
                 Sent {
                     item,
                     started,
@@ -215,6 +219,7 @@ impl OutboxWorker {
         let now = Utc::now();
         let pace =
             chrono::Duration::from_std(self.options.per_channel_interval).unwrap_or_default();
+        let unseen = result.as_ref().err().is_some_and(is_unseen);
         let outcome = match result {
             Ok(response) => Outcome::Sent(response),
             Err(ApiError::RateLimited { retry_after, .. }) => {
@@ -242,9 +247,23 @@ impl OutboxWorker {
                 self.store.outbox_retry(item.id, at, error).await
             }
             Outcome::Dead(error) => {
-                tracing::error!(id = item.id, method = item.method, channel = item.channel, %error,
-                    "outbox: Slack refused the message; kept as dead, not retried");
-                self.store.outbox_dead(item.id, error).await
+                let dm = unseen.then(|| dm_instead(&item)).flatten();
+                if dm.is_some() {
+                    tracing::info!(id = item.id, method = item.method, %error,
+                        "outbox: Slack would not show an ephemeral answer; sending it as a DM");
+                } else {
+                    tracing::error!(id = item.id, method = item.method, channel = item.channel, %error,
+                        "outbox: Slack refused the message; kept as dead, not retried");
+                }
+                let dead = self.store.outbox_dead(item.id, error).await;
+                if let Some(dm) = dm {
+                    match self.store.enqueue(dm).await {
+                        Ok(_) => self.wake.notify_one(),
+                        Err(err) => tracing::error!(id = item.id, error = %err,
+                            "outbox: could not queue the DM in place of an ephemeral answer"),
+                    }
+                }
+                dead
             }
         };
         if let Err(err) = stored {
@@ -260,4 +279,48 @@ impl OutboxWorker {
         let exp = Duration::from_secs(1).saturating_mul(1u32 << attempts.clamp(0, 16) as u32);
         exp.min(self.options.max_backoff)
     }
+}
+
+/// Slack would not show this ephemeral answer: the person is not in that
+/// channel (someone else's DM, a forwarded message), or the `response_url`
+/// expired or was used up.
+fn is_unseen(err: &ApiError) -> bool {
+    match err {
+        ApiError::Slack { method, code } => {
+            method == "chat.postEphemeral"
+                && matches!(
+                    code.as_str(),
+                    "user_not_in_channel" | "channel_not_found" | "not_in_channel"
+                )
+        }
+        ApiError::Http { method, status } => method == RESPOND && (400..500).contains(status),
+        ApiError::Protocol { method, .. } => method == RESPOND,
+        _ => false,
+    }
+}
+
+/// The DM that carries an unseen ephemeral answer's words, so a refusal always
+/// reaches the person who clicked.
+fn dm_instead(item: &OutboxItem) -> Option<NewMessage> {
+    let user = item.payload.get("user")?.as_str()?;
+    let content = item.payload.get("body").unwrap_or(&item.payload);
+    let text = content
+        .get("text")
+        .and_then(|t| t.as_str())
+        .unwrap_or_default();
+    let blocks = content.get("blocks").cloned().unwrap_or_default();
+    Some(NewMessage::post(user, text, blocks))
+}
+
+/// POSTs a queued answer's body to its `response_url`.
+async fn respond(
+    api: &SlackApi,
+    payload: &serde_json::Value,
+) -> Result<serde_json::Value, ApiError> {
+    let url = payload
+        .get("response_url")
+        .and_then(|u| u.as_str())
+        .unwrap_or_default();
+    let body = payload.get("body").cloned().unwrap_or_default();
+    api.respond(url, &body).await
 }

@@ -177,12 +177,13 @@ impl Jit {
         t
     }
 
-    /// An ephemeral answer to `user` (a refused click, where they clicked).
+    /// An answer to `user` (a refused click): where they clicked, or by DM
+    /// when they cannot see an ephemeral message there.
     async fn told(&self, user: &str, needle: &str) {
         self.world
             .fake
             .wait_until(Duration::from_secs(10), |f| {
-                f.ephemerals_to(user)
+                f.notices_to(user)
                     .into_iter()
                     .find(|m| m.to_string().contains(needle))
             })

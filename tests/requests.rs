@@ -374,10 +374,12 @@ async fn forged_and_self_approvals_are_refused_and_audited() {
         .iter()
         .all(|m| !buttons_of(m).contains(&"Approve".to_string())));
 
-    // Eve clicks Approve on a forwarded copy of Bob's DM.
+    // Eve clicks Approve on a forwarded copy of Bob's DM: she is not in that
+    // DM, and is told there, through the click's response_url, which Slack
+    // shows to her alone.
     let click = world.fake.click(EVE, &bob_dm, "Approve");
     world.ack(&click).await;
-    world
+    let told = world
         .fake
         .wait_until(WAIT, |f| {
             f.ephemerals_to(EVE)
@@ -385,14 +387,16 @@ async fn forged_and_self_approvals_are_refused_and_audited() {
                 .find(|m| text_of(m).contains("not an approver"))
         })
         .await
-        .expect("eve is told");
+        .expect("eve is told where she clicked");
+    assert_eq!(told["channel"], bob_dm["channel"], "{told}");
+    assert_eq!(told["via"], "response_url", "{told}");
     // Carol clicks Approve on her own ticket (a forged payload).
     let click = world.fake.click(CAROL, &bob_dm, "Approve");
     world.ack(&click).await;
     world
         .fake
         .wait_until(WAIT, |f| {
-            f.ephemerals_to(CAROL)
+            f.notices_to(CAROL)
                 .into_iter()
                 .find(|m| text_of(m).contains("your own request"))
         })
@@ -422,6 +426,31 @@ async fn forged_and_self_approvals_are_refused_and_audited() {
         "{audit:?}"
     );
     world.stop().await;
+}
+
+#[tokio::test]
+async fn a_refusal_slack_will_not_show_where_they_clicked_reaches_them_by_dm() {
+    let world = World::start().await;
+    let t = world
+        .request(CAROL, "gh", &["write"], "Debug the flaky runner", "2h")
+        .await;
+    let bob_dm = world.dm_about(BOB, &t).await;
+    // The answer waited out an outage: Slack no longer takes the click's
+    // response_url, and nobody but Bob could see an ephemeral in his DM.
+    world.fake.expire_response_urls();
+    let click = world.fake.click(EVE, &bob_dm, "Approve");
+    world.ack(&click).await;
+    world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.messages_to(EVE)
+                .into_iter()
+                .find(|m| text_of(m).contains("not an approver"))
+        })
+        .await
+        .expect("eve is told by DM");
+    assert!(world.fake.ephemerals_to(EVE).is_empty());
+    assert_eq!(world.ticket_status(&t).await, Status::Pending);
 }
 
 #[tokio::test]
@@ -831,6 +860,49 @@ async fn approval_is_refused_and_the_ticket_closed(world: &World, t: &str, why: 
             && !audit.contains(&"ticket.approve".to_string()),
         "{audit:?}"
     );
+}
+
+#[tokio::test]
+async fn a_cap_lowered_mid_form_sends_the_requester_back_to_the_duration_step() {
+    let (world, trigger) = reloadable_world().await;
+    let modal = world.open_request(ANN, "gh").await;
+    assert!(has_block(&modal, "roles"));
+    world
+        .submit(ANN, roles_values(&["write"], "Fix the release pipeline"))
+        .await
+        .expect("roles step answered");
+    let ack = world
+        .submit(
+            ANN,
+            json!({ "duration": { "duration_input": payloads::plain_text_value("3d") } }),
+        )
+        .await
+        .expect("duration step answered");
+    assert_eq!(ack["response_action"], "update", "{ack}");
+    // While Ann looks at the approvers step, GitHub's cap drops to 1 day.
+    let lowered = CATALOG.replace("max_duration = \"7d\"", "max_duration = \"1d\"");
+    assert_ne!(lowered, CATALOG);
+    reload_with(&world, &trigger, &lowered).await;
+    let ack = world.submit(ANN, json!({})).await.expect("answered");
+    assert_eq!(ack["response_action"], "update", "{ack}");
+    assert!(has_block(&ack["view"], "duration"), "{ack}");
+    assert!(text_of(&ack["view"]).contains("now 1d"), "{ack}");
+    assert!(
+        !text_of(&ack).contains("T-"),
+        "no ticket longer than the cap: {ack}"
+    );
+    // She chooses again and files within the new cap.
+    let ack = world
+        .submit(
+            ANN,
+            json!({ "duration": { "duration_input": payloads::plain_text_value("1d") } }),
+        )
+        .await
+        .expect("duration step answered");
+    assert_eq!(ack["response_action"], "update", "{ack}");
+    let ack = world.submit(ANN, json!({})).await.expect("submitted");
+    assert!(text_of(&ack["view"]).contains("T-"), "{ack}");
+    world.stop().await;
 }
 
 #[tokio::test]

@@ -174,7 +174,7 @@ async fn ephemeral_containing(world: &World, user: &str, text: &str) -> Value {
     world
         .fake
         .wait_until(WAIT, |f| {
-            f.ephemerals_to(user)
+            f.notices_to(user)
                 .into_iter()
                 .find(|e| e["text"].as_str().unwrap_or("").contains(text))
         })
@@ -575,6 +575,56 @@ async fn a_scheduled_campaign_is_created_launched_and_set_again() {
         })
         .await
         .expect("next run set");
+    store.close().await;
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reassigning_an_item_to_the_person_it_is_about_is_a_field_error() {
+    let (world, _s) = start("reminder_every = \"1d\"\nclosing_soon = \"1d\"").await;
+    campaign(&world, Duration::from_secs(14 * 86400)).await;
+    let bob = pages(&world, BOB, 4).await;
+    let page1 = &bob[0];
+    let id = first_item_id(page1);
+    let store = db(&world).await;
+    let holder = store
+        .review_item(id)
+        .await
+        .unwrap()
+        .and_then(|item| item.email)
+        .expect("the item names its holder");
+    store.close().await;
+    // The holder is on Slack too; Bob tries to hand them their own item.
+    world.fake.add_user("UHOLDER1", &holder, "The Holder");
+    world
+        .ack(&overflow(&world, BOB, page1, &format!("reassign:{id}")))
+        .await;
+    let modal = world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.last_modal(BOB)
+                .filter(|m| m.to_string().contains("New reviewer"))
+        })
+        .await
+        .expect("reassign modal");
+    let values = json!({
+        "reviewer": { "reviewer_select": { "type": "users_select", "selected_user": "UHOLDER1" } },
+        "reassign_reason": { "reassign_reason_input": { "type": "plain_text_input", "value": "They know it best" } }
+    });
+    let ack = world
+        .ack(&world.fake.submit(BOB, &modal, values))
+        .await
+        .expect("answered");
+    assert_eq!(ack["response_action"], "errors", "{ack}");
+    assert!(
+        ack["errors"]["reviewer"]
+            .as_str()
+            .is_some_and(|e| e.contains("choose someone else")),
+        "{ack}"
+    );
+    let store = db(&world).await;
+    let item = store.review_item(id).await.unwrap().expect("item");
+    assert_eq!(item.reviewer_email, "bob@example.com");
     store.close().await;
     world.stop().await;
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::json;
 use slack_morphism::prelude::*;
 
-use super::tell::{channel_of, failed, logged, tell, Where, NOT_RECORDED};
+use super::tell::{failed, logged, place_of, tell, Place, Where, NOT_RECORDED};
 use super::who::{plan_for, reachable_plan};
 use crate::alerts;
 use crate::app::App;
@@ -30,26 +30,20 @@ async fn clicked_ticket(
     app: &Arc<App>,
     value: &str,
     event: &SlackInteractionBlockActionsEvent,
-) -> Option<(Actor, Option<String>, Ticket)> {
+) -> Option<(Actor, Place, Ticket)> {
     let user = super::user_of(event);
-    let channel = channel_of(event);
+    let place = place_of(event);
     let ticket = match parse_ticket_ref(value) {
         Some(id) => app.store.ticket(id).await.ok().flatten(),
         None => None,
     };
     let Some(ticket) = ticket else {
-        tell(
-            app,
-            &user,
-            channel.as_deref(),
-            "That access no longer exists.",
-        )
-        .await;
+        tell(app, &user, &place, "That access no longer exists.").await;
         return None;
     };
     let Ok(Some(email)) = app.identity.email_of(&user).await else {
         let why = "accessd cannot tell who you are (no email on your Slack account).";
-        tell(app, &user, channel.as_deref(), why).await;
+        tell(app, &user, &place, why).await;
         return None;
     };
     Some((
@@ -57,7 +51,7 @@ async fn clicked_ticket(
             slack_id: user,
             email,
         },
-        channel,
+        place,
         ticket,
     ))
 }
@@ -126,7 +120,7 @@ pub async fn revoke(
     value: &str,
     event: SlackInteractionBlockActionsEvent,
 ) -> Reply {
-    let Some((actor, channel, ticket)) = clicked_ticket(app, value, &event).await else {
+    let Some((actor, place, ticket)) = clicked_ticket(app, value, &event).await else {
         return Reply::empty();
     };
     let user = actor.slack_id.clone();
@@ -164,7 +158,7 @@ pub async fn revoke(
         Ok(Changed::TooSoon { .. }) => String::new(),
         Err(err) => logged(err, "revoke", NOT_RECORDED).into(),
     };
-    tell(app, &user, channel.as_deref(), &answer).await;
+    tell(app, &user, &place, &answer).await;
     Reply::empty()
 }
 
@@ -176,7 +170,7 @@ pub async fn task(
     event: SlackInteractionBlockActionsEvent,
 ) -> Reply {
     let config = app.config();
-    let Some((actor, channel, ticket)) = clicked_ticket(app, value, &event).await else {
+    let Some((actor, place, ticket)) = clicked_ticket(app, value, &event).await else {
         return Reply::empty();
     };
     let user = actor.slack_id.clone();
@@ -222,9 +216,9 @@ pub async fn task(
         }
         Ok(Changed::NotApplicable(t)) => {
             let text = format!("{} is already {}; nothing to do.", t.reference(), t.status);
-            tell(app, &user, channel.as_deref(), &text).await;
+            tell(app, &user, &place, &text).await;
         }
-        Ok(Changed::Refused { reason, .. }) => tell(app, &user, channel.as_deref(), &reason).await,
+        Ok(Changed::Refused { reason, .. }) => tell(app, &user, &place, &reason).await,
         Ok(Changed::TooSoon { .. }) => {}
         Err(err) => {
             return failed(
@@ -234,7 +228,7 @@ pub async fn task(
                 NOT_RECORDED,
                 Where::Clicked {
                     user: &user,
-                    channel: channel.as_deref(),
+                    place: &place,
                 },
             )
             .await
@@ -263,7 +257,7 @@ pub async fn extend_clicked(
     let app = app.clone();
     let value = value.to_string();
     Reply::empty().then(async move {
-        let Some((actor, channel, ticket)) = clicked_ticket(&app, &value, &event).await else {
+        let Some((actor, place, ticket)) = clicked_ticket(&app, &value, &event).await else {
             return;
         };
         if ticket.requester_slack_id != actor.slack_id || ticket.status != Status::Active {
@@ -271,7 +265,7 @@ pub async fn extend_clicked(
                 "Only the requester can extend {}, while it is active.",
                 ticket.reference()
             );
-            return tell(&app, &actor.slack_id, channel.as_deref(), &why).await;
+            return tell(&app, &actor.slack_id, &place, &why).await;
         }
         let view = views::extend_modal(&config, &ticket, extension_cap(&config, &ticket));
         if let Err(err) = app

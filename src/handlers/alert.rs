@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use slack_morphism::prelude::{SlackInteractionActionContainer, SlackInteractionBlockActionsEvent};
 
-use super::tell::{channel_of, failed, logged, tell, Where, NOT_RECORDED};
+use super::tell::{failed, logged, place_of, tell, Where, NOT_RECORDED};
 use crate::alerts;
 use crate::alerts::kind;
 use crate::app::App;
@@ -36,22 +36,16 @@ pub async fn clicked(
     event: SlackInteractionBlockActionsEvent,
 ) -> Reply {
     let user = super::user_of(&event);
-    let channel = channel_of(&event);
+    let place = place_of(&event);
     let Ok(Some(email)) = app.identity.email_of(&user).await else {
         let why = "accessd cannot tell who you are (no email on your Slack account).";
-        tell(app, &user, channel.as_deref(), why).await;
+        tell(app, &user, &place, why).await;
         return Reply::empty();
     };
     let alert = match app.store.alert(key.to_string()).await {
         Ok(Some(alert)) => alert,
         Ok(None) => {
-            tell(
-                app,
-                &user,
-                channel.as_deref(),
-                "That alert no longer exists.",
-            )
-            .await;
+            tell(app, &user, &place, "That alert no longer exists.").await;
             return Reply::empty();
         }
         Err(err) => {
@@ -62,7 +56,7 @@ pub async fn clicked(
                 NOT_RECORDED,
                 Where::Clicked {
                     user: &user,
-                    channel: channel.as_deref(),
+                    place: &place,
                 },
             )
             .await
@@ -86,19 +80,13 @@ pub async fn clicked(
             tracing::error!(error = %err, "could not audit a refused alert action");
         }
         let text = "Only accessd admins and the app's owners can act on this alert.";
-        tell(app, &user, channel.as_deref(), text).await;
+        tell(app, &user, &place, text).await;
         return Reply::empty();
     }
     let mark = match (action, about) {
         ("watch" | "ignore", Some(a)) => Some((a.to_string(), action.to_string())),
         ("watch" | "ignore", None) => {
-            tell(
-                app,
-                &user,
-                channel.as_deref(),
-                "This alert is not about an app.",
-            )
-            .await;
+            tell(app, &user, &place, "This alert is not about an app.").await;
             return Reply::empty();
         }
         _ => None,
@@ -111,7 +99,7 @@ pub async fn clicked(
             tell(
                 app,
                 &user,
-                channel.as_deref(),
+                &place,
                 "accessd cannot revoke this access: the app is not in the catalog.",
             )
             .await;
@@ -155,16 +143,10 @@ pub async fn clicked(
         }
         Ok(ActionOutcome::AlreadyDone { action, by }) => {
             let text = format!("Already handled: {} by {by}.", describe(&action));
-            tell(app, &user, channel.as_deref(), &text).await;
+            tell(app, &user, &place, &text).await;
         }
         Ok(ActionOutcome::NotFound) => {
-            tell(
-                app,
-                &user,
-                channel.as_deref(),
-                "That alert no longer exists.",
-            )
-            .await;
+            tell(app, &user, &place, "That alert no longer exists.").await;
         }
         Err(err) => {
             return failed(
@@ -174,7 +156,7 @@ pub async fn clicked(
                 NOT_RECORDED,
                 Where::Clicked {
                     user: &user,
-                    channel: channel.as_deref(),
+                    place: &place,
                 },
             )
             .await
@@ -219,7 +201,7 @@ pub async fn digest_clicked(
     event: SlackInteractionBlockActionsEvent,
 ) -> Reply {
     let user = super::user_of(&event);
-    let channel = channel_of(&event);
+    let place = place_of(&event);
     let parsed = value
         .split_once('|')
         .and_then(|(k, t)| {
@@ -237,7 +219,7 @@ pub async fn digest_clicked(
         Ok(Some(email)) if app.config().is_admin(&email) => email,
         _ => {
             let text = "Only accessd admins can acknowledge findings from the digest.";
-            tell(app, &user, channel.as_deref(), text).await;
+            tell(app, &user, &place, text).await;
             return Reply::empty();
         }
     };
@@ -255,6 +237,6 @@ pub async fn digest_clicked(
         Ok(n) => format!("Acknowledged {n} open finding(s): {}.", kind::title(&kind_)),
         Err(err) => logged(err, "acknowledge findings", NOT_RECORDED).into(),
     };
-    tell(app, &user, channel.as_deref(), &text).await;
+    tell(app, &user, &place, &text).await;
     Reply::empty()
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 use slack_morphism::prelude::*;
 
-use super::tell::{channel_of, failed, tell, Where};
+use super::tell::{failed, place_of, tell, Where};
 use super::who::manager_of;
 use crate::app::App;
 use crate::config::Config;
@@ -172,7 +172,7 @@ pub async fn clicked(
 ) -> Reply {
     let config = app.config();
     let user = super::user_of(&event);
-    let channel = channel_of(&event);
+    let place = place_of(&event);
     let trigger_id = event.trigger_id.0.clone();
     let verdict = if action_id == APPROVE {
         Verdict::Approve
@@ -186,8 +186,8 @@ pub async fn clicked(
         let refuse = |text: String| {
             let app = app.clone();
             let user = user.clone();
-            let channel = channel.clone();
-            async move { tell(&app, &user, channel.as_deref(), &text).await }
+            let place = place.clone();
+            async move { tell(&app, &user, &place, &text).await }
         };
         let Some(ticket) = (match parse_id(&value) {
             Some(id) => app.store.ticket(id).await.ok().flatten(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use slack_morphism::prelude::*;
 
-use super::tell::{channel_of, failed, logged, tell, Where};
+use super::tell::{failed, logged, place_of, tell, Place, Where};
 use crate::app::App;
 use crate::domain::jobs;
 use crate::domain::ticket::parse_ticket_ref;
@@ -30,7 +30,7 @@ async fn actor(app: &Arc<App>, user: &str) -> Option<Actor> {
 /// they can be told) if the click cannot be acted on.
 struct Click {
     user: String,
-    channel: Option<String>,
+    place: Place,
     actor: Actor,
     ticket: Ticket,
 }
@@ -41,17 +41,17 @@ async fn click(
     event: &SlackInteractionBlockActionsEvent,
 ) -> Option<Click> {
     let user = super::user_of(event);
-    let channel = channel_of(event);
+    let place = place_of(event);
     let id = parse_ticket_ref(value)?;
     let Some(actor) = actor(app, &user).await else {
         let why = "accessd cannot tell who you are (no email on your Slack account).";
-        tell(app, &user, channel.as_deref(), why).await;
+        tell(app, &user, &place, why).await;
         return None;
     };
     let ticket = app.store.ticket(id).await.ok().flatten()?;
     Some(Click {
         user,
-        channel,
+        place,
         actor,
         ticket,
     })
@@ -61,7 +61,7 @@ pub async fn nudge(app: &Arc<App>, value: &str, event: SlackInteractionBlockActi
     let config = app.config();
     let Some(Click {
         user,
-        channel,
+        place,
         actor,
         ticket,
     }) = click(app, value, &event).await
@@ -99,7 +99,7 @@ pub async fn nudge(app: &Arc<App>, value: &str, event: SlackInteractionBlockActi
         )
         .into(),
     };
-    tell(app, &user, channel.as_deref(), &answer).await;
+    tell(app, &user, &place, &answer).await;
     Reply::empty()
 }
 
@@ -111,7 +111,7 @@ pub async fn cancel(
     let config = app.config();
     let Some(Click {
         user,
-        channel,
+        place,
         actor,
         ticket,
     }) = click(app, value, &event).await
@@ -143,14 +143,14 @@ pub async fn cancel(
             tell(
                 app,
                 &user,
-                channel.as_deref(),
+                &place,
                 &format!("{} is already {}.", t.reference(), t.status),
             )
             .await;
             Reply::empty()
         }
         Ok(Changed::Refused { reason, .. }) => {
-            tell(app, &user, channel.as_deref(), &reason).await;
+            tell(app, &user, &place, &reason).await;
             Reply::empty()
         }
         Ok(Changed::TooSoon { .. }) => Reply::empty(),
@@ -162,7 +162,7 @@ pub async fn cancel(
                 "accessd could not cancel the request; please try again.",
                 Where::Clicked {
                     user: &user,
-                    channel: channel.as_deref(),
+                    place: &place,
                 },
             )
             .await

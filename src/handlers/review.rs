@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde_json::json;
 use slack_morphism::prelude::*;
 
-use super::tell::{channel_of, failed, logged, tell, Where, NOT_RECORDED};
+use super::tell::{failed, logged, place_of, tell, Place, Where, NOT_RECORDED};
 use crate::app::App;
 use crate::config::Config;
 use crate::lifecycle::reviews::{on_pages, page_locations, page_updates, send_pages, Intro};
@@ -49,21 +49,21 @@ fn may_review(config: &Config, email: &str, items: &[ReviewItem]) -> Result<(), 
 struct Clicker {
     slack_id: String,
     email: String,
-    channel: Option<String>,
+    place: Place,
 }
 
 async fn clicker(app: &Arc<App>, event: &SlackInteractionBlockActionsEvent) -> Option<Clicker> {
     let slack_id = super::user_of(event);
-    let channel = channel_of(event);
+    let place = place_of(event);
     match app.identity.email_of(&slack_id).await {
         Ok(Some(email)) => Some(Clicker {
             slack_id,
             email,
-            channel,
+            place,
         }),
         _ => {
             let why = "accessd cannot tell who you are (no email on your Slack account).";
-            tell(app, &slack_id, channel.as_deref(), why).await;
+            tell(app, &slack_id, &place, why).await;
             None
         }
     }
@@ -89,7 +89,7 @@ pub async fn decide_clicked(
     };
     let answer = decide(app, &who.email, vec![id], decision, None).await;
     if let Some(text) = answer {
-        tell(app, &who.slack_id, who.channel.as_deref(), &text).await;
+        tell(app, &who.slack_id, &who.place, &text).await;
     }
     Reply::empty()
 }
@@ -126,7 +126,7 @@ pub async fn keep_all(
                 NOT_RECORDED,
                 Where::Clicked {
                     user: &who.slack_id,
-                    channel: who.channel.as_deref(),
+                    place: &who.place,
                 },
             )
             .await
@@ -141,7 +141,7 @@ pub async fn keep_all(
             .or(Some(format!("Kept {n} item(s).")))
     };
     if let Some(text) = text {
-        tell(app, &who.slack_id, who.channel.as_deref(), &text).await;
+        tell(app, &who.slack_id, &who.place, &text).await;
     }
     Reply::empty()
 }
@@ -255,7 +255,7 @@ pub async fn more_clicked(
             tell(
                 app,
                 &who.slack_id,
-                who.channel.as_deref(),
+                &who.place,
                 "That review item no longer exists.",
             )
             .await;
@@ -264,7 +264,7 @@ pub async fn more_clicked(
     };
     if let Err(why) = may_review(&config, &who.email, std::slice::from_ref(&item)) {
         if what != "reassign" || !item.reviewer_email.eq_ignore_ascii_case(&who.email) {
-            tell(app, &who.slack_id, who.channel.as_deref(), &why).await;
+            tell(app, &who.slack_id, &who.place, &why).await;
             return Reply::empty();
         }
     }
@@ -429,6 +429,22 @@ pub async fn reassign_submitted(
         if let Ok(Some(item)) = app.store.review_item(*id).await {
             before.push(item);
         }
+    }
+    // Checked here too, for an answer on the field: the person chosen must
+    // not be the one whose access is under review (the transaction below
+    // checks again, against the rows as they are then).
+    if let Some(own) = before.iter().find(|item| {
+        item.email
+            .as_deref()
+            .is_some_and(|e| e.eq_ignore_ascii_case(&to_email))
+    }) {
+        return Reply::field_errors(&[(
+            ids::REVIEWER_BLOCK,
+            format!(
+                "{} is about {to_email}'s own access; choose someone else.",
+                item_ref(own.id)
+            ),
+        )]);
     }
     let locations = page_locations(app, &before).await;
     let moved_from = on_pages(&before);

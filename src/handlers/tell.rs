@@ -1,12 +1,13 @@
 //! The one place that decides how a user is told something outside a modal:
-//! an ephemeral message where they clicked when Slack allows it (a channel or
-//! DM), else a DM. Sent through the outbox, so an outage delays, never loses.
+//! ephemerally where they clicked, through the interaction's `response_url`
+//! (Slack shows it to them whatever channel it is, even one they are not a
+//! member of), else a DM; a `response_url` Slack refuses (expired, used up)
+//! also ends in a DM. Sent through the outbox, so an outage delays, never loses.
 //! Also the one funnel for what a person sees when the database fails them
 //! ([`failed`]).
 
-use std::sync::Arc;
-
 use std::fmt::Display;
+use std::sync::Arc;
 
 use serde_json::json;
 
@@ -19,39 +20,42 @@ use crate::store::NewMessage;
 /// What a click is answered with when the database could not take it.
 pub const NOT_RECORDED: &str = "accessd could not record that; nothing changed. Please try again.";
 
-/// Tells `user` `text`, ephemerally in `channel` when there is one.
-pub async fn tell(app: &Arc<App>, user: &str, channel: Option<&str>, text: &str) {
-    let message = match channel {
-        Some(channel) => NewMessage {
-            method: "chat.postEphemeral".into(),
-            channel: user.into(),
-            payload: json!({ "channel": channel, "user": user, "text": text, "blocks": [section(text)] }),
-            dedupe_key: None,
-            on_sent: None,
-        },
-        None => NewMessage::post(user, text, json!([section(text)])),
+/// Where a person clicked: what Slack gave us to answer them there.
+#[derive(Debug, Clone, Default)]
+pub struct Place {
+    /// The interaction's `response_url`; absent for clicks in a view (the
+    /// Home tab, a modal), which Slack gives none.
+    pub response_url: Option<String>,
+}
+
+/// Tells `user` `text` where they clicked when Slack allows it, else by DM.
+pub async fn tell(app: &Arc<App>, user: &str, place: &Place, text: &str) {
+    let blocks = json!([section(text)]);
+    let message = match &place.response_url {
+        Some(url) => NewMessage::respond(url, user, text, blocks),
+        None => NewMessage::post(user, text, blocks),
     };
     if let Err(err) = app.outbox.send(message).await {
         tracing::error!(user, error = %err, "could not queue a message to a user");
     }
 }
 
-/// The channel a block action happened in, if it was a message (not a view).
-pub fn channel_of(
-    event: &slack_morphism::prelude::SlackInteractionBlockActionsEvent,
-) -> Option<String> {
-    event.channel.as_ref().map(|c| c.id.0.clone())
+/// Where a block action happened, as far as answering the clicker goes.
+pub fn place_of(event: &slack_morphism::prelude::SlackInteractionBlockActionsEvent) -> Place {
+    Place {
+        response_url: event
+            .response_url
+            .as_ref()
+            .map(|url| url.0.as_str().to_string()),
+    }
 }
 
 /// Where a refusal reaches the person who acted.
 pub enum Where<'a> {
     /// The modal they submitted: it is replaced by a notice.
     Modal,
-    /// Where they clicked: ephemerally in that channel, else a DM.
-    Clicked {
-        user: &'a str,
-        channel: Option<&'a str>,
-    },
+    /// Where they clicked (see [`tell`]).
+    Clicked { user: &'a str, place: &'a Place },
 }
 
 /// Logs why the database could not do what a handler was `doing` and returns
@@ -73,8 +77,8 @@ pub async fn failed(
     let wording = logged(err, doing, wording);
     match at {
         Where::Modal => Reply::update(notice(wording)),
-        Where::Clicked { user, channel } => {
-            tell(app, user, channel, wording).await;
+        Where::Clicked { user, place } => {
+            tell(app, user, place, wording).await;
             Reply::empty()
         }
     }

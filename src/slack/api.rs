@@ -137,7 +137,13 @@ struct Inner {
     bot: SlackApiToken,
     app: SlackApiToken,
     timeout: Duration,
+    /// `scheme://host:port` of `slack.api_url`: a `response_url` there is
+    /// Slack's too (a proxy, or the fake Slack in tests).
+    api_origin: Option<url::Origin>,
 }
+
+/// Hosts Slack issues `response_url`s on.
+const HOOK_HOSTS: &[&str] = &["hooks.slack.com", "hooks.slack-gov.com"];
 
 impl std::fmt::Debug for SlackApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -168,6 +174,7 @@ impl SlackApi {
                 bot: SlackApiToken::new(tokens.bot.expose().to_string().into()),
                 app: SlackApiToken::new(tokens.app.expose().to_string().into()),
                 timeout,
+                api_origin: url::Url::parse(api_url).ok().map(|u| u.origin()),
             }),
         })
     }
@@ -175,6 +182,39 @@ impl SlackApi {
     /// One POST of `body` as JSON to `method` with the bot token; no retry.
     pub async fn call(&self, method: &str, body: &Value) -> Result<Value, ApiError> {
         self.post(&self.inner.bot, method, body).await
+    }
+
+    /// One POST of `body` to an interaction's `response_url`, without a token
+    /// (the URL is the credential; it is never logged). Only Slack's hook hosts
+    /// over https, or the origin of `slack.api_url`, are accepted: a refusal
+    /// never goes to a URL of someone else's choosing.
+    pub async fn respond(&self, response_url: &str, body: &Value) -> Result<Value, ApiError> {
+        let refused = |message: &str| ApiError::Protocol {
+            method: crate::store::RESPOND.into(),
+            message: message.into(),
+        };
+        let url = url::Url::parse(response_url).map_err(|_| refused("not a URL"))?;
+        let slacks = url.scheme() == "https"
+            && url
+                .host_str()
+                .is_some_and(|host| HOOK_HOSTS.contains(&host));
+        if !slacks && Some(url.origin()) != self.inner.api_origin {
+            return Err(refused("not one of Slack's hosts"));
+        }
+        let span = tracing::debug_span!("response_url");
+        let context = SlackClientApiCallContext {
+            rate_control_params: None,
+            token: None,
+            tracing_span: &span,
+            is_sensitive_url: true,
+        };
+        let call = self
+            .inner
+            .client
+            .http_api
+            .connector
+            .http_post_uri::<Value, Value>(url, body, context);
+        self.bounded(crate::store::RESPOND, call).await
     }
 
     /// Like [`call`](Self::call), but retries rate limits and transient failures
@@ -327,5 +367,33 @@ impl SlackApi {
         let rate_limited = matches!(result, Err(ApiError::RateLimited { .. }));
         metrics::global().api_call(method, rate_limited);
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api() -> SlackApi {
+        let tokens = SlackTokens::new("xapp-1-test".into(), "xoxb-test".into()).expect("tokens");
+        SlackApi::new("http://127.0.0.1:9/api", &tokens, Duration::from_secs(1)).expect("client")
+    }
+
+    #[tokio::test]
+    async fn a_response_url_off_slacks_hosts_is_never_posted_to() {
+        let api = api();
+        for url in [
+            "https://evil.example/actions/T1/1/x",
+            "https://hooks.slack.com.evil.example/actions/T1/1/x",
+            "http://hooks.slack.com/actions/T1/1/x",
+            "http://127.0.0.1:10/hooks/actions/T1/1/x",
+            "not a url",
+        ] {
+            let answer = api.respond(url, &serde_json::json!({"text": "no"})).await;
+            assert!(
+                matches!(&answer, Err(ApiError::Protocol { message, .. }) if message.starts_with("not ")),
+                "{url}: {answer:?}"
+            );
+        }
     }
 }

@@ -48,7 +48,7 @@ pub use jobs::{Job, JobChange};
 pub use links::UserLink;
 pub use metrics::{MetricsGauges, MetricsSource};
 pub use migrations::MigrationReport;
-pub use outbox::{NewMessage, OnSent, OutboxItem, OutboxStats};
+pub use outbox::{NewMessage, OnSent, OutboxItem, OutboxStats, RESPOND};
 pub use reviews::{
     Campaign, NewCampaign, NewReviewItem, ReviewChange, ReviewItem, ReviewerProgress,
 };

@@ -23,7 +23,28 @@ pub struct NewMessage {
     pub on_sent: Option<OnSent>,
 }
 
+/// The outbox's name for a POST to an interaction's `response_url` (not a
+/// Web API method: no token, the URL itself is the credential).
+pub const RESPOND: &str = "response_url";
+
 impl NewMessage {
+    /// An ephemeral answer to `user` through an interaction's `response_url`;
+    /// paced with that user. The original message is left as it was.
+    pub fn respond(response_url: &str, user: &str, text: &str, blocks: serde_json::Value) -> Self {
+        Self {
+            method: RESPOND.into(),
+            channel: user.into(),
+            payload: serde_json::json!({
+                "response_url": response_url,
+                "user": user,
+                "body": { "response_type": "ephemeral", "replace_original": false,
+                          "text": text, "blocks": blocks },
+            }),
+            dedupe_key: None,
+            on_sent: None,
+        }
+    }
+
     /// A `chat.postMessage` to a channel or, with a user id, to the app's DM
     /// with that user. `text` is the notification fallback for the blocks.
     pub fn post(channel: &str, text: &str, blocks: serde_json::Value) -> Self {

@@ -151,6 +151,20 @@ pub(crate) struct State {
     pub(crate) stray_frames: Vec<String>,
     pub(crate) last_ts_micros: u128,
     pub(crate) hook_seq: u64,
+    /// `response_url` path (after `/hooks/`) → who it was issued to.
+    pub(crate) hooks: HashMap<String, Hook>,
+    /// Set by `expire_response_urls`: new ones are born expired.
+    pub(crate) hooks_expired: bool,
+}
+
+/// A `response_url` the fake issued: Slack's are good for 5 uses in 30 minutes
+/// and show an ephemeral answer only to the person who acted.
+#[derive(Debug, Clone)]
+pub(crate) struct Hook {
+    pub(crate) user: String,
+    pub(crate) channel: String,
+    pub(crate) uses: u32,
+    pub(crate) expired: bool,
 }
 
 impl State {

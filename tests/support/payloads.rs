@@ -33,17 +33,22 @@ fn user_info(st: &State, user: &str) -> Value {
 }
 
 impl FakeSlack {
-    fn response_url(&self, kind: &str) -> String {
-        let seq = {
-            let mut st = self.inner.lock();
-            st.hook_seq += 1;
-            st.hook_seq
-        };
-        format!(
-            "{}/{kind}/{TEAM_ID}/{seq}/{}",
-            self.hooks_base(),
-            rand_alnum(24)
-        )
+    /// A fresh `response_url` for `user` acting in `channel`.
+    fn response_url(&self, kind: &str, user: &str, channel: &str) -> String {
+        let mut st = self.inner.lock();
+        st.hook_seq += 1;
+        let path = format!("{kind}/{TEAM_ID}/{}/{}", st.hook_seq, rand_alnum(24));
+        let expired = st.hooks_expired;
+        st.hooks.insert(
+            path.clone(),
+            Hook {
+                user: user.into(),
+                channel: channel.into(),
+                uses: 0,
+                expired,
+            },
+        );
+        format!("{}/{path}", self.hooks_base())
     }
 
     /// `/command text` typed in `#general`.
@@ -59,7 +64,7 @@ impl FakeSlack {
         command: &str,
         text: &str,
     ) -> Value {
-        let response_url = self.response_url("commands");
+        let response_url = self.response_url("commands", user_id, channel_id);
         let mut st = self.inner.lock();
         let trigger_id = st.issue_trigger(user_id);
         // Socket Mode forwards the form fields of a slash command as strings.
@@ -141,7 +146,10 @@ impl FakeSlack {
         });
         let is_view =
             surface["id"].is_string() && matches!(surface["type"].as_str(), Some("modal" | "home"));
-        let response_url = (!is_view).then(|| self.response_url("actions"));
+        let response_url = (!is_view).then(|| {
+            let channel = surface["channel"].as_str().unwrap_or_default();
+            self.response_url("actions", user_id, channel)
+        });
         let mut st = self.inner.lock();
         let mut payload = json!({
             "type": "block_actions",

@@ -159,6 +159,9 @@ async fn api(
 }
 
 /// POSTs to a `response_url` the fake issued: recorded as method `"response_url"`.
+/// Like Slack's, a URL serves 5 answers and then (or once expired, or when it
+/// was never issued) answers 404; an ephemeral answer (the default) is shown to
+/// the person who acted, in the channel where they did, member or not.
 async fn hook(
     AxState(inner): AxState<Arc<Inner>>,
     Path(rest): Path<String>,
@@ -168,22 +171,43 @@ async fn hook(
     body: Bytes,
 ) -> Response {
     let (mut params, encoding) = parse_params(&headers, query.as_deref(), &body);
+    let mut st = inner.lock();
+    let live = st.hooks.get_mut(&rest).filter(|h| !h.expired && h.uses < 5);
+    let (status, answer) = match live {
+        None => (StatusCode::NOT_FOUND, "expired_url".to_string()),
+        Some(hook) => {
+            hook.uses += 1;
+            let hook = hook.clone();
+            if params["response_type"].as_str().unwrap_or("ephemeral") == "ephemeral" {
+                let ts = st.next_ts();
+                let text = params["text"].as_str().unwrap_or_default().to_string();
+                let blocks = params.get("blocks").filter(|b| b.is_array()).cloned();
+                let mut e = bot_message(&text, blocks.as_ref(), &ts);
+                e["channel"] = hook.channel.clone().into();
+                e["ephemeral_user"] = hook.user.clone().into();
+                e["via"] = "response_url".into();
+                st.ephemerals.push(e);
+            }
+            (StatusCode::OK, json!({"ok": true}).to_string())
+        }
+    };
     params["url_path"] = Value::String(rest);
-    inner.lock().calls.push(RecordedCall {
+    st.calls.push(RecordedCall {
         method: "response_url".into(),
         token: None,
         params,
         at: Instant::now(),
         verb: verb.to_string(),
         encoding,
-        status: 200,
-        response: json!({"ok": true}),
+        status: status.as_u16(),
+        response: json!({"ok": status == StatusCode::OK}),
     });
-    (
-        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        json!({"ok": true}).to_string(),
-    )
-        .into_response()
+    let content_type = if status == StatusCode::OK {
+        "application/json; charset=utf-8"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    (status, [(header::CONTENT_TYPE, content_type)], answer).into_response()
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
@@ -545,6 +569,11 @@ fn post_ephemeral(st: &mut State, p: &Value) -> Value {
     let Some(user) = p_str(p, "user").filter(|u| st.user(u).is_some()) else {
         return err("user_not_in_channel");
     };
+    // A DM has two members, the bot and its person: nobody else sees an
+    // ephemeral message in it (a click on someone else's DM copy).
+    if st.is_dm(&channel) && st.dms.get(&user) != Some(&channel) {
+        return err("user_not_in_channel");
+    }
     let (text, blocks) = match message_content(p) {
         Ok(c) => c,
         Err(e) => return e,
@@ -1057,8 +1086,28 @@ impl FakeSlack {
         })
     }
 
-    /// Ephemeral messages posted with `chat.postEphemeral` to `user` (each has `channel`,
-    /// `ephemeral_user`, `text`, `blocks`, `ts`).
+    /// Makes every `response_url`, issued so far or from now on, answer 404,
+    /// as Slack's do 30 minutes after the click (an answer that waited out an
+    /// outage).
+    pub fn expire_response_urls(&self) {
+        let mut st = self.inner.lock();
+        st.hooks_expired = true;
+        for hook in st.hooks.values_mut() {
+            hook.expired = true;
+        }
+    }
+
+    /// Everything `user` was told: ephemeral messages where they clicked
+    /// (`chat.postEphemeral` or a `response_url`), then their DMs.
+    pub fn notices_to(&self, user: &str) -> Vec<Value> {
+        let mut told = self.ephemerals_to(user);
+        told.extend(self.messages_to(user));
+        told
+    }
+
+    /// Ephemeral messages shown to `user`, by `chat.postEphemeral` or a
+    /// `response_url` (each has `channel`, `ephemeral_user`, `text`, `blocks`,
+    /// `ts`; `via: "response_url"` for the latter).
     pub fn ephemerals_to(&self, user: &str) -> Vec<Value> {
         self.inner
             .lock()

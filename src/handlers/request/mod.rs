@@ -155,7 +155,15 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
         }
         Step::Duration => step_duration(app, &mut draft, &values, &email, &draft_id).await,
         Step::Approvers => {
-            return step_submit(app, &draft, &values, &user, &email, &draft_id).await
+            let cap = app_of(&app.config(), &draft).map(|found| {
+                policy::duration_cap(found, &draft.roles).unwrap_or(found.max_duration)
+            });
+            match cap {
+                Some(cap) if draft.duration_secs > cap.as_secs() => {
+                    back_to_duration(app, &mut draft, cap, &draft_id)
+                }
+                _ => return step_submit(app, &draft, &values, &user, &email, &draft_id).await,
+            }
         }
     };
     if let Err(err) = save(app, &draft_id, &user, &draft).await {
@@ -305,6 +313,31 @@ async fn step_roles(
         draft_id,
         initial.min(cap),
         cap,
+        None,
+    ))
+}
+
+/// The role's cap was lowered (a reload) after the duration step: back to
+/// that step, saying so, rather than a ticket longer than the policy allows
+/// or a notice with no way on.
+fn back_to_duration(app: &Arc<App>, draft: &mut Draft, cap: Duration, draft_id: &str) -> Reply {
+    let config = app.config();
+    let Some(found) = app_of(&config, draft) else {
+        return app_gone();
+    };
+    draft.step = Step::Duration;
+    let (_, names) = role_names(found, &draft.roles);
+    let note = format!(
+        "The longest allowed for this role is now {}; choose again.",
+        fmt_duration(cap)
+    );
+    Reply::update(views::duration_step(
+        found,
+        &names,
+        draft_id,
+        cap,
+        cap,
+        Some(&note),
     ))
 }
 

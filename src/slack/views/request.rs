@@ -149,19 +149,18 @@ pub fn roles_step(
 }
 
 /// Step 3: how long, with the cap shown.
+/// `note` says why the person is back here (the cap changed under them).
 pub fn duration_step(
     app: &AppConfig,
     roles: &str,
     draft_id: &str,
     initial: std::time::Duration,
     cap: std::time::Duration,
+    note: Option<&str>,
 ) -> Value {
-    modal(
-        draft_id,
-        "Next",
-        vec![
-            section(&format!("*{}* · {roles}", app.name)),
-            json!({
+    let mut blocks = vec![section(&format!("*{}* · {roles}", app.name))];
+    blocks.extend(note.map(context));
+    blocks.push(json!({
                 "type": "input",
                 "block_id": DURATION_BLOCK,
                 "label": plain("For how long?"),
@@ -169,11 +168,10 @@ pub fn duration_step(
                 "element": {
                     "type": "plain_text_input",
                     "action_id": DURATION_ACTION,
-                    "initial_value": fmt_duration(initial),
-                },
-            }),
-        ],
-    )
+                "initial_value": fmt_duration(initial),
+            },
+    }));
+    modal(draft_id, "Next", blocks)
 }
 
 /// Step 4: who will be asked. Where a stage needs fewer approvals than it has
