@@ -42,7 +42,7 @@ pub async fn resolve_channels(
 
 /// A post to an alert channel, if the config routes that kind anywhere.
 pub fn post(channel: Option<&String>, text: &str, blocks: Value) -> Option<NewMessage> {
-    alert::routed(channel).map(|c| NewMessage::post(c, text, blocks))
+    alert::routed(channel).map(|c| NewMessage::post(c, text, blocks).as_alert())
 }
 
 /// A finding as it will be stored, with its post when `post` and routed.

@@ -79,8 +79,11 @@ pub struct OutboxWorker {
     options: OutboxOptions,
     /// Earliest next send per channel (pacing and per-channel Retry-After).
     next_allowed: HashMap<String, DateTime<Utc>>,
-    /// A 429 on a method pauses that method everywhere until Retry-After passes.
+    /// A 429 on a tiered method pauses that method everywhere until
+    /// Retry-After passes.
     method_paused_until: HashMap<String, DateTime<Utc>>,
+    /// A 429 on a chat.* method pauses that channel until Retry-After passes.
+    channel_paused_until: HashMap<String, DateTime<Utc>>,
 }
 
 /// One send that ended, with when it started (pacing counts from there).
@@ -105,6 +108,7 @@ impl OutboxWorker {
             options,
             next_allowed: HashMap::new(),
             method_paused_until: HashMap::new(),
+            channel_paused_until: HashMap::new(),
         }
     }
 
@@ -183,6 +187,9 @@ impl OutboxWorker {
             if let Some(at) = self.method_paused_until.get(&item.method) {
                 ready_at = ready_at.max(*at);
             }
+            if let Some(at) = self.channel_paused_until.get(&item.channel) {
+                ready_at = ready_at.max(*at);
+            }
             if ready_at > now {
                 soonest = soonest.min(ready_at);
                 continue;
@@ -224,7 +231,14 @@ impl OutboxWorker {
             Ok(response) => Outcome::Sent(response),
             Err(ApiError::RateLimited { retry_after, .. }) => {
                 let at = now + chrono::Duration::from_std(retry_after).unwrap_or_default();
-                self.method_paused_until.insert(item.method.clone(), at);
+                // Slack limits the chat.* methods per channel: a 429 there pauses
+                // that channel only, so alerts and other people's DMs keep
+                // flowing. Tiered methods are limited per method.
+                if per_channel_limit(&item.method) {
+                    self.channel_paused_until.insert(item.channel.clone(), at);
+                } else {
+                    self.method_paused_until.insert(item.method.clone(), at);
+                }
                 Outcome::Retry {
                     at,
                     error: format!("rate limited; retry after {retry_after:?}"),
@@ -273,12 +287,22 @@ impl OutboxWorker {
         if self.next_allowed.len() > 10_000 {
             self.next_allowed.retain(|_, at| *at > now);
         }
+        if self.channel_paused_until.len() > 10_000 {
+            self.channel_paused_until.retain(|_, at| *at > now);
+        }
     }
 
     fn backoff(&self, attempts: i64) -> Duration {
         let exp = Duration::from_secs(1).saturating_mul(1u32 << attempts.clamp(0, 16) as u32);
         exp.min(self.options.max_backoff)
     }
+}
+
+/// Methods Slack rate-limits per channel rather than per method (its
+/// "special" limit of about one message a second per channel). A
+/// `response_url` is limited per URL, which is one clicker's.
+fn per_channel_limit(method: &str) -> bool {
+    method.starts_with("chat.") || method == RESPOND
 }
 
 /// Slack would not show this ephemeral answer: the person is not in that

@@ -485,10 +485,10 @@ async fn an_app_without_provisioner_is_a_manual_task_for_its_owners() {
     jit.wait_status(&t, Status::Provisioning).await;
     jit.dm_containing(ANN, "waiting for the app owners").await;
     let task = jit.dm_containing(DANA, "Please grant").await;
-    // Someone who is not an owner is refused.
+    // Someone who is not an owner is refused, and told nothing of the task.
     let click = jit.world.fake.click(EVE, &task, "Mark done");
     jit.world.ack(&click).await;
-    jit.told(EVE, "Only the owners").await;
+    jit.told(EVE, "not yours to act on").await;
     let click = jit.world.fake.click(DANA, &task, "Mark done");
     jit.world.ack(&click).await;
     jit.wait_status(&t, Status::Active).await;
@@ -653,7 +653,7 @@ async fn break_glass_grants_at_once_tells_approvers_and_security_and_can_be_revo
     // Someone who is neither approver nor admin cannot revoke it; Bob can.
     let click = jit.world.fake.click(EVE, &notice, "Revoke");
     jit.world.ack(&click).await;
-    jit.told(EVE, "Only the approvers").await;
+    jit.told(EVE, "not yours to act on").await;
     let click = jit.world.fake.click(BOB, &notice, "Revoke");
     jit.world.ack(&click).await;
     jit.wait_status(&t, Status::Revoked).await;

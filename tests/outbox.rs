@@ -23,6 +23,7 @@ fn message(channel: &str, text: &str) -> NewMessage {
         payload: json!({ "channel": channel, "text": text }),
         dedupe_key: None,
         on_sent: None,
+        priority: 0,
     }
 }
 
@@ -210,4 +211,83 @@ async fn queued_messages_survive_a_restart_and_dedupe_keys_hold() {
     stop.send(true).unwrap();
     task.await.unwrap();
     assert_eq!(delivered(&fake, "U1"), ["only once"]);
+}
+
+/// An alert queued behind a flood of ordinary DMs (more than one scan of the
+/// outbox) is delivered first.
+#[tokio::test]
+async fn an_alert_goes_ahead_of_a_flood_of_ordinary_messages() {
+    let fake = FakeSlack::start().await;
+    users(&fake);
+    fake.add_channel("C0SECALERT", "sec-alerts");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("a.db")).unwrap();
+    let outbox = Outbox::new(store.clone());
+    for i in 0..600 {
+        outbox
+            .send(message("U1", &format!("dm-{i}")))
+            .await
+            .unwrap();
+    }
+    outbox
+        .send(message("C0SECALERT", "break-glass").as_alert())
+        .await
+        .unwrap();
+    let (stop, task) = start_worker(&fake, &outbox);
+    fake.wait_until(WAIT, |f| {
+        (delivered(f, "C0SECALERT") == ["break-glass"]).then_some(())
+    })
+    .await
+    .expect("the alert is delivered");
+    let before_it = fake
+        .calls_to("chat.postMessage")
+        .into_iter()
+        .take_while(|c| c.params["channel"] != "C0SECALERT")
+        .count();
+    assert!(before_it <= 1, "{before_it} DMs went before the alert");
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
+/// Slack limits chat.postMessage per channel: a 429 on one person's DM
+/// pauses that DM only, never the alert channel.
+#[tokio::test]
+async fn a_429_on_one_channel_does_not_hold_up_another() {
+    let fake = FakeSlack::start().await;
+    users(&fake);
+    fake.add_channel("C0SECALERT", "sec-alerts");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("a.db")).unwrap();
+    let outbox = Outbox::new(store.clone());
+    fake.fail_next(
+        "chat.postMessage",
+        1,
+        Failure::RateLimited {
+            retry_after_secs: 60,
+        },
+    );
+    outbox.send(message("U1", "dm")).await.unwrap();
+    let (stop, task) = start_worker(&fake, &outbox);
+    // The worker has taken the 429 in (the DM is queued for a retry).
+    let deadline = std::time::Instant::now() + WAIT;
+    while store.outbox_pending(10).await.unwrap()[0].attempts == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the DM was never rate-limited"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    outbox
+        .send(message("C0SECALERT", "offboarded but active"))
+        .await
+        .unwrap();
+    // The DM waits out its minute; the alert does not wait for it.
+    fake.wait_until(WAIT, |f| {
+        (delivered(f, "C0SECALERT") == ["offboarded but active"]).then_some(())
+    })
+    .await
+    .expect("the alert is delivered while the DM waits");
+    assert!(delivered(&fake, "U1").is_empty());
+    stop.send(true).unwrap();
+    task.await.unwrap();
 }

@@ -376,7 +376,7 @@ async fn forged_and_self_approvals_are_refused_and_audited() {
 
     // Eve clicks Approve on a forwarded copy of Bob's DM: she is not in that
     // DM, and is told there, through the click's response_url, which Slack
-    // shows to her alone.
+    // shows to her alone; she has no part in the ticket and learns nothing.
     let click = world.fake.click(EVE, &bob_dm, "Approve");
     world.ack(&click).await;
     let told = world
@@ -384,7 +384,7 @@ async fn forged_and_self_approvals_are_refused_and_audited() {
         .wait_until(WAIT, |f| {
             f.ephemerals_to(EVE)
                 .into_iter()
-                .find(|m| text_of(m).contains("not an approver"))
+                .find(|m| text_of(m).contains("not yours to decide"))
         })
         .await
         .expect("eve is told where she clicked");
@@ -445,12 +445,50 @@ async fn a_refusal_slack_will_not_show_where_they_clicked_reaches_them_by_dm() {
         .wait_until(WAIT, |f| {
             f.messages_to(EVE)
                 .into_iter()
-                .find(|m| text_of(m).contains("not an approver"))
+                .find(|m| text_of(m).contains("not yours to decide"))
         })
         .await
         .expect("eve is told by DM");
     assert!(world.fake.ephemerals_to(EVE).is_empty());
     assert_eq!(world.ticket_status(&t).await, Status::Pending);
+}
+
+#[tokio::test]
+async fn a_crafted_click_on_a_ticket_tells_an_outsider_nothing_about_it() {
+    let world = World::start().await;
+    let t = world
+        .request(CAROL, "gh", &["write"], "Debug the flaky runner", "2h")
+        .await;
+    let bob_dm = world.dm_about(BOB, &t).await;
+    world.decide(BOB, &t, "Approve", "ok", None).await;
+    assert!(!world.ticket_status(&t).await.is_pending());
+    // Eve, who has no part in it, replays Approve from a copy of Bob's DM.
+    let click = world.fake.click(EVE, &bob_dm, "Approve");
+    world.ack(&click).await;
+    let told = world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.ephemerals_to(EVE)
+                .into_iter()
+                .find(|m| text_of(m).contains("no longer exists"))
+        })
+        .await
+        .expect("eve is told");
+    assert!(!text_of(&told).contains("approved"), "{told}");
+    assert!(!text_of(&told).contains(BOB), "{told}");
+    // Bob, who decided it, is told what happened to it.
+    let click = world.fake.click(BOB, &bob_dm, "Approve");
+    world.ack(&click).await;
+    world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.ephemerals_to(BOB)
+                .into_iter()
+                .find(|m| text_of(m).contains("already"))
+        })
+        .await
+        .expect("bob is told it is already decided");
+    world.stop().await;
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use serde_json::json;
 use slack_morphism::prelude::*;
 
 use super::tell::{failed, logged, place_of, tell, Place, Where, NOT_RECORDED};
-use super::who::{plan_for, reachable_plan};
+use super::who::{involved, plan_for, reachable_plan};
 use crate::alerts;
 use crate::app::App;
 use crate::config::Config;
@@ -33,16 +33,19 @@ async fn clicked_ticket(
 ) -> Option<(Actor, Place, Ticket)> {
     let user = super::user_of(event);
     let place = place_of(event);
+    let Ok(Some(email)) = app.identity.email_of(&user).await else {
+        let why = "accessd cannot tell who you are (no email on your Slack account).";
+        tell(app, &user, &place, why).await;
+        return None;
+    };
     let ticket = match parse_ticket_ref(value) {
         Some(id) => app.store.ticket(id).await.ok().flatten(),
         None => None,
     };
-    let Some(ticket) = ticket else {
-        tell(app, &user, &place, "That access no longer exists.").await;
-        return None;
-    };
-    let Ok(Some(email)) = app.identity.email_of(&user).await else {
-        let why = "accessd cannot tell who you are (no email on your Slack account).";
+    // Someone with no part in the ticket hears the same as for one that
+    // does not exist: nothing of its status or people.
+    let Some(ticket) = ticket.filter(|t| involved(&app.config(), t, &email)) else {
+        let why = "That access no longer exists, or is not yours to act on.";
         tell(app, &user, &place, why).await;
         return None;
     };

@@ -11,7 +11,7 @@ use serde_json::json;
 use slack_morphism::prelude::*;
 
 use super::tell::{failed, place_of, tell, Where};
-use super::who::manager_of;
+use super::who::{involved, manager_of};
 use crate::app::App;
 use crate::config::Config;
 use crate::domain::jobs;
@@ -141,6 +141,10 @@ async fn close_by_policy(app: &Arc<App>, config: &Config, ticket: &Ticket, why: 
     }
 }
 
+/// The answer to a click on a ticket that does not exist, or that the clicker
+/// has no part in (the same words, so a crafted id tells nothing).
+const GONE: &str = "That request no longer exists, or is not yours to decide.";
+
 /// "already approved by <@U2>" for a ticket that is no longer pending.
 fn already(ticket: &Ticket) -> String {
     let by: Vec<String> = ticket
@@ -193,27 +197,36 @@ pub async fn clicked(
             Some(id) => app.store.ticket(id).await.ok().flatten(),
             None => None,
         }) else {
-            return refuse("That request no longer exists.".into()).await;
+            return refuse(GONE.into()).await;
         };
+        let email = match app.identity.email_of(&user).await {
+            Ok(Some(email)) => email,
+            _ => {
+                return refuse(
+                    "accessd cannot tell who you are (no email on your Slack account).".into(),
+                )
+                .await
+            }
+        };
+        if !involved(&config, &ticket, &email) {
+            audit_refused_click(
+                &app,
+                &email,
+                &user,
+                &ticket,
+                verdict,
+                "has no part in the ticket",
+            )
+            .await;
+            return refuse(GONE.into()).await;
+        }
         if !ticket.status.is_pending() {
             return refuse(already(&ticket)).await;
         }
-        let email = match app.identity.email_of(&user).await {
-            Ok(Some(email)) => email,
-            _ => return refuse("accessd cannot tell who you are (no email on your Slack account).".into()).await,
-        };
         let manager = manager_of(&app, &ticket.requester_email).await;
         if let Err(refusal) = may_decide(&config, &ticket, &email, manager.as_deref()) {
             let why = refusal.to_string();
-            let audit = AuditEvent::new(
-                email.clone(),
-                "ticket.decision_refused",
-                ticket.reference(),
-                json!({ "slack_id": user, "verdict": verdict.as_str(), "reason": why, "at": "click" }),
-            );
-            if let Err(err) = app.store.append_audit(audit).await {
-                tracing::error!(error = %err, "could not audit a refused click");
-            }
+            audit_refused_click(&app, &email, &user, &ticket, verdict, &why).await;
             if let Refusal::Policy(why) = refusal {
                 close_by_policy(&app, &config, &ticket, why).await;
             }
@@ -224,10 +237,37 @@ pub async fn clicked(
             Verdict::Approve => approve_modal(&config, &ticket, cap),
             Verdict::Reject => reject_modal(&config, &ticket),
         };
-        if let Err(err) = app.api.call("views.open", &json!({ "trigger_id": trigger_id, "view": view })).await {
+        if let Err(err) = app
+            .api
+            .call(
+                "views.open",
+                &json!({ "trigger_id": trigger_id, "view": view }),
+            )
+            .await
+        {
             tracing::warn!(error = %err, "could not open the decision modal");
         }
     })
+}
+
+/// Audits a click on Approve or Reject that was refused, and why.
+async fn audit_refused_click(
+    app: &Arc<App>,
+    email: &str,
+    user: &str,
+    ticket: &Ticket,
+    verdict: Verdict,
+    why: &str,
+) {
+    let audit = AuditEvent::new(
+        email,
+        "ticket.decision_refused",
+        ticket.reference(),
+        json!({ "slack_id": user, "verdict": verdict.as_str(), "reason": why, "at": "click" }),
+    );
+    if let Err(err) = app.store.append_audit(audit).await {
+        tracing::error!(error = %err, "could not audit a refused click");
+    }
 }
 
 /// The longest duration an approver may set: the frozen plan's cap, lowered
@@ -260,11 +300,11 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
         Verdict::Reject
     };
     let Some(id) = parse_id(&metadata) else {
-        return Reply::update(notice("That request no longer exists."));
+        return Reply::update(notice(GONE));
     };
     let ticket = match app.store.ticket(id).await {
         Ok(Some(ticket)) => ticket,
-        Ok(None) => return Reply::update(notice("That request no longer exists.")),
+        Ok(None) => return Reply::update(notice(GONE)),
         Err(err) => {
             return failed(
                 app,
@@ -302,6 +342,7 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
     // Addresses for the DMs the transition may send; resolved before the
     // transaction (cached), used inside it.
     let ids = app.identity.slack_ids_of(ticket.plan.approvers()).await;
+    let email_seen = email.clone();
     let input = DecisionInput {
         actor: Actor {
             slack_id: user.clone(),
@@ -347,6 +388,9 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
                 let users: Vec<&str> = users.iter().map(String::as_str).collect();
                 refresh.home_refresh.request_all(&users);
             })
+        }
+        Ok(Decided::AlreadyDecided(ticket)) if !involved(&app.config(), &ticket, &email_seen) => {
+            Reply::update(notice(GONE))
         }
         Ok(Decided::AlreadyDecided(ticket)) => Reply::update(notice(&already(&ticket))),
         Ok(Decided::AlreadyVoted(ticket)) => Reply::update(notice(&format!(

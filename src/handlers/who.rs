@@ -10,7 +10,25 @@ use serde_json::json;
 use crate::app::App;
 use crate::config::{AppConfig, Config};
 use crate::domain::policy::{self, Plan, PolicyError, Requester};
-use crate::store::AuditEvent;
+use crate::store::{AuditEvent, Ticket};
+
+/// Whether `email` has any part in `ticket`: its requester, a person its plan
+/// asks or who decided it, an owner of its app, or an admin. Anyone else is
+/// answered as if the ticket did not exist, so a crafted id learns nothing of
+/// its status or approvers (authorise before describing).
+pub fn involved(config: &Config, ticket: &Ticket, email: &str) -> bool {
+    let is = |e: &str| e.eq_ignore_ascii_case(email);
+    is(&ticket.requester_email)
+        || ticket.plan.approvers().any(|e| is(&e))
+        || ticket
+            .approvals
+            .iter()
+            .any(|a| a.approver_email.as_deref().is_some_and(is))
+        || config
+            .app(&ticket.app_id)
+            .is_some_and(|a| a.owners.iter().any(|e| is(e)))
+        || config.is_admin(email)
+}
 
 /// What the requester's Slack account is, or why they cannot request.
 pub enum Who {

@@ -139,6 +139,7 @@ mod tests {
                     payload: json!({ "i": i, "pad": "x".repeat(2000) }),
                     dedupe_key: None,
                     on_sent: None,
+                    priority: 0,
                 })
                 .await
                 .unwrap();

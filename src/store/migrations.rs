@@ -43,6 +43,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0005_reviews",
         sql: include_str!("migrations/0005_reviews.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_outbox_priority",
+        sql: include_str!("migrations/0006_outbox_priority.sql"),
+    },
 ];
 
 /// Schema version this binary writes and understands.

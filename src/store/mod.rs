@@ -48,7 +48,7 @@ pub use jobs::{Job, JobChange};
 pub use links::UserLink;
 pub use metrics::{MetricsGauges, MetricsSource};
 pub use migrations::MigrationReport;
-pub use outbox::{NewMessage, OnSent, OutboxItem, OutboxStats, RESPOND};
+pub use outbox::{NewMessage, OnSent, OutboxItem, OutboxStats, ALERT, RESPOND};
 pub use reviews::{
     Campaign, NewCampaign, NewReviewItem, ReviewChange, ReviewItem, ReviewerProgress,
 };
@@ -689,6 +689,7 @@ mod tests {
                         payload: serde_json::json!({ "text": i }),
                         dedupe_key: Some(format!("k{i}")),
                         on_sent: None,
+                        priority: 0,
                     })
                     .await?;
                     s.append_audit(AuditEvent::new(

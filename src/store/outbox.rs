@@ -21,7 +21,12 @@ pub struct NewMessage {
     pub dedupe_key: Option<String>,
     /// Recorded from Slack's answer once the message is sent.
     pub on_sent: Option<OnSent>,
+    /// Higher is delivered first ([`ALERT`] for alerts); ordinary is 0.
+    pub priority: i64,
 }
+
+/// The lane of alerts: ahead of every ordinary notification.
+pub const ALERT: i64 = 10;
 
 /// The outbox's name for a POST to an interaction's `response_url` (not a
 /// Web API method: no token, the URL itself is the credential).
@@ -42,6 +47,7 @@ impl NewMessage {
             }),
             dedupe_key: None,
             on_sent: None,
+            priority: 0,
         }
     }
 
@@ -54,6 +60,7 @@ impl NewMessage {
             payload: serde_json::json!({ "channel": channel, "text": text, "blocks": blocks }),
             dedupe_key: None,
             on_sent: None,
+            priority: 0,
         }
     }
 
@@ -71,7 +78,14 @@ impl NewMessage {
             payload: serde_json::json!({ "channel": channel, "ts": ts, "text": text, "blocks": blocks }),
             dedupe_key: None,
             on_sent: None,
+            priority: 0,
         }
+    }
+
+    /// Delivered in the alerts' lane, ahead of ordinary notifications.
+    pub fn as_alert(mut self) -> Self {
+        self.priority = ALERT;
+        self
     }
 
     pub fn with_on_sent(mut self, on_sent: OnSent) -> Self {
@@ -141,13 +155,21 @@ pub(crate) fn enqueue_tx(tx: &Transaction<'_>, msg: &NewMessage) -> Result<Optio
     // constraint failure still errors.
     let id = tx
         .prepare_cached(
-            "INSERT INTO outbox (method, channel, payload, dedupe_key, status, attempts, next_attempt_at, created_at, on_sent)
-             VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?6)
+            "INSERT INTO outbox (method, channel, payload, dedupe_key, status, attempts, next_attempt_at, created_at, on_sent, priority)
+             VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?6, ?7)
              ON CONFLICT (dedupe_key) DO NOTHING
              RETURNING id",
         )?
         .query_row(
-            rusqlite::params![msg.method, msg.channel, payload, msg.dedupe_key, now, on_sent],
+            rusqlite::params![
+                msg.method,
+                msg.channel,
+                payload,
+                msg.dedupe_key,
+                now,
+                on_sent,
+                msg.priority
+            ],
             |r| r.get(0),
         )
         .optional()?;
@@ -261,7 +283,7 @@ impl Store {
             let mut st = conn.prepare_cached(
                 "SELECT id, method, channel, payload, attempts, created_at, next_attempt_at FROM outbox
                  WHERE status = 'pending' AND (?1 IS NULL OR next_attempt_at <= ?1)
-                 ORDER BY id LIMIT ?2",
+                 ORDER BY priority DESC, id LIMIT ?2",
             )?;
             let rows = st.query_map(rusqlite::params![due_by.map(ts), limit], |r| {
                 Ok(OutboxItem {
@@ -379,6 +401,7 @@ mod tests {
             payload: json!({ "channel": channel, "text": text }),
             dedupe_key: key.map(Into::into),
             on_sent: None,
+            priority: 0,
         }
     }
 

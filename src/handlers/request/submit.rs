@@ -77,7 +77,7 @@ pub(super) async fn break_glass(
         for slack_id in &told {
             effects
                 .messages
-                .push(NewMessage::post(slack_id, &text, blocks.clone()));
+                .push(NewMessage::post(slack_id, &text, blocks.clone()).as_alert());
         }
         effects.messages.extend(alerts::post(
             effects_config.alerts.channels.break_glass.as_ref(),
