@@ -1,9 +1,12 @@
 //! Who a Slack user is: Slack id ⇄ email, from the `user_links` cache, else
 //! `users.info` / `users.lookupByEmail`, refreshed after `identity.link_refresh`.
-//! People are matched by exact, case-insensitive email.
+//! People are matched by exact, case-insensitive email. Also what kind of
+//! Slack account someone is ([`Standing`]): a full member of this workspace, a
+//! guest, a bot, or a user of another team.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::Value;
@@ -19,20 +22,92 @@ pub enum IdentityError {
     Slack(#[from] ApiError),
 }
 
+/// What kind of Slack account a user is, from `users.info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// A full member of this workspace (or of its Enterprise Grid org).
+    Member,
+    /// A multi- or single-channel guest (`is_restricted`, `is_ultra_restricted`).
+    Guest,
+    /// A bot or an app's user.
+    Bot,
+    /// A user of another team (Slack Connect, a shared channel).
+    External,
+}
+
+impl Standing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standing::Member => "member",
+            Standing::Guest => "guest",
+            Standing::Bot => "bot",
+            Standing::External => "external",
+        }
+    }
+}
+
+/// The team the bot is installed in: who counts as "ours".
+#[derive(Debug, Clone, Default)]
+pub struct HomeTeam {
+    pub team_id: String,
+    /// Set on Enterprise Grid, where members of sibling workspaces are ours too.
+    pub enterprise_id: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct Identity {
     store: Store,
     api: SlackApi,
     refresh: Duration,
+    home: HomeTeam,
+    /// Slack id → standing and when Slack said so; kept as long as links.
+    standings: Arc<Mutex<HashMap<String, (Standing, Instant)>>>,
 }
 
 impl Identity {
-    pub fn new(store: Store, api: SlackApi, refresh: Duration) -> Self {
+    pub fn new(store: Store, api: SlackApi, refresh: Duration, home: HomeTeam) -> Self {
         Self {
             store,
             api,
             refresh,
+            home,
+            standings: Arc::default(),
         }
+    }
+
+    /// What kind of account `slack_id` is. Asks Slack when the cached answer
+    /// is older than `identity.link_refresh`; a stale answer beats none while
+    /// Slack is unreachable, and no answer at all is an error (the caller
+    /// refuses: uncertain never allows).
+    pub async fn standing_of(&self, slack_id: &str) -> Result<Standing, IdentityError> {
+        let cached = self.cached_standing(slack_id);
+        if let Some((standing, at)) = cached {
+            if at.elapsed() < self.refresh {
+                return Ok(standing);
+            }
+        }
+        match self.api.call_get("users.info", &[("user", slack_id)]).await {
+            Ok(reply) => Ok(self.remember(slack_id, &reply)),
+            Err(err) => match cached {
+                Some((standing, _)) if err.is_transient() => Ok(standing),
+                _ => Err(err.into()),
+            },
+        }
+    }
+
+    fn cached_standing(&self, slack_id: &str) -> Option<(Standing, Instant)> {
+        let standings = self.standings.lock().unwrap_or_else(|p| p.into_inner());
+        standings.get(slack_id).copied()
+    }
+
+    /// Records the standing a `users.info` / `users.lookupByEmail` reply shows.
+    fn remember(&self, slack_id: &str, reply: &Value) -> Standing {
+        let standing = reply
+            .get("user")
+            .map_or(Standing::External, |user| standing_in(user, &self.home));
+        let mut standings = self.standings.lock().unwrap_or_else(|p| p.into_inner());
+        standings.insert(slack_id.to_string(), (standing, Instant::now()));
+        standing
     }
 
     fn is_fresh(&self, source: &str, refreshed_at: chrono::DateTime<Utc>) -> bool {
@@ -51,15 +126,18 @@ impl Identity {
             }
         }
         match self.api.call_get("users.info", &[("user", slack_id)]).await {
-            Ok(reply) => match profile_email(&reply) {
-                Some(email) => {
-                    self.store
-                        .save_slack_link(slack_id.to_string(), email.clone())
-                        .await?;
-                    Ok(Some(email))
+            Ok(reply) => {
+                self.remember(slack_id, &reply);
+                match profile_email(&reply) {
+                    Some(email) => {
+                        self.store
+                            .save_slack_link(slack_id.to_string(), email.clone())
+                            .await?;
+                        Ok(Some(email))
+                    }
+                    None => Ok(None),
                 }
-                None => Ok(None),
-            },
+            }
             // A stale link beats no answer while Slack is unreachable.
             Err(err) if err.is_transient() && cached.is_some() => Ok(cached.map(|l| l.email)),
             Err(err) if err.code() == Some("user_not_found") => Ok(None),
@@ -83,6 +161,7 @@ impl Identity {
         {
             Ok(reply) => match reply.pointer("/user/id").and_then(Value::as_str) {
                 Some(id) => {
+                    self.remember(id, &reply);
                     self.store.save_slack_link(id.to_string(), email).await?;
                     Ok(Some(id.to_string()))
                 }
@@ -142,6 +221,27 @@ impl Identity {
         }
         out
     }
+}
+
+/// The standing a `users.info` user object shows; anything unclear about
+/// the team counts as external.
+fn standing_in(user: &Value, home: &HomeTeam) -> Standing {
+    let flag = |name: &str| user.get(name).and_then(Value::as_bool).unwrap_or(false);
+    let text = |path: &str| user.pointer(path).and_then(Value::as_str);
+    if flag("is_bot") || text("/id") == Some("USLACKBOT") {
+        return Standing::Bot;
+    }
+    let same_team = text("/team_id").is_some_and(|t| t == home.team_id);
+    let same_org = home.enterprise_id.as_deref().is_some_and(|ours| {
+        text("/enterprise_user/enterprise_id") == Some(ours) || text("/enterprise_id") == Some(ours)
+    });
+    if flag("is_stranger") || !(same_team || same_org) {
+        return Standing::External;
+    }
+    if flag("is_restricted") || flag("is_ultra_restricted") {
+        return Standing::Guest;
+    }
+    Standing::Member
 }
 
 fn profile_email(reply: &Value) -> Option<String> {

@@ -67,7 +67,7 @@ use tokio::sync::watch;
 
 use crate::app::{App, AppParts, Integrations, Live, PrepareError};
 use crate::config::{Config, SlackTokens};
-use crate::identity::Identity;
+use crate::identity::{HomeTeam, Identity};
 use crate::outbox::{Outbox, OutboxOptions, OutboxWorker};
 use crate::router::Router;
 use crate::slack::api::{ApiError, BotIdentity, SlackApi};
@@ -221,6 +221,10 @@ async fn run_on_store(
         store.clone(),
         api.clone(),
         live.config.identity.link_refresh,
+        HomeTeam {
+            team_id: bot.team_id.clone(),
+            enterprise_id: bot.enterprise_id.clone(),
+        },
     );
     let app = Arc::new(App::new(
         live,

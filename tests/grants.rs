@@ -398,11 +398,35 @@ async fn an_extension_never_ends_later_than_the_roles_cap_from_its_approval() {
         .filter(|t| t.starts_with("T-"))
         .unwrap_or_else(|| panic!("no extension ticket in {ack}"))
         .to_string();
-    // Bob's DM says it is an extension, of which ticket.
+    // Bob's DM says it is an extension, of which ticket, when the access
+    // ends now and where approving moves the end: capped, not an hour on top.
     let dm = jit.world.dm_about(BOB, &ext).await;
+    let asked_at = chrono::Utc::now();
     assert!(
         text_of(&dm).contains("extend") && dm.to_string().contains(&t),
         "{dm}"
+    );
+    let store = jit.store().await;
+    let current = store.ticket(id).await.unwrap().unwrap().expires_at.unwrap();
+    store.close().await;
+    let shown = |label: &str| -> i64 {
+        let all = dm.to_string();
+        let after = all
+            .split(&format!("*{label}*\\n<!date^"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {label} in {dm}"));
+        after
+            .split('^')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no time after {label} in {dm}"))
+    };
+    assert_eq!(shown("Ends now"), current.timestamp(), "{dm}");
+    let new_end = shown("New end");
+    assert!(
+        new_end >= current.timestamp()
+            && new_end <= (asked_at + chrono::Duration::hours(1)).timestamp() + 1,
+        "new end {new_end} should be the cap from now, not an hour past {current}: {dm}"
     );
     jit.world.decide(BOB, &ext, "Approve", "fine", None).await;
     jit.wait_status(&ext, Status::Active).await;

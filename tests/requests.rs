@@ -1124,3 +1124,65 @@ async fn typed_text_is_inert_on_every_surface_it_reaches() {
     assert!(!modal.to_string().contains("<!channel>"), "{modal}");
     world.stop().await;
 }
+
+#[tokio::test]
+async fn guests_bots_and_other_teams_cannot_request_unless_allowed() {
+    let world = World::start_with(CATALOG).await;
+    world
+        .fake
+        .update_user(EVE, |u| u["is_restricted"] = true.into());
+    world
+        .fake
+        .update_user(CAROL, |u| u["team_id"] = "T0SOMEONEELSE".into());
+    world
+        .fake
+        .add_user("U0HELPERBOT", "helper@example.com", "Helper");
+    world
+        .fake
+        .update_user("U0HELPERBOT", |u| u["is_bot"] = true.into());
+    for (user, says) in [
+        (EVE, "a guest account"),
+        (CAROL, "another Slack team"),
+        ("U0HELPERBOT", "a bot"),
+    ] {
+        let modal = world.open_request(user, "github").await;
+        let text = modal.to_string();
+        assert!(
+            text.contains(says) && !has_block(&modal, "roles"),
+            "{user}: {text}"
+        );
+    }
+    // A full member is still offered the form.
+    let modal = world.open_request(ANN, "github").await;
+    assert!(has_block(&modal, "roles"), "{modal}");
+    let store = accessd::store::Store::open(&world.dir.path().join("accessd.db")).unwrap();
+    let refused: Vec<String> = store
+        .audit_rows(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.action == "request.refused_standing")
+        .map(|r| {
+            r.detail["standing"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    store.close().await;
+    assert_eq!(refused, ["guest", "external", "bot"]);
+    world.stop().await;
+
+    // `allow_guests = true` lets the guest in.
+    let allowing = CATALOG.replace(
+        "nudge_cooldown = \"1h\"",
+        "nudge_cooldown = \"1h\"\nallow_guests = true",
+    );
+    let world = World::start_with(&allowing).await;
+    world
+        .fake
+        .update_user(EVE, |u| u["is_restricted"] = true.into());
+    let modal = world.open_request(EVE, "github").await;
+    assert!(has_block(&modal, "roles"), "{modal}");
+    world.stop().await;
+}

@@ -95,6 +95,8 @@ pub struct RequestsConfig {
     pub nudge_cooldown: Duration,
     pub fallback_approvers: Vec<Principal>,
     pub admins: Vec<Principal>,
+    /// Whether Slack guests, bots and users of other teams may request.
+    pub allow_guests: bool,
 }
 
 /// A person or a group, as used in `admins`, `fallback_approvers`,

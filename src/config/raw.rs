@@ -85,6 +85,7 @@ pub(crate) struct RawRequests {
     pub fallback_approvers: Vec<String>,
     #[serde(default)]
     pub admins: Vec<String>,
+    pub allow_guests: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

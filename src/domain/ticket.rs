@@ -1,6 +1,7 @@
 //! The ticket state machine: which transitions exist and what a decision does
 //! to a ticket. Every transition is applied by the store in one transaction.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::policy::Plan;
@@ -191,6 +192,21 @@ pub fn cancel(status: Status) -> Result<Status, Status> {
     } else {
         Err(status)
     }
+}
+
+/// Where an extension approved at `now` moves the access's end: `duration`
+/// past the later of now and the current end, but never more than `cap`
+/// after now (every cap is measured from the approval).
+pub fn extended_end(
+    current: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    duration_secs: i64,
+    cap_secs: u64,
+) -> DateTime<Utc> {
+    let base = current.map_or(now, |end| end.max(now));
+    let cap = chrono::Duration::seconds(i64::try_from(cap_secs).unwrap_or(i64::MAX / 1000));
+    let wanted = base + chrono::Duration::seconds(duration_secs.max(0));
+    wanted.min(now + cap)
 }
 
 /// `T-42` ⇄ 42.

@@ -10,7 +10,7 @@ use serde_json::json;
 use slack_morphism::prelude::*;
 
 use super::tell::{failed, logged, place_of, tell, Place, Where, NOT_RECORDED};
-use super::who::{involved, plan_for, reachable_plan};
+use super::who::{involved, plan_for, reachable_plan, requester_email, Who};
 use crate::alerts;
 use crate::app::App;
 use crate::config::Config;
@@ -309,6 +309,10 @@ pub async fn extend_submitted(
     let Some(found) = config.app(&parent.app_id) else {
         return Reply::update(notice("That app is no longer in the catalog."));
     };
+    // An extension is a request: whoever may no longer request may not extend.
+    if let Who::Refused(why) = requester_email(app, &user).await {
+        return Reply::update(notice(&why));
+    }
     let text = value_of(&submission, DURATION_BLOCK, DURATION_ACTION).unwrap_or_default();
     let duration = match checked_duration(&text, extension_cap(&config, &parent)) {
         Ok(d) => d,

@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::app::App;
 use crate::config::{AppConfig, Config};
 use crate::domain::policy::{self, Plan, PolicyError, Requester};
+use crate::identity::Standing;
 use crate::store::{AuditEvent, Ticket};
 
 /// Whether `email` has any part in `ticket`: its requester, a person its plan
@@ -30,6 +31,9 @@ pub fn involved(config: &Config, ticket: &Ticket, email: &str) -> bool {
         || config.is_admin(email)
 }
 
+const LOOKUP_FAILED: &str =
+    "accessd could not look up your Slack profile just now; please try again in a minute.";
+
 /// What the requester's Slack account is, or why they cannot request.
 pub enum Who {
     Known(String),
@@ -43,9 +47,12 @@ pub async fn requester_email(app: &Arc<App>, user: &str) -> Who {
             "Your Slack account's email is *{email}*, and no identity source knows that address, so accessd \
              cannot tell who you are. Ask an admin to link you (`accessd users link {user} you@company`)."
         )),
-        Ok(Some(email)) => match offboarded(app, &email).await {
-            None => Who::Known(email),
+        Ok(Some(email)) => match refused_standing(app, user, &email).await {
             Some(why) => Who::Refused(why),
+            None => match offboarded(app, &email).await {
+                None => Who::Known(email),
+                Some(why) => Who::Refused(why),
+            },
         },
         Ok(None) => Who::Refused(
             "Slack has no email for your account, so accessd cannot tell who you are. Ask an admin to link you \
@@ -54,9 +61,44 @@ pub async fn requester_email(app: &Arc<App>, user: &str) -> Who {
         ),
         Err(err) => {
             tracing::warn!(user, error = %err, "could not resolve a requester's email");
-            Who::Refused("accessd could not look up your Slack profile just now; please try again in a minute.".into())
+            Who::Refused(LOOKUP_FAILED.into())
         }
     }
+}
+
+/// Why a Slack guest, bot or user of another team may not request (audited),
+/// or `None`: a full member, or `[requests] allow_guests = true`. Slack not
+/// answering refuses too: uncertain never allows.
+async fn refused_standing(app: &Arc<App>, user: &str, email: &str) -> Option<String> {
+    if app.config().requests.allow_guests {
+        return None;
+    }
+    let standing = match app.identity.standing_of(user).await {
+        Ok(Standing::Member) => return None,
+        Ok(standing) => standing,
+        Err(err) => {
+            tracing::warn!(user, error = %err, "could not learn what kind of Slack account a requester has");
+            return Some(LOOKUP_FAILED.into());
+        }
+    };
+    let audit = AuditEvent::new(
+        email,
+        "request.refused_standing",
+        email,
+        json!({ "slack_id": user, "standing": standing.as_str() }),
+    );
+    if let Err(err) = app.store.append_audit(audit).await {
+        tracing::error!(error = %err, "could not audit a refused requester");
+    }
+    let what = match standing {
+        Standing::Guest => "a guest account in this workspace",
+        Standing::Bot => "a bot",
+        Standing::External | Standing::Member => "an account of another Slack team",
+    };
+    Some(format!(
+        "Your Slack account is {what}, and accessd takes requests only from full members of this workspace. \
+         Ask someone on the team, or an admin, to request for you."
+    ))
 }
 
 /// Why a person an authoritative source lists as suspended or

@@ -124,6 +124,8 @@ pub struct BotIdentity {
     pub user_id: String,
     pub team_id: String,
     pub team: String,
+    /// The Enterprise Grid org, when the workspace is part of one.
+    pub enterprise_id: Option<String>,
 }
 
 /// Cheap to clone; one HTTP connection pool shared by every caller.
@@ -317,6 +319,7 @@ impl SlackApi {
             user_id: field("user_id")?,
             team_id: field("team_id")?,
             team: field("team").unwrap_or_default(),
+            enterprise_id: field("enterprise_id").ok().filter(|id| !id.is_empty()),
         })
     }
 

@@ -153,6 +153,7 @@ impl Cx<'_> {
                 groups,
             ),
             admins: self.principals(&path.key("admins"), &raw.admins, groups),
+            allow_guests: raw.allow_guests.unwrap_or(false),
         }
     }
 

@@ -255,6 +255,7 @@ mod tests {
             parent: None,
             expires_at: None,
             failure: None,
+            extends_until: None,
             plan: Plan {
                 stages: vec![StagePlan {
                     approvers: vec!["bob@example.com".into()],

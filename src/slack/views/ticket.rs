@@ -10,7 +10,7 @@ use super::text::{
     actions, context, escape, fmt_duration, fmt_time, mention, plain, quote, section, styled_button,
 };
 use crate::config::Config;
-use crate::domain::ticket::{ticket_ref, Kind, Status, Verdict};
+use crate::domain::ticket::{extended_end, ticket_ref, Kind, Status, Verdict};
 use crate::slack::ids::*;
 use crate::store::Ticket;
 
@@ -81,11 +81,26 @@ fn summary_blocks(config: &Config, ticket: &Ticket) -> Vec<Value> {
     let mut fields = vec![
         json!({ "type": "mrkdwn", "text": format!("*App*\n{app}") }),
         json!({ "type": "mrkdwn", "text": format!("*Roles*\n{roles}") }),
-        json!({ "type": "mrkdwn", "text": format!("*Duration*\n{}", fmt_duration(duration)) }),
+        json!({ "type": "mrkdwn", "text": format!("*{}*\n{}", if ticket.kind == Kind::Extension { "Extra time" } else { "Duration" }, fmt_duration(duration)) }),
     ];
-    if ticket.status.is_pending() {
+    if ticket.status.is_pending() && ticket.kind == Kind::Extension {
+        let now = Utc::now();
+        let current = ticket
+            .extends_until
+            .map_or_else(|| "unknown".to_string(), fmt_time);
+        let new_end = extended_end(
+            ticket.extends_until,
+            now,
+            ticket.duration_secs,
+            ticket.plan.max_duration_secs,
+        );
+        fields.push(json!({ "type": "mrkdwn", "text": format!("*Ends now*\n{current}") }));
+        fields.push(json!({ "type": "mrkdwn", "text": format!("*New end*\n{} if approved now", fmt_time(new_end)) }));
+    } else if ticket.status.is_pending() {
         let expiry = Utc::now() + chrono::Duration::from_std(duration).unwrap_or_default();
         fields.push(json!({ "type": "mrkdwn", "text": format!("*Ends*\n{} if approved now", fmt_time(expiry)) }));
+    }
+    if ticket.status.is_pending() {
         fields.push(json!({
             "type": "mrkdwn",
             "text": format!("*Stage*\n{} of {stages} · {approvals} of {required} approvals", ticket.stage + 1),
@@ -136,8 +151,13 @@ pub fn approver_message(
     } else {
         blocks.push(context(&decision_line(ticket)));
     }
+    let asks = if ticket.kind == Kind::Extension {
+        "asks to extend their access to"
+    } else {
+        "requests access to"
+    };
     let text = format!(
-        "{} requests access to {app} ({})",
+        "{} {asks} {app} ({})",
         mention(&ticket.requester_slack_id),
         ticket.reference()
     );

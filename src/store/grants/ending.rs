@@ -5,7 +5,7 @@
 use chrono::Utc;
 
 use super::{audit, grants_of, job, load_grant, schedule_expiry, Grant, GrantStatus, RevokeTarget};
-use crate::domain::ticket::{Kind, Status};
+use crate::domain::ticket::{extended_end, Kind, Status};
 use crate::store::effects::{write_effects, Effects};
 use crate::store::jobs::{cancel_job_tx, complete_job_tx, schedule_job_tx};
 use crate::store::tickets::{load_required, set_status, Actor, Ticket};
@@ -187,12 +187,12 @@ impl Store {
             };
             let live = parent.as_ref().filter(|p| p.status == Status::Active);
             let parent_after = if let Some(parent) = live {
-                let base = parent.expires_at.map_or(now, |e| e.max(now));
-                // Every cap is measured from now: an extension never leaves
-                // access for longer than the role's cap from this moment.
-                let cap = i64::try_from(extension.plan.max_duration_secs).unwrap_or(i64::MAX);
-                let expires_at = (base + chrono::Duration::seconds(extension.duration_secs))
-                    .min(now + chrono::Duration::seconds(cap));
+                let expires_at = extended_end(
+                    parent.expires_at,
+                    now,
+                    extension.duration_secs,
+                    extension.plan.max_duration_secs,
+                );
                 tx.prepare_cached(
                     "UPDATE grants SET expires_at = ?2 WHERE ticket_id = ?1 AND status = 'active'",
                 )?

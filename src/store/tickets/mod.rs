@@ -60,6 +60,9 @@ pub struct Ticket {
     pub expires_at: Option<DateTime<Utc>>,
     /// Why provisioning failed, for the requester and `tickets show`.
     pub failure: Option<String>,
+    /// For an extension: when the access it extends ends now (read with the
+    /// ticket, so an approver sees the current end next to the new one).
+    pub extends_until: Option<DateTime<Utc>>,
     /// The plan frozen at creation: how many stages, how many approvals each.
     pub plan: Plan,
     pub approvals: Vec<Approval>,
@@ -179,7 +182,8 @@ pub struct TicketFilter {
 const TICKET_COLUMNS: &str =
     "id, requester_slack_id, requester_email, app_id, roles, reason, duration_secs, \
      status, stage, created_at, updated_at, decided_at, last_nudge_at, policy, \
-     kind, parent_ticket, expires_at, failure";
+     kind, parent_ticket, expires_at, failure, \
+     (SELECT p.expires_at FROM tickets p WHERE p.id = tickets.parent_ticket)";
 
 fn ticket_row(r: &Row<'_>) -> rusqlite::Result<Ticket> {
     let roles: String = r.get(4)?;
@@ -212,6 +216,7 @@ fn ticket_row(r: &Row<'_>) -> rusqlite::Result<Ticket> {
         parent: r.get(15)?,
         expires_at: opt_ts_col(r, 16)?,
         failure: r.get(17)?,
+        extends_until: opt_ts_col(r, 18)?,
         plan: policy
             .as_deref()
             .map(serde_json::from_str)
