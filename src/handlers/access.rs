@@ -245,7 +245,7 @@ fn extension_cap(config: &Config, ticket: &Ticket) -> std::time::Duration {
     config
         .app(&ticket.app_id)
         .map_or(config.requests.max_duration, |a| {
-            policy::duration_cap(a, &ticket.roles).unwrap_or(a.max_duration)
+            policy::form_cap(a, &ticket.roles)
         })
 }
 

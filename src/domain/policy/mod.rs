@@ -368,6 +368,13 @@ pub fn duration_cap(app: &AppConfig, role_ids: &[String]) -> Option<Duration> {
     Some(cap)
 }
 
+/// The cap a form shows and checks a typed duration against: [`duration_cap`],
+/// or the app's cap while a role id is unknown (such a request is refused by
+/// [`plan`] anyway, so this never lets anything through).
+pub fn form_cap(app: &AppConfig, role_ids: &[String]) -> Duration {
+    duration_cap(app, role_ids).unwrap_or(app.max_duration)
+}
+
 /// Emails are compared lowercased and trimmed everywhere.
 fn normalize(email: &str) -> String {
     email.trim().to_lowercase()

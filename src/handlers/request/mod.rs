@@ -155,9 +155,8 @@ pub async fn submitted(app: &Arc<App>, submission: SlackInteractionViewSubmissio
         }
         Step::Duration => step_duration(app, &mut draft, &values, &email, &draft_id).await,
         Step::Approvers => {
-            let cap = app_of(&app.config(), &draft).map(|found| {
-                policy::duration_cap(found, &draft.roles).unwrap_or(found.max_duration)
-            });
+            let cap =
+                app_of(&app.config(), &draft).map(|found| policy::form_cap(found, &draft.roles));
             match cap {
                 Some(cap) if draft.duration_secs > cap.as_secs() => {
                     back_to_duration(app, &mut draft, cap, &draft_id)
@@ -297,7 +296,7 @@ async fn step_roles(
         return Reply::field_errors(&problems);
     }
     draft.urgent = urgent;
-    let cap = policy::duration_cap(found, &roles).unwrap_or(found.max_duration);
+    let cap = policy::form_cap(found, &roles);
     draft.roles = roles;
     draft.reason = reason.trim().to_string();
     draft.step = Step::Duration;
@@ -366,7 +365,7 @@ async fn duration_and_plan<'a>(
     email: &str,
 ) -> Result<(&'a AppConfig, Duration, Plan), Reply> {
     let found = app_of(config, draft).ok_or_else(app_gone)?;
-    let cap = policy::duration_cap(found, &draft.roles).unwrap_or(found.max_duration);
+    let cap = policy::form_cap(found, &draft.roles);
     let text = input(values, DURATION_BLOCK, DURATION_ACTION)
         .and_then(|v| v.value.clone())
         .unwrap_or_default();
