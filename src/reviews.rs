@@ -10,10 +10,12 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::config::{Config, Reviewer};
+use crate::domain::snapshot::Account;
 use crate::domain::snapshot::AccountStatus;
 use crate::store::reviews::campaign_ref;
 use crate::store::{
-    AuditEvent, Campaign, Effects, JobChange, NewCampaign, NewReviewItem, Store, StoreError,
+    AuditEvent, Campaign, Effects, JobChange, NewCampaign, NewReviewItem, ReviewItem, Store,
+    StoreError,
 };
 
 /// Job kinds of a campaign's timers; the subject is the campaign (`R-3`),
@@ -26,6 +28,61 @@ pub fn item_ref(id: i64) -> String {
 
 pub fn parse_item_ref(text: &str) -> Option<i64> {
     text.trim().strip_prefix("RI-")?.parse().ok()
+}
+
+/// A person as review items see them: their email and every Slack user
+/// linked to it, so an account named by one of their Slack ids (as a Slack
+/// workspace source names them) is recognised as theirs.
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub email: String,
+    pub slack_ids: Vec<String>,
+}
+
+impl Person {
+    /// `slack_id` is the one they act from, counted even before it is linked.
+    pub async fn of(
+        store: &Store,
+        email: &str,
+        slack_id: Option<&str>,
+    ) -> Result<Person, StoreError> {
+        let mut slack_ids = store.slack_ids_of(email.to_string()).await?;
+        if let Some(id) = slack_id.filter(|id| !slack_ids.iter().any(|s| s == id)) {
+            slack_ids.push(id.to_string());
+        }
+        Ok(Person {
+            email: email.to_string(),
+            slack_ids,
+        })
+    }
+
+    /// Whether `item` may be this person's own access: its holder's email,
+    /// or an account named by one of their Slack ids.
+    pub fn may_hold(&self, item: &ReviewItem) -> bool {
+        item.email
+            .as_deref()
+            .is_some_and(|e| e.eq_ignore_ascii_case(&self.email))
+            || self.slack_ids.contains(&item.account_id)
+    }
+}
+
+/// Whose access an item is when nobody can tell: the source gave no email
+/// and no Slack user is linked to the account. Only the reviewer it was
+/// given to (the campaign owner, or whom they handed it to) decides it.
+pub fn holder_unknown(item: &ReviewItem) -> bool {
+    item.email.is_none()
+}
+
+/// Whose access `account` is: the email its source gives, else the person
+/// linked to the Slack id the account is named by; `None` when unknown.
+async fn holder_of(store: &Store, account: &Account) -> Result<Option<String>, StoreError> {
+    if let Some(email) = account.email.clone().filter(|e| !e.trim().is_empty()) {
+        return Ok(Some(email));
+    }
+    Ok(store
+        .link_for_slack(account.id.clone())
+        .await?
+        .map(|link| link.email))
 }
 
 /// What to review, as asked on the command line or by a schedule.
@@ -98,21 +155,29 @@ pub async fn create(
             if account.status == AccountStatus::Deprovisioned {
                 continue;
             }
-            let person = account.email.clone().unwrap_or_default();
-            let wanted = match &ask.reviewer {
-                Reviewer::Owners => None,
-                Reviewer::Email(e) => Some(e.clone()),
-                Reviewer::Manager if person.is_empty() => None,
-                Reviewer::Manager => store.manager_of(person.clone(), prefer.clone()).await?,
+            let holder = holder_of(store, &account).await?;
+            let reviewer = match &holder {
+                // Anyone could be its holder, so it goes to the one person
+                // the campaign answers to, never to a chain that may reach them.
+                None => owner.clone(),
+                Some(person) => {
+                    let wanted = match &ask.reviewer {
+                        Reviewer::Owners => None,
+                        Reviewer::Email(e) => Some(e.clone()),
+                        Reviewer::Manager => {
+                            store.manager_of(person.clone(), prefer.clone()).await?
+                        }
+                    };
+                    // Nobody reviews their own access: the next owner, then an admin.
+                    wanted
+                        .into_iter()
+                        .chain(owners.iter().cloned())
+                        .chain(admins.iter().cloned())
+                        .chain(std::iter::once(owner.clone()))
+                        .find(|r| !r.eq_ignore_ascii_case(person))
+                        .ok_or_else(|| CreateError::NoReviewer(person.clone(), app_id.clone()))?
+                }
             };
-            // Nobody reviews their own access: the next owner, then an admin.
-            let reviewer = wanted
-                .into_iter()
-                .chain(owners.iter().cloned())
-                .chain(admins.iter().cloned())
-                .chain(std::iter::once(owner.clone()))
-                .find(|r| !r.eq_ignore_ascii_case(&person))
-                .ok_or_else(|| CreateError::NoReviewer(person.clone(), app_id.clone()))?;
             let entitlements: Vec<Option<String>> = if account.entitlements.is_empty() {
                 vec![None]
             } else {
@@ -126,7 +191,7 @@ pub async fn create(
                     app_id: app_id.clone(),
                     source_id: source_id.clone(),
                     account_id: account.id.clone(),
-                    email: account.email.clone(),
+                    email: holder.clone(),
                     name: account.name.clone(),
                     entitlement,
                     reviewer_email: reviewer.clone(),

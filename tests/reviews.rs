@@ -3,7 +3,8 @@
 //! and Revoke (carried out by the provisioner), a decision with a comment,
 //! Keep all remaining, reassignment, refused forgeries, a restart mid-
 //! campaign, reminders, closing soon, the close with the owner's summary,
-//! and the report an auditor reads.
+//! the report an auditor reads, and accounts whose holder is unknown or
+//! linked by Slack id (never reviewed by whom they may belong to).
 
 mod support;
 
@@ -14,7 +15,7 @@ use accessd::config::Reviewer;
 use accessd::reviews::{create, CampaignAsk};
 use accessd::store::{Campaign, Store};
 use serde_json::{json, Value};
-use support::world::{World, BOB, CAROL, DANA, EVE, SEC, WAIT};
+use support::world::{World, BOB, CAROL, DANA, EVE, SEC, WAIT, ZED};
 
 const ITEMS: usize = 150;
 
@@ -23,10 +24,10 @@ struct Setup {
     log: PathBuf,
 }
 
-fn setup(reviews: &str) -> (Setup, String) {
+fn setup(reviews: &str, extra: &[Value]) -> (Setup, String) {
     let dir = tempfile::tempdir().unwrap();
     let people = dir.path().join("github.json");
-    let accounts: Vec<Value> = (0..ITEMS)
+    let mut accounts: Vec<Value> = (0..ITEMS)
         .map(|i| {
             let manager = if i % 2 == 0 { "bob@example.com" } else { "carol@example.com" };
             json!({ "app": "github", "id": format!("u{i:03}"), "email": format!("u{i:03}@example.com"),
@@ -34,6 +35,7 @@ fn setup(reviews: &str) -> (Setup, String) {
                     "entitlements": ["gh-writers"] })
         })
         .collect();
+    accounts.extend(extra.iter().cloned());
     std::fs::write(&people, json!({ "accounts": accounts }).to_string()).unwrap();
     let log = dir.path().join("provision.log");
     let script = dir.path().join("provision.sh");
@@ -45,7 +47,7 @@ fn setup(reviews: &str) -> (Setup, String) {
     let catalog = format!(
         r#"
 [requests]
-admins = ["secops@example.com"]
+admins = ["secops@example.com", "zed@contractor.example"]
 
 [reviews]
 {reviews}
@@ -81,7 +83,11 @@ fn fast() -> Option<support::world::AdjustOptions> {
 }
 
 async fn start(reviews: &str) -> (World, Setup) {
-    let (s, catalog) = setup(reviews);
+    start_with(reviews, &[]).await
+}
+
+async fn start_with(reviews: &str, extra: &[Value]) -> (World, Setup) {
+    let (s, catalog) = setup(reviews, extra);
     let world = World::start_adjusted(&catalog, fast()).await;
     world
         .wait_synced("gh", chrono::Utc::now() - chrono::Duration::seconds(30))
@@ -626,5 +632,111 @@ async fn reassigning_an_item_to_the_person_it_is_about_is_a_field_error() {
     let item = store.review_item(id).await.unwrap().expect("item");
     assert_eq!(item.reviewer_email, "bob@example.com");
     store.close().await;
+    world.stop().await;
+}
+
+/// The Keep button of item `id` on a page.
+fn keep_of(world: &World, user: &str, page: &Value, id: i64) -> String {
+    let button = support::buttons(page)
+        .into_iter()
+        .find(|b| b.text == "Keep" && b.value.as_deref() == Some(id.to_string().as_str()))
+        .unwrap_or_else(|| panic!("no Keep for item {id}"));
+    let envelope = world.fake.block_actions(user, page, &button);
+    world.fake.send_envelope(None, envelope)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_nobody_can_place_goes_to_the_campaign_owner_and_a_linked_one_never_to_its_holder(
+) {
+    // Dana owns GitHub. Two accounts carry no email: `dana-gh` (nobody can
+    // tell whose it is; it may be Dana's) and one named by Dana's Slack id
+    // (a Slack-workspace style account, linked to her by `users link`).
+    let extra = [
+        json!({ "app": "github", "id": "dana-gh", "name": "dana-gh", "status": "active",
+                "entitlements": ["gh-admins"] }),
+        json!({ "app": "github", "id": DANA, "name": "Dana Kim", "status": "active",
+                "entitlements": ["gh-owners"] }),
+    ];
+    let (world, _s) = start_with("reminder_every = \"1d\"\nclosing_soon = \"1d\"", &extra).await;
+    let store = db(&world).await;
+    store
+        .link_manually(DANA.into(), "dana@example.com".into(), "cli:test".into())
+        .await
+        .unwrap();
+    store.close().await;
+    let c = campaign(&world, Duration::from_secs(14 * 86400)).await;
+    let store = db(&world).await;
+    let items = store.review_items(c.id).await.unwrap();
+    store.close().await;
+    let unknown = items
+        .iter()
+        .find(|i| i.account_id == "dana-gh")
+        .expect("the unplaced account is reviewed")
+        .clone();
+    let linked = items
+        .iter()
+        .find(|i| i.account_id == DANA)
+        .expect("the linked account is reviewed")
+        .clone();
+    // Neither reaches Dana (the only owner, who may hold both).
+    assert_eq!(unknown.reviewer_email, "secops@example.com", "{unknown:?}");
+    assert_eq!(unknown.email, None);
+    assert_eq!(
+        linked.email.as_deref(),
+        Some("dana@example.com"),
+        "{linked:?}"
+    );
+    assert_eq!(linked.reviewer_email, "secops@example.com", "{linked:?}");
+    assert!(items
+        .iter()
+        .all(|i| !i.reviewer_email.eq_ignore_ascii_case("dana@example.com")));
+
+    // The campaign owner's page says nobody knows whose `dana-gh` is.
+    let sec = pages(&world, SEC, 1).await;
+    let page = sec
+        .iter()
+        .find(|p| p.to_string().contains("dana-gh"))
+        .expect("the page with dana-gh");
+    assert!(page.to_string().contains("holder unknown"), "{page}");
+
+    // Another admin cannot decide it: they could be its holder too.
+    world.ack(&keep_of(&world, ZED, page, unknown.id)).await;
+    ephemeral_containing(&world, ZED, "Nobody can tell whose account").await;
+    // Handing the linked account to Dana is a field error.
+    world
+        .ack(&overflow(
+            &world,
+            SEC,
+            page,
+            &format!("reassign:{}", linked.id),
+        ))
+        .await;
+    let modal = world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.last_modal(SEC)
+                .filter(|m| m.to_string().contains("New reviewer"))
+        })
+        .await
+        .expect("reassign modal");
+    let values = json!({
+        "reviewer": { "reviewer_select": { "type": "users_select", "selected_user": DANA } },
+        "reassign_reason": { "reassign_reason_input": { "type": "plain_text_input", "value": "Dana knows it" } }
+    });
+    let ack = world
+        .ack(&world.fake.submit(SEC, &modal, values))
+        .await
+        .expect("answered");
+    assert_eq!(ack["response_action"], "errors", "{ack}");
+    // The owner decides the unplaced one.
+    world.ack(&keep_of(&world, SEC, page, unknown.id)).await;
+    // Decisions are committed before the ack.
+    let store = db(&world).await;
+    let after = store.review_item(unknown.id).await.unwrap().expect("item");
+    let linked_after = store.review_item(linked.id).await.unwrap().expect("item");
+    store.close().await;
+    assert_eq!(after.decision.as_deref(), Some("keep"), "{after:?}");
+    assert_eq!(after.decided_by.as_deref(), Some("secops@example.com"));
+    assert_eq!(linked_after.reviewer_email, "secops@example.com");
     world.stop().await;
 }

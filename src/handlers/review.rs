@@ -14,7 +14,7 @@ use super::tell::{failed, logged, place_of, tell, Place, Where, NOT_RECORDED};
 use crate::app::App;
 use crate::config::Config;
 use crate::lifecycle::reviews::{on_pages, page_locations, page_updates, send_pages, Intro};
-use crate::reviews::{item_ref, job};
+use crate::reviews::{holder_unknown, item_ref, job, Person};
 use crate::slack::envelope::Reply;
 use crate::slack::ids;
 use crate::slack::modal::{state_of, value_of};
@@ -25,17 +25,23 @@ use crate::store::{
 };
 
 /// Who may act on `items`: their reviewer or an admin, never the person
-/// whose access it is.
-fn may_review(config: &Config, email: &str, items: &[ReviewItem]) -> Result<(), String> {
+/// whose access it may be; an item whose holder is unknown only its reviewer
+/// (an admin could be the holder as well as anyone).
+fn may_review(config: &Config, who: &Person, items: &[ReviewItem]) -> Result<(), String> {
+    let email = who.email.as_str();
     for item in items {
-        if item
-            .email
-            .as_deref()
-            .is_some_and(|e| e.eq_ignore_ascii_case(email))
-        {
+        if who.may_hold(item) {
             return Err("You cannot review your own access; reassign the item instead.".into());
         }
-        if !item.reviewer_email.eq_ignore_ascii_case(email) && !config.is_admin(email) {
+        let assigned = item.reviewer_email.eq_ignore_ascii_case(email);
+        if !assigned && holder_unknown(item) {
+            return Err(format!(
+                "Nobody can tell whose account {} is, so only its reviewer {} can decide it.",
+                item_ref(item.id),
+                item.reviewer_email
+            ));
+        }
+        if !assigned && !config.is_admin(email) {
             return Err(format!(
                 "{} is assigned to {}; only they or an accessd admin can decide it.",
                 item_ref(item.id),
@@ -48,20 +54,33 @@ fn may_review(config: &Config, email: &str, items: &[ReviewItem]) -> Result<(), 
 
 struct Clicker {
     slack_id: String,
-    email: String,
+    person: Person,
     place: Place,
+}
+
+/// The person behind a Slack user, with every Slack id linked to them;
+/// `None` (refuse) when either cannot be read.
+async fn person_of(app: &Arc<App>, slack_id: &str) -> Option<Person> {
+    let email = app.identity.email_of(slack_id).await.ok().flatten()?;
+    match Person::of(&app.store, &email, Some(slack_id)).await {
+        Ok(person) => Some(person),
+        Err(err) => {
+            tracing::warn!(error = %err, "could not read a reviewer's links");
+            None
+        }
+    }
 }
 
 async fn clicker(app: &Arc<App>, event: &SlackInteractionBlockActionsEvent) -> Option<Clicker> {
     let slack_id = super::user_of(event);
     let place = place_of(event);
-    match app.identity.email_of(&slack_id).await {
-        Ok(Some(email)) => Some(Clicker {
+    match person_of(app, &slack_id).await {
+        Some(person) => Some(Clicker {
             slack_id,
-            email,
+            person,
             place,
         }),
-        _ => {
+        None => {
             let why = "accessd cannot tell who you are (no email on your Slack account).";
             tell(app, &slack_id, &place, why).await;
             None
@@ -87,7 +106,7 @@ pub async fn decide_clicked(
     } else {
         "keep"
     };
-    let answer = decide(app, &who.email, vec![id], decision, None).await;
+    let answer = decide(app, &who.person, vec![id], decision, None).await;
     if let Some(text) = answer {
         tell(app, &who.slack_id, &who.place, &text).await;
     }
@@ -106,16 +125,16 @@ pub async fn keep_all(
     let Ok(campaign) = value.parse::<i64>() else {
         return Reply::empty();
     };
-    let ids: Vec<i64> = match app.store.reviewer_items(campaign, who.email.clone()).await {
+    let mine = app
+        .store
+        .reviewer_items(campaign, who.person.email.clone())
+        .await;
+    let ids: Vec<i64> = match mine {
         Ok(items) => items
             .into_iter()
             .filter(|i| i.decision.is_none())
-            // One's own access is left for someone else.
-            .filter(|i| {
-                !i.email
-                    .as_deref()
-                    .is_some_and(|e| e.eq_ignore_ascii_case(&who.email))
-            })
+            // What may be one's own access is left for someone else.
+            .filter(|i| !who.person.may_hold(i))
             .map(|i| i.id)
             .collect(),
         Err(err) => {
@@ -136,7 +155,7 @@ pub async fn keep_all(
         Some("You have no undecided items left in this campaign.".to_string())
     } else {
         let n = ids.len();
-        decide(app, &who.email, ids, "keep", None)
+        decide(app, &who.person, ids, "keep", None)
             .await
             .or(Some(format!("Kept {n} item(s).")))
     };
@@ -150,7 +169,7 @@ pub async fn keep_all(
 /// clicker should be told instead of silence.
 async fn decide(
     app: &Arc<App>,
-    email: &str,
+    who: &Person,
     ids: Vec<i64>,
     decision: &str,
     comment: Option<String>,
@@ -167,8 +186,8 @@ async fn decide(
     }
     let locations = page_locations(app, &before).await;
     let check_config = config.clone();
-    let actor = email.to_string();
-    let check_actor = actor.clone();
+    let actor = who.email.clone();
+    let check_actor = who.clone();
     let decided = app
         .store
         .decide_review_items(
@@ -202,7 +221,7 @@ async fn decide(
         Ok(ReviewChange::Done(_)) => {
             app.outbox.wake();
             app.jobs.wake();
-            if let Ok(Some(slack)) = app.identity.slack_id_of(email).await {
+            if let Ok(Some(slack)) = app.identity.slack_id_of(&who.email).await {
                 app.home_refresh.request(&slack);
             }
             None
@@ -215,7 +234,7 @@ async fn decide(
         )),
         Ok(ReviewChange::Refused(why)) => {
             let audit = AuditEvent::new(
-                email,
+                &who.email,
                 "review.decision_refused",
                 item_ref(before[0].id),
                 json!({ "reason": why }),
@@ -262,8 +281,8 @@ pub async fn more_clicked(
             return Reply::empty();
         }
     };
-    if let Err(why) = may_review(&config, &who.email, std::slice::from_ref(&item)) {
-        if what != "reassign" || !item.reviewer_email.eq_ignore_ascii_case(&who.email) {
+    if let Err(why) = may_review(&config, &who.person, std::slice::from_ref(&item)) {
+        if what != "reassign" || !item.reviewer_email.eq_ignore_ascii_case(&who.person.email) {
             tell(app, &who.slack_id, &who.place, &why).await;
             return Reply::empty();
         }
@@ -351,10 +370,10 @@ pub async fn comment_submitted(
     };
     let comment = value_of(&submission, ids::COMMENT_BLOCK, ids::COMMENT_ACTION)
         .filter(|c| !c.trim().is_empty());
-    let Ok(Some(email)) = app.identity.email_of(&user).await else {
+    let Some(who) = person_of(app, &user).await else {
         return close_with("accessd cannot tell who you are (no email on your Slack account).");
     };
-    match decide(app, &email, vec![id], &decision, comment).await {
+    match decide(app, &who, vec![id], &decision, comment).await {
         None => Reply::empty(),
         Some(text) => close_with(&text),
     }
@@ -367,7 +386,7 @@ pub async fn reassign_submitted(
 ) -> Reply {
     let config = app.config();
     let user = submission.user.id.0.clone();
-    let target = metadata(&submission);
+    let what = metadata(&submission);
     let new_reviewer = state_of(&submission, ids::REVIEWER_BLOCK, ids::REVIEWER_ACTION)
         .and_then(|s| s.selected_user.as_ref())
         .map(|u| u.0.clone());
@@ -399,13 +418,23 @@ pub async fn reassign_submitted(
             )])
         }
     };
+    let target = match Person::of(&app.store, &to_email, Some(&new_reviewer)).await {
+        Ok(person) => person,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not read a new reviewer's links");
+            return Reply::field_errors(&[(
+                ids::REVIEWER_BLOCK,
+                "accessd cannot check that person just now; try again.".into(),
+            )]);
+        }
+    };
     if to_email.eq_ignore_ascii_case(&email) {
         return Reply::field_errors(&[(
             ids::REVIEWER_BLOCK,
             "Choose someone other than yourself.".into(),
         )]);
     }
-    let item_ids: Vec<i64> = match target.split_once(':') {
+    let item_ids: Vec<i64> = match what.split_once(':') {
         Some(("item", id)) => id.parse().ok().into_iter().collect(),
         Some(("all", campaign)) => match campaign.parse::<i64>() {
             Ok(c) => app
@@ -433,11 +462,7 @@ pub async fn reassign_submitted(
     // Checked here too, for an answer on the field: the person chosen must
     // not be the one whose access is under review (the transaction below
     // checks again, against the rows as they are then).
-    if let Some(own) = before.iter().find(|item| {
-        item.email
-            .as_deref()
-            .is_some_and(|e| e.eq_ignore_ascii_case(&to_email))
-    }) {
+    if let Some(own) = before.iter().find(|item| target.may_hold(item)) {
         return Reply::field_errors(&[(
             ids::REVIEWER_BLOCK,
             format!(
@@ -451,7 +476,7 @@ pub async fn reassign_submitted(
     let check_config = config.clone();
     let actor = email.clone();
     let to = to_email.clone();
-    let target_person = to_email.clone();
+    let target_person = target.clone();
     let result = app
         .store
         .reassign_review_items(
@@ -459,14 +484,16 @@ pub async fn reassign_submitted(
             to_email.clone(),
             reason.clone(),
             move |_, items| {
-                // The reviewer (or an admin) may hand items on; the new
-                // reviewer must not be the person under review.
+                // The reviewer (or an admin, unless nobody knows whose the
+                // account is) may hand items on; the new reviewer must not
+                // be the person whose access it may be.
                 for item in items {
-                    if !item.reviewer_email.eq_ignore_ascii_case(&actor) && !check_config.is_admin(&actor) {
+                    let assigned = item.reviewer_email.eq_ignore_ascii_case(&actor);
+                    if !assigned && (holder_unknown(item) || !check_config.is_admin(&actor)) {
                         return Err(format!("{} is assigned to {}.", item_ref(item.id), item.reviewer_email));
                     }
-                    if item.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(&target_person)) {
-                        return Err(format!("{} is about {}'s own access; choose someone else.", item_ref(item.id), target_person));
+                    if target_person.may_hold(item) {
+                        return Err(format!("{} is about {}'s own access; choose someone else.", item_ref(item.id), target_person.email));
                     }
                 }
                 Ok(())

@@ -77,6 +77,19 @@ impl Store {
         .await
     }
 
+    /// Every Slack user linked to `email` (one person may have several).
+    pub async fn slack_ids_of(&self, email: String) -> Result<Vec<String>> {
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT slack_id FROM user_links WHERE email = lower(?1) ORDER BY slack_id",
+                )?
+                .query_map([email], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
     /// Caches what Slack said; never overwrites a manual link.
     pub async fn save_slack_link(&self, slack_id: String, email: String) -> Result<()> {
         self.call(move |conn| {

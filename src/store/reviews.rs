@@ -58,6 +58,8 @@ pub struct ReviewItem {
     pub app_id: String,
     pub source_id: String,
     pub account_id: String,
+    /// The holder's email: the account's, or the person linked to the Slack
+    /// id the account is named by; `None` when nobody can tell whose it is.
     pub email: Option<String>,
     pub name: Option<String>,
     pub entitlement: Option<String>,
@@ -91,6 +93,8 @@ pub struct NewReviewItem {
     pub app_id: String,
     pub source_id: String,
     pub account_id: String,
+    /// The holder's email: the account's, or the person linked to the Slack
+    /// id the account is named by; `None` when nobody can tell whose it is.
     pub email: Option<String>,
     pub name: Option<String>,
     pub entitlement: Option<String>,

@@ -38,7 +38,8 @@ pub enum ReviewsCommand {
         apps: Vec<String>,
         /// Who reviews each item: `owners` (the app's owners), `manager` (the
         /// person's manager from the identity sources) or an email. Nobody
-        /// reviews their own access: such items go to another owner or an admin.
+        /// reviews their own access: such items go to another owner or an admin;
+        /// an account nobody can tell the holder of goes to the campaign owner.
         #[arg(long, value_name = "owners|manager|EMAIL", value_parser = parse_reviewer)]
         reviewer: Reviewer,
         /// How long reviewers have, humantime (`14d`, `36h`); the campaign

@@ -43,8 +43,13 @@ pub fn describe_item(config: &Config, item: &ReviewItem) -> String {
         .as_deref()
         .map(|e| format!("`{}`", escape(e, 150)))
         .unwrap_or_else(|| "account".into());
+    let unknown = if item.email.is_none() {
+        " · _holder unknown_"
+    } else {
+        ""
+    };
     format!(
-        "*{}*{name} · {} · {what}",
+        "*{}*{name} · {} · {what}{unknown}",
         escape(who, 200),
         escape(&app, 100)
     )
