@@ -11,6 +11,7 @@ use tokio::sync::{watch, Notify};
 use crate::alerts;
 use crate::config::Config;
 use crate::identity::Identity;
+use crate::limit::Limiter;
 use crate::outbox::Outbox;
 use crate::provision::Provisioners;
 use crate::slack::api::{BotIdentity, SlackApi};
@@ -98,6 +99,10 @@ pub struct App {
     /// Wakes the job runner after a handler committed a job due now.
     pub jobs: Wake,
     pub job_options: JobOptions,
+    /// Refused clicks per person, so a flood of them is answered once.
+    pub refusals: Limiter,
+    /// When each person over the request limit was last audited for it.
+    pub request_limits: Limiter,
 }
 
 /// The parts of [`App`] that do not change on reload.
@@ -122,6 +127,8 @@ impl App {
             home_refresh: HomeRefresh::default(),
             jobs: Wake::default(),
             job_options: parts.job_options,
+            refusals: Limiter::default(),
+            request_limits: Limiter::default(),
         }
     }
 

@@ -30,7 +30,8 @@
 //! 9. `store`: all SQL, behind one `Store`.
 //! 10. `domain`: pure rules and vocabulary (ticket, policy, diff, catalog,
 //!     alert kinds, job kinds, snapshot types).
-//! 11. `net` (HTTP helpers), `metrics` (counters only), then `config` (the
+//! 11. `net` (HTTP helpers), `metrics` (counters only), `limit` (per-key
+//!     sliding windows), then `config` (the
 //!     TOML contract) at the bottom.
 
 // The layers are listed above; rustfmt keeps these sorted.
@@ -42,6 +43,7 @@ pub mod domain;
 pub mod handlers;
 pub mod identity;
 pub mod lifecycle;
+pub mod limit;
 pub mod metrics;
 pub(crate) mod net;
 pub mod outbox;

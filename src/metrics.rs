@@ -29,6 +29,9 @@ const ENVELOPE_TYPES: [&str; 4] = ["events_api", "interactive", "slash_commands"
 /// else counts as `permanent`, the outcome that needs a person.
 const OUTCOMES: [&str; 4] = ["applied", "already", "transient", "permanent"];
 
+/// What a per-person limit held back; anything else counts as the last.
+const LIMITED: [&str; 2] = ["request", "refused_click"];
+
 /// More distinct Web API methods than the bot calls; beyond it, `other`.
 const MAX_METHODS: usize = 64;
 
@@ -44,6 +47,8 @@ pub struct Metrics {
     provisioning: [AtomicU64; OUTCOMES.len()],
     /// Config reloads: [applied, refused].
     reloads: [AtomicU64; 2],
+    /// Actions dropped by a per-person limit, by [`LIMITED`].
+    limited: [AtomicU64; LIMITED.len()],
 }
 
 #[derive(Default, Clone, Copy)]
@@ -69,6 +74,7 @@ impl Metrics {
             api: Mutex::new(BTreeMap::new()),
             provisioning: [const { AtomicU64::new(0) }; OUTCOMES.len()],
             reloads: [const { AtomicU64::new(0) }; 2],
+            limited: [const { AtomicU64::new(0) }; LIMITED.len()],
         }
     }
 
@@ -118,6 +124,15 @@ impl Metrics {
             .position(|o| *o == outcome)
             .unwrap_or(OUTCOMES.len() - 1);
         self.provisioning[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One action a per-person limit held back (`request`, `refused_click`).
+    pub fn limited(&self, what: &str) {
+        let i = LIMITED
+            .iter()
+            .position(|w| *w == what)
+            .unwrap_or(LIMITED.len() - 1);
+        self.limited[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// One config reload (SIGHUP), applied or refused.
@@ -244,6 +259,21 @@ impl Metrics {
                 &mut out,
                 "accessd_config_reloads_total",
                 &[("result", result)],
+                load(n),
+            );
+        }
+
+        header(
+            &mut out,
+            "accessd_limited_total",
+            "counter",
+            "Actions held back by a per-person limit, by kind.",
+        );
+        for (what, n) in LIMITED.iter().zip(&self.limited) {
+            sample(
+                &mut out,
+                "accessd_limited_total",
+                &[("kind", what)],
                 load(n),
             );
         }

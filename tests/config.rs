@@ -898,3 +898,23 @@ owners = ["dana@example.com"]
     let role = listed.apps[0].role("admin").expect("role");
     assert!(role.break_glass && !role.break_glass_by.is_empty());
 }
+
+#[test]
+fn per_person_limits_default_and_must_be_positive() {
+    let c = ok("");
+    assert_eq!(c.requests.requests_per_hour, 30);
+    assert_eq!(c.requests.refused_clicks_per_minute, 10);
+    let c = ok("[requests]\nrequests_per_hour = 5\nrefused_clicks_per_minute = 2\n");
+    assert_eq!(c.requests.requests_per_hour, 5);
+    assert_eq!(c.requests.refused_clicks_per_minute, 2);
+    assert_err(
+        "[requests]\nrequests_per_hour = 0\n",
+        "requests.requests_per_hour",
+        &["expected 1 to 10000", "found 0"],
+    );
+    assert_err(
+        "[requests]\nrefused_clicks_per_minute = -1\n",
+        "requests.refused_clicks_per_minute",
+        &["expected 1 to 1000", "found -1"],
+    );
+}

@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["slack", "sources", "provision"],
     &["store"],
     &["domain"],
-    &["net", "metrics"],
+    &["net", "metrics", "limit"],
     &["config"],
 ];
 

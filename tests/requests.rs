@@ -1186,3 +1186,95 @@ async fn guests_bots_and_other_teams_cannot_request_unless_allowed() {
     assert!(has_block(&modal, "roles"), "{modal}");
     world.stop().await;
 }
+
+/// The audit actions of every row, in order.
+async fn all_audit_actions(world: &World) -> Vec<String> {
+    let store = accessd::store::Store::open(&world.dir.path().join("accessd.db")).unwrap();
+    let rows = store.audit_rows(None).await.unwrap();
+    store.close().await;
+    rows.into_iter().map(|r| r.action).collect()
+}
+
+#[tokio::test]
+async fn a_person_past_the_hourly_request_limit_is_refused_and_audited_once() {
+    let limited = CATALOG.replace(
+        "nudge_cooldown = \"1h\"",
+        "nudge_cooldown = \"1h\"\nrequests_per_hour = 2",
+    );
+    let world = World::start_with(&limited).await;
+    world
+        .request(ANN, "gh", &["write"], "Fix the build", "2h")
+        .await;
+    world
+        .request(ANN, "aws", &["console"], "Read the logs", "1h")
+        .await;
+    for _ in 0..2 {
+        let modal = world.open_request(ANN, "aws").await;
+        let text = modal.to_string();
+        assert!(
+            text.contains("filed 2 requests within the last hour") && !has_block(&modal, "roles"),
+            "{text}"
+        );
+    }
+    // Someone else is not held back.
+    let modal = world.open_request(CAROL, "aws").await;
+    assert!(has_block(&modal, "roles"), "{modal}");
+    let limited: Vec<String> = all_audit_actions(&world)
+        .await
+        .into_iter()
+        .filter(|a| a == "request.limited")
+        .collect();
+    assert_eq!(limited.len(), 1, "audited once, not per try");
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn refused_clicks_past_the_limit_are_answered_once_then_dropped() {
+    let limited = CATALOG.replace(
+        "nudge_cooldown = \"1h\"",
+        "nudge_cooldown = \"1h\"\nrefused_clicks_per_minute = 3",
+    );
+    let world = World::start_with(&limited).await;
+    let t = world
+        .request(CAROL, "gh", &["write"], "Debug the flaky runner", "2h")
+        .await;
+    let bob_dm = world.dm_about(BOB, &t).await;
+    // Eve scripts Approve on a copy of Bob's DM.
+    for _ in 0..8 {
+        let click = world.fake.click(EVE, &bob_dm, "Approve");
+        world.ack(&click).await;
+    }
+    let told = world
+        .fake
+        .wait_until(WAIT, |f| {
+            let told = f.ephemerals_to(EVE);
+            told.iter()
+                .any(|m| text_of(m).contains("more than 3 refused clicks"))
+                .then_some(told)
+        })
+        .await
+        .expect("eve is told she hit the limit");
+    // Later clicks are still acked but neither answered nor audited.
+    let click = world.fake.click(EVE, &bob_dm, "Approve");
+    world.ack(&click).await;
+    assert_eq!(told.len(), 4, "{told:?}");
+    let actions = world.audit_actions(&t).await;
+    let refused = actions
+        .iter()
+        .filter(|a| *a == "ticket.decision_refused")
+        .count();
+    assert_eq!(refused, 3, "{actions:?}");
+    let limited = all_audit_actions(&world)
+        .await
+        .into_iter()
+        .filter(|a| a == "click.limited")
+        .count();
+    assert_eq!(limited, 1);
+    // Bob, the approver, is not held back by Eve's flood.
+    world.decide(BOB, &t, "Approve", "ok", None).await;
+    assert!(!world.ticket_status(&t).await.is_pending());
+    // By now any answer to Eve's last click would have arrived.
+    let after = world.fake.ephemerals_to(EVE);
+    assert_eq!(after.len(), 4, "{after:?}");
+    world.stop().await;
+}

@@ -97,6 +97,11 @@ pub struct RequestsConfig {
     pub admins: Vec<Principal>,
     /// Whether Slack guests, bots and users of other teams may request.
     pub allow_guests: bool,
+    /// Requests (tickets, extensions included) one person may file per hour.
+    pub requests_per_hour: u32,
+    /// Refused clicks one person is answered per minute; past it they are
+    /// told once, audited once, and further refusals are dropped.
+    pub refused_clicks_per_minute: u32,
 }
 
 /// A person or a group, as used in `admins`, `fallback_approvers`,

@@ -86,6 +86,8 @@ pub(crate) struct RawRequests {
     #[serde(default)]
     pub admins: Vec<String>,
     pub allow_guests: Option<bool>,
+    pub requests_per_hour: Option<i64>,
+    pub refused_clicks_per_minute: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

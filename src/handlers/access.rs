@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::json;
 use slack_morphism::prelude::*;
 
-use super::tell::{failed, logged, place_of, tell, Place, Where, NOT_RECORDED};
+use super::tell::{failed, logged, place_of, refuse, tell, Place, Where, NOT_RECORDED};
 use super::who::{involved, plan_for, reachable_plan, requester_email, Who};
 use crate::alerts;
 use crate::app::App;
@@ -35,7 +35,7 @@ async fn clicked_ticket(
     let place = place_of(event);
     let Ok(Some(email)) = app.identity.email_of(&user).await else {
         let why = "accessd cannot tell who you are (no email on your Slack account).";
-        tell(app, &user, &place, why).await;
+        refuse(app, &user, &place, why, None).await;
         return None;
     };
     let ticket = match parse_ticket_ref(value) {
@@ -46,7 +46,7 @@ async fn clicked_ticket(
     // does not exist: nothing of its status or people.
     let Some(ticket) = ticket.filter(|t| involved(&app.config(), t, &email)) else {
         let why = "That access no longer exists, or is not yours to act on.";
-        tell(app, &user, &place, why).await;
+        refuse(app, &user, &place, why, None).await;
         return None;
     };
     Some((
@@ -157,7 +157,10 @@ pub async fn revoke(
             t.reference(),
             t.status
         ),
-        Ok(Changed::Refused { reason, .. }) => reason,
+        Ok(Changed::Refused { reason, .. }) => {
+            refuse(app, &user, &place, &reason, None).await;
+            return Reply::empty();
+        }
         Ok(Changed::TooSoon { .. }) => String::new(),
         Err(err) => logged(err, "revoke", NOT_RECORDED).into(),
     };
@@ -221,7 +224,7 @@ pub async fn task(
             let text = format!("{} is already {}; nothing to do.", t.reference(), t.status);
             tell(app, &user, &place, &text).await;
         }
-        Ok(Changed::Refused { reason, .. }) => tell(app, &user, &place, &reason).await,
+        Ok(Changed::Refused { reason, .. }) => refuse(app, &user, &place, &reason, None).await,
         Ok(Changed::TooSoon { .. }) => {}
         Err(err) => {
             return failed(
@@ -268,7 +271,7 @@ pub async fn extend_clicked(
                 "Only the requester can extend {}, while it is active.",
                 ticket.reference()
             );
-            return tell(&app, &actor.slack_id, &place, &why).await;
+            return refuse(&app, &actor.slack_id, &place, &why, None).await;
         }
         let view = views::extend_modal(&config, &ticket, extension_cap(&config, &ticket));
         if let Err(err) = app

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use slack_morphism::prelude::{SlackInteractionActionContainer, SlackInteractionBlockActionsEvent};
 
-use super::tell::{failed, logged, place_of, tell, Where, NOT_RECORDED};
+use super::tell::{failed, logged, place_of, refuse, tell, Where, NOT_RECORDED};
 use crate::alerts;
 use crate::alerts::kind;
 use crate::app::App;
@@ -76,11 +76,8 @@ pub async fn clicked(
             &alert.key,
             json!({ "slack_id": user, "action": action, "kind": alert.kind }),
         );
-        if let Err(err) = app.store.append_audit(audit).await {
-            tracing::error!(error = %err, "could not audit a refused alert action");
-        }
         let text = "Only accessd admins and the app's owners can act on this alert.";
-        tell(app, &user, &place, text).await;
+        refuse(app, &user, &place, text, Some(audit)).await;
         return Reply::empty();
     }
     let mark = match (action, about) {
@@ -219,7 +216,7 @@ pub async fn digest_clicked(
         Ok(Some(email)) if app.config().is_admin(&email) => email,
         _ => {
             let text = "Only accessd admins can acknowledge findings from the digest.";
-            tell(app, &user, &place, text).await;
+            refuse(app, &user, &place, text, None).await;
             return Reply::empty();
         }
     };

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 use slack_morphism::prelude::*;
 
-use super::tell::{failed, place_of, tell, Where};
+use super::tell::{failed, place_of, refuse, tell, Where};
 use super::who::{involved, manager_of};
 use crate::app::App;
 use crate::config::Config;
@@ -187,50 +187,35 @@ pub async fn clicked(
     let value = value.to_string();
     // Everything here only reads; the decision itself is taken on the modal.
     Reply::empty().then(async move {
-        let refuse = |text: String| {
-            let app = app.clone();
-            let user = user.clone();
-            let place = place.clone();
-            async move { tell(&app, &user, &place, &text).await }
-        };
         let Some(ticket) = (match parse_id(&value) {
             Some(id) => app.store.ticket(id).await.ok().flatten(),
             None => None,
         }) else {
-            return refuse(GONE.into()).await;
+            return refuse(&app, &user, &place, GONE, None).await;
         };
         let email = match app.identity.email_of(&user).await {
             Ok(Some(email)) => email,
             _ => {
-                return refuse(
-                    "accessd cannot tell who you are (no email on your Slack account).".into(),
-                )
-                .await
+                let why = "accessd cannot tell who you are (no email on your Slack account).";
+                return refuse(&app, &user, &place, why, None).await;
             }
         };
         if !involved(&config, &ticket, &email) {
-            audit_refused_click(
-                &app,
-                &email,
-                &user,
-                &ticket,
-                verdict,
-                "has no part in the ticket",
-            )
-            .await;
-            return refuse(GONE.into()).await;
+            let why = "has no part in the ticket";
+            let audit = refused_click(&email, &user, &ticket, verdict, why);
+            return refuse(&app, &user, &place, GONE, Some(audit)).await;
         }
         if !ticket.status.is_pending() {
-            return refuse(already(&ticket)).await;
+            return tell(&app, &user, &place, &already(&ticket)).await;
         }
         let manager = manager_of(&app, &ticket.requester_email).await;
         if let Err(refusal) = may_decide(&config, &ticket, &email, manager.as_deref()) {
             let why = refusal.to_string();
-            audit_refused_click(&app, &email, &user, &ticket, verdict, &why).await;
+            let audit = refused_click(&email, &user, &ticket, verdict, &why);
             if let Refusal::Policy(why) = refusal {
                 close_by_policy(&app, &config, &ticket, why).await;
             }
-            return refuse(why).await;
+            return refuse(&app, &user, &place, &why, Some(audit)).await;
         }
         let cap = decision_cap(&config, &ticket);
         let view = match verdict {
@@ -250,24 +235,20 @@ pub async fn clicked(
     })
 }
 
-/// Audits a click on Approve or Reject that was refused, and why.
-async fn audit_refused_click(
-    app: &Arc<App>,
+/// The audit row of a click on Approve or Reject that was refused, and why.
+fn refused_click(
     email: &str,
     user: &str,
     ticket: &Ticket,
     verdict: Verdict,
     why: &str,
-) {
-    let audit = AuditEvent::new(
+) -> AuditEvent {
+    AuditEvent::new(
         email,
         "ticket.decision_refused",
         ticket.reference(),
         json!({ "slack_id": user, "verdict": verdict.as_str(), "reason": why, "at": "click" }),
-    );
-    if let Err(err) = app.store.append_audit(audit).await {
-        tracing::error!(error = %err, "could not audit a refused click");
-    }
+    )
 }
 
 /// The longest duration an approver may set: the frozen plan's cap, lowered

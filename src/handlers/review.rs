@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde_json::json;
 use slack_morphism::prelude::*;
 
-use super::tell::{failed, logged, place_of, tell, Place, Where, NOT_RECORDED};
+use super::tell::{failed, logged, place_of, refuse, tell, Place, Where, NOT_RECORDED};
 use crate::app::App;
 use crate::config::Config;
 use crate::lifecycle::reviews::{on_pages, page_locations, page_updates, send_pages, Intro};
@@ -106,9 +106,8 @@ pub async fn decide_clicked(
     } else {
         "keep"
     };
-    let answer = decide(app, &who.person, vec![id], decision, None).await;
-    if let Some(text) = answer {
-        tell(app, &who.slack_id, &who.place, &text).await;
+    if let Some(answer) = decide(app, &who.person, vec![id], decision, None).await {
+        answer_click(app, &who, answer).await;
     }
     Reply::empty()
 }
@@ -151,29 +150,27 @@ pub async fn keep_all(
             .await
         }
     };
-    let text = if ids.is_empty() {
-        Some("You have no undecided items left in this campaign.".to_string())
+    let answer = if ids.is_empty() {
+        Answer::Told("You have no undecided items left in this campaign.".to_string())
     } else {
         let n = ids.len();
         decide(app, &who.person, ids, "keep", None)
             .await
-            .or(Some(format!("Kept {n} item(s).")))
+            .unwrap_or_else(|| Answer::Told(format!("Kept {n} item(s).")))
     };
-    if let Some(text) = text {
-        tell(app, &who.slack_id, &who.place, &text).await;
-    }
+    answer_click(app, &who, answer).await;
     Reply::empty()
 }
 
-/// Commits a decision on `ids` with its effects. `Some(text)` is what the
-/// clicker should be told instead of silence.
+/// Commits a decision on `ids` with its effects. `Some(answer)` is what the
+/// person who decided should be told instead of silence.
 async fn decide(
     app: &Arc<App>,
     who: &Person,
     ids: Vec<i64>,
     decision: &str,
     comment: Option<String>,
-) -> Option<String> {
+) -> Option<Answer> {
     let config = app.config();
     let mut before = Vec::new();
     for id in &ids {
@@ -182,7 +179,7 @@ async fn decide(
         }
     }
     if before.is_empty() {
-        return Some("That review item no longer exists.".into());
+        return Some(Answer::Told("That review item no longer exists.".into()));
     }
     let locations = page_locations(app, &before).await;
     let check_config = config.clone();
@@ -239,16 +236,31 @@ async fn decide(
                 item_ref(before[0].id),
                 json!({ "reason": why }),
             );
-            if let Err(err) = app.store.append_audit(audit).await {
-                tracing::error!(error = %err, "could not audit a refused review decision");
-            }
-            Some(why)
+            return Some(Answer::Refused(why, audit));
         }
         Ok(ReviewChange::Closed(c)) => Some(format!(
             "{} is closed; decisions are no longer taken.",
             c.reference()
         )),
         Err(err) => Some(logged(err, "record a review decision", NOT_RECORDED).into()),
+    }
+    .map(Answer::Told)
+}
+
+/// What the person who decided is told, when not silence.
+enum Answer {
+    Told(String),
+    /// Refused: told through [`refuse`], with its audit row.
+    Refused(String, AuditEvent),
+}
+
+/// Answers a click with what [`decide`] came to.
+async fn answer_click(app: &Arc<App>, who: &Clicker, answer: Answer) {
+    match answer {
+        Answer::Told(text) => tell(app, &who.slack_id, &who.place, &text).await,
+        Answer::Refused(why, audit) => {
+            refuse(app, &who.slack_id, &who.place, &why, Some(audit)).await
+        }
     }
 }
 
@@ -283,7 +295,7 @@ pub async fn more_clicked(
     };
     if let Err(why) = may_review(&config, &who.person, std::slice::from_ref(&item)) {
         if what != "reassign" || !item.reviewer_email.eq_ignore_ascii_case(&who.person.email) {
-            tell(app, &who.slack_id, &who.place, &why).await;
+            refuse(app, &who.slack_id, &who.place, &why, None).await;
             return Reply::empty();
         }
     }
@@ -375,7 +387,15 @@ pub async fn comment_submitted(
     };
     match decide(app, &who, vec![id], &decision, comment).await {
         None => Reply::empty(),
-        Some(text) => close_with(&text),
+        Some(Answer::Told(text)) => close_with(&text),
+        Some(Answer::Refused(why, audit)) => {
+            // A modal is opened by a click we already answered; its one
+            // refusal is recorded and shown in place.
+            if let Err(err) = app.store.append_audit(audit).await {
+                tracing::error!(error = %err, "could not audit a refused review decision");
+            }
+            close_with(&why)
+        }
     }
 }
 

@@ -4,18 +4,22 @@
 //! member of), else a DM; a `response_url` Slack refuses (expired, used up)
 //! also ends in a DM. Sent through the outbox, so an outage delays, never loses.
 //! Also the one funnel for what a person sees when the database fails them
-//! ([`failed`]).
+//! ([`failed`]), and for refused clicks ([`refuse`]), which a per-person
+//! limit keeps from flooding the audit trail and the outbox.
 
 use std::fmt::Display;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::app::App;
+use crate::limit::Admit;
+use crate::metrics;
 use crate::slack::envelope::Reply;
 use crate::slack::views::request::notice;
 use crate::slack::views::text::section;
-use crate::store::NewMessage;
+use crate::store::{AuditEvent, NewMessage};
 
 /// What a click is answered with when the database could not take it.
 pub const NOT_RECORDED: &str = "accessd could not record that; nothing changed. Please try again.";
@@ -37,6 +41,69 @@ pub async fn tell(app: &Arc<App>, user: &str, place: &Place, text: &str) {
     };
     if let Err(err) = app.outbox.send(message).await {
         tracing::error!(user, error = %err, "could not queue a message to a user");
+    }
+}
+
+/// The window of `[requests] refused_clicks_per_minute`.
+const REFUSAL_WINDOW: Duration = Duration::from_secs(60);
+
+/// Answers a refused click: its `audit` row (if any) is written and `text`
+/// told where they clicked, while `user` stays within `[requests]
+/// refused_clicks_per_minute`. The first refusal past it is audited as
+/// `click.limited` and they are told once; later ones within the minute are
+/// dropped (counted in `accessd_limited_total`), so one person scripting
+/// clicks cannot grow the audit log or hold up everyone's messages.
+pub async fn refuse(
+    app: &Arc<App>,
+    user: &str,
+    place: &Place,
+    text: &str,
+    audit: Option<AuditEvent>,
+) {
+    let limit = app.config().requests.refused_clicks_per_minute;
+    match app
+        .refusals
+        .admit(user, limit, REFUSAL_WINDOW, Instant::now())
+    {
+        Admit::Yes => {
+            if let Some(audit) = audit {
+                append(app, audit).await;
+            }
+            tell(app, user, place, text).await;
+        }
+        Admit::JustOver => {
+            let actor = audit
+                .as_ref()
+                .map_or(user, |a| a.actor.as_str())
+                .to_string();
+            let refused = audit.as_ref().map(|a| a.action.clone());
+            append(
+                app,
+                AuditEvent::new(
+                    actor,
+                    "click.limited",
+                    user,
+                    json!({ "slack_id": user, "limit": limit, "per": "1m", "refused": refused }),
+                ),
+            )
+            .await;
+            metrics::global().limited("refused_click");
+            let text = format!(
+                "{text}\n\nYou have had more than {limit} refused clicks within a minute; accessd will not answer more of them for a while."
+            );
+            tell(app, user, place, &text).await;
+        }
+        Admit::Over => {
+            metrics::global().limited("refused_click");
+            tracing::debug!(user, "refused click dropped by the per-person limit");
+        }
+    }
+}
+
+async fn append(app: &Arc<App>, audit: AuditEvent) {
+    let action = audit.action.clone();
+    if let Err(err) = app.store.append_audit(audit).await {
+        tracing::error!(error = %err, action, "could not audit a refused click");
     }
 }
 

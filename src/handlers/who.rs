@@ -4,13 +4,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use serde_json::json;
 
 use crate::app::App;
 use crate::config::{AppConfig, Config};
 use crate::domain::policy::{self, Plan, PolicyError, Requester};
 use crate::identity::Standing;
+use crate::limit::Admit;
+use crate::metrics;
 use crate::store::{AuditEvent, Ticket};
 
 /// Whether `email` has any part in `ticket`: its requester, a person its plan
@@ -31,6 +35,8 @@ pub fn involved(config: &Config, ticket: &Ticket, email: &str) -> bool {
         || config.is_admin(email)
 }
 
+const HOUR: Duration = Duration::from_secs(3600);
+
 const LOOKUP_FAILED: &str =
     "accessd could not look up your Slack profile just now; please try again in a minute.";
 
@@ -47,13 +53,19 @@ pub async fn requester_email(app: &Arc<App>, user: &str) -> Who {
             "Your Slack account's email is *{email}*, and no identity source knows that address, so accessd \
              cannot tell who you are. Ask an admin to link you (`accessd users link {user} you@company`)."
         )),
-        Ok(Some(email)) => match refused_standing(app, user, &email).await {
-            Some(why) => Who::Refused(why),
-            None => match offboarded(app, &email).await {
-                None => Who::Known(email),
+        Ok(Some(email)) => {
+            let refused = match refused_standing(app, user, &email).await {
+                Some(why) => Some(why),
+                None => match offboarded(app, &email).await {
+                    Some(why) => Some(why),
+                    None => over_request_limit(app, user, &email).await,
+                },
+            };
+            match refused {
                 Some(why) => Who::Refused(why),
-            },
-        },
+                None => Who::Known(email),
+            }
+        }
         Ok(None) => Who::Refused(
             "Slack has no email for your account, so accessd cannot tell who you are. Ask an admin to link you \
              with `accessd users link`."
@@ -98,6 +110,47 @@ async fn refused_standing(app: &Arc<App>, user: &str, email: &str) -> Option<Str
     Some(format!(
         "Your Slack account is {what}, and accessd takes requests only from full members of this workspace. \
          Ask someone on the team, or an admin, to request for you."
+    ))
+}
+
+/// Why a person who filed `[requests] requests_per_hour` tickets within the
+/// last hour may not file another, or `None`. The first refusal in an hour
+/// is audited (`request.limited`); every one is counted in the metrics. A
+/// database error refuses too.
+async fn over_request_limit(app: &Arc<App>, user: &str, email: &str) -> Option<String> {
+    let limit = app.config().requests.requests_per_hour;
+    let since = Utc::now() - chrono::Duration::hours(1);
+    let filed = match app
+        .store
+        .tickets_filed_since(email.to_string(), since)
+        .await
+    {
+        Ok(n) => n,
+        Err(err) => {
+            tracing::error!(error = %err, "could not count a requester's recent requests");
+            return Some(LOOKUP_FAILED.into());
+        }
+    };
+    if filed < limit {
+        return None;
+    }
+    metrics::global().limited("request");
+    // The limiter with a limit of 0 answers JustOver once per window: one
+    // audit row per person per hour, however often they try.
+    if app.request_limits.admit(email, 0, HOUR, Instant::now()) == Admit::JustOver {
+        let audit = AuditEvent::new(
+            email,
+            "request.limited",
+            email,
+            json!({ "slack_id": user, "filed": filed, "limit": limit, "per": "1h" }),
+        );
+        if let Err(err) = app.store.append_audit(audit).await {
+            tracing::error!(error = %err, "could not audit a limited requester");
+        }
+    }
+    Some(format!(
+        "You have filed {filed} requests within the last hour, the most accessd takes from one person; \
+         please wait a while before filing another (your open requests are on the Home tab)."
     ))
 }
 

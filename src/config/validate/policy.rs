@@ -8,6 +8,10 @@ use crate::config::raw::{self, RawApp, RawRequired, RawStage};
 use crate::config::tree::KeyPath;
 use crate::config::{AppConfig, Approver, Principal, RequestsConfig, Required, RoleConfig, Stage};
 
+/// Generous for people, low enough that a script cannot flood approvers.
+const DEFAULT_REQUESTS_PER_HOUR: u32 = 30;
+const DEFAULT_REFUSED_CLICKS_PER_MINUTE: u32 = 10;
+
 /// Groups as validated, for resolving references and counting approvers.
 pub(super) struct Groups {
     pub(super) members: BTreeMap<String, Vec<String>>,
@@ -154,6 +158,36 @@ impl Cx<'_> {
             ),
             admins: self.principals(&path.key("admins"), &raw.admins, groups),
             allow_guests: raw.allow_guests.unwrap_or(false),
+            requests_per_hour: self.count(
+                &path.key("requests_per_hour"),
+                raw.requests_per_hour,
+                (DEFAULT_REQUESTS_PER_HOUR, 10_000),
+                "requests per person per hour",
+            ),
+            refused_clicks_per_minute: self.count(
+                &path.key("refused_clicks_per_minute"),
+                raw.refused_clicks_per_minute,
+                (DEFAULT_REFUSED_CLICKS_PER_MINUTE, 1_000),
+                "refused clicks per person per minute",
+            ),
+        }
+    }
+
+    /// A positive count up to `max`; `default` when absent.
+    fn count(
+        &mut self,
+        key: &KeyPath,
+        raw: Option<i64>,
+        (default, max): (u32, u32),
+        what: &str,
+    ) -> u32 {
+        match raw {
+            None => default,
+            Some(n) if n >= 1 && n <= i64::from(max) => n as u32,
+            Some(n) => {
+                self.at(key, format!("expected 1 to {max} {what}, found {n}"));
+                default
+            }
         }
     }
 

@@ -444,6 +444,19 @@ impl Store {
         .await
     }
 
+    /// Tickets (of any kind and status) `email` filed since `since`: what the
+    /// per-person request limit counts.
+    pub async fn tickets_filed_since(&self, email: String, since: DateTime<Utc>) -> Result<u32> {
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT count(*) FROM tickets WHERE requester_email = ?1 AND created_at >= ?2",
+                )?
+                .query_row(rusqlite::params![email, ts(since)], |r| r.get(0))?)
+        })
+        .await
+    }
+
     /// Number of tickets in any status.
     pub async fn count_tickets(&self) -> Result<i64> {
         self.call(|conn| Ok(conn.query_row("SELECT count(*) FROM tickets", [], |r| r.get(0))?))
