@@ -6,10 +6,9 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
 use slack_morphism::prelude::*;
 
-use super::tell::{failed, logged, place_of, refuse, tell, Place, Where, NOT_RECORDED};
+use super::tell::{failed, logged, open_modal, place_of, refuse, tell, Place, Where, NOT_RECORDED};
 use super::who::{involved, plan_for, reachable_plan, requester_email, Who};
 use crate::alerts;
 use crate::app::App;
@@ -274,16 +273,7 @@ pub async fn extend_clicked(
             return refuse(&app, &actor.slack_id, &place, &why, None).await;
         }
         let view = views::extend_modal(&config, &ticket, extension_cap(&config, &ticket));
-        if let Err(err) = app
-            .api
-            .call(
-                "views.open",
-                &json!({ "trigger_id": trigger_id, "view": view }),
-            )
-            .await
-        {
-            tracing::warn!(error = %err, "could not open the extend modal");
-        }
+        open_modal(&app, &trigger_id, view, "extend").await;
     })
 }
 

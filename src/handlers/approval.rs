@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 use slack_morphism::prelude::*;
 
-use super::tell::{failed, place_of, refuse, tell, Where};
+use super::tell::{failed, open_modal, place_of, refuse, tell, Where};
 use super::who::{involved, manager_of};
 use crate::app::App;
 use crate::config::Config;
@@ -222,16 +222,7 @@ pub async fn clicked(
             Verdict::Approve => approve_modal(&config, &ticket, cap),
             Verdict::Reject => reject_modal(&config, &ticket),
         };
-        if let Err(err) = app
-            .api
-            .call(
-                "views.open",
-                &json!({ "trigger_id": trigger_id, "view": view }),
-            )
-            .await
-        {
-            tracing::warn!(error = %err, "could not open the decision modal");
-        }
+        open_modal(&app, &trigger_id, view, "decision").await;
     })
 }
 

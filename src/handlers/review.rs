@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde_json::json;
 use slack_morphism::prelude::*;
 
-use super::tell::{failed, logged, place_of, refuse, tell, Place, Where, NOT_RECORDED};
+use super::tell::{failed, logged, open_modal, place_of, refuse, tell, Place, Where, NOT_RECORDED};
 use crate::app::App;
 use crate::config::Config;
 use crate::lifecycle::reviews::{on_pages, page_locations, page_updates, send_pages, Intro};
@@ -311,7 +311,7 @@ pub async fn more_clicked(
     } else {
         views::comment_modal(&config, &item)
     };
-    open_modal(app, &event.trigger_id.0, view)
+    open_review_modal(app, &event.trigger_id.0, view)
 }
 
 /// Reassign all of the clicker's open items in a campaign.
@@ -323,28 +323,18 @@ pub async fn reassign_all_clicked(
     let Ok(campaign) = value.parse::<i64>() else {
         return Reply::empty();
     };
-    open_modal(
+    open_review_modal(
         app,
         &event.trigger_id.0,
         views::reassign_modal(&format!("all:{campaign}"), "all your undecided items"),
     )
 }
 
-fn open_modal(app: &Arc<App>, trigger_id: &str, view: serde_json::Value) -> Reply {
+/// Acks the click, then opens `view` on its trigger.
+fn open_review_modal(app: &Arc<App>, trigger_id: &str, view: serde_json::Value) -> Reply {
     let app = app.clone();
     let trigger_id = trigger_id.to_string();
-    Reply::empty().then(async move {
-        if let Err(err) = app
-            .api
-            .call(
-                "views.open",
-                &json!({ "trigger_id": trigger_id, "view": view }),
-            )
-            .await
-        {
-            tracing::warn!(error = %err, "could not open a review modal");
-        }
-    })
+    Reply::empty().then(async move { open_modal(&app, &trigger_id, view, "review").await })
 }
 
 fn metadata(submission: &SlackInteractionViewSubmissionEvent) -> String {

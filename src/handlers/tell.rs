@@ -107,6 +107,16 @@ async fn append(app: &Arc<App>, audit: AuditEvent) {
     }
 }
 
+/// Opens `view` as a modal on the click `trigger_id` came with (Slack takes
+/// it for 3 s); a failure is logged with `what` was being opened, since the
+/// click itself was already acked.
+pub async fn open_modal(app: &Arc<App>, trigger_id: &str, view: serde_json::Value, what: &str) {
+    let body = json!({ "trigger_id": trigger_id, "view": view });
+    if let Err(err) = app.api.call("views.open", &body).await {
+        tracing::warn!(error = %err, "could not open the {what} modal");
+    }
+}
+
 /// Where a block action happened, as far as answering the clicker goes.
 pub fn place_of(event: &slack_morphism::prelude::SlackInteractionBlockActionsEvent) -> Place {
     Place {

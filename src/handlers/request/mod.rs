@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use slack_morphism::prelude::*;
 
+use super::tell::open_modal;
 use super::who::{manager_of, plan_for, requester_email, Who};
 use crate::app::App;
 use crate::config::{AppConfig, Config};
@@ -61,10 +62,7 @@ pub async fn open(app: &Arc<App>, trigger_id: &str, user: String, text: Option<S
             Who::Refused(why) => views::notice(&why),
             Who::Known(_) => first_step(&app, &user, text.as_deref()).await,
         };
-        let body = json!({ "trigger_id": trigger_id, "view": view });
-        if let Err(err) = app.api.call("views.open", &body).await {
-            tracing::warn!(user, error = %err, "could not open the request modal");
-        }
+        open_modal(&app, &trigger_id, view, "request").await;
     })
 }
 
