@@ -80,11 +80,7 @@ impl Metrics {
 
     /// One Socket Mode envelope received (`type` as Slack sent it).
     pub fn envelope(&self, kind: &str) {
-        let i = ENVELOPE_TYPES
-            .iter()
-            .position(|t| *t == kind)
-            .unwrap_or(ENVELOPE_TYPES.len() - 1);
-        self.envelopes[i].fetch_add(1, Ordering::Relaxed);
+        bump(&self.envelopes, &ENVELOPE_TYPES, kind);
     }
 
     /// An ack written to the socket `elapsed` after its envelope arrived.
@@ -119,20 +115,12 @@ impl Metrics {
 
     /// One provisioner call (grant or revoke) and how it ended.
     pub fn provisioning(&self, outcome: &str) {
-        let i = OUTCOMES
-            .iter()
-            .position(|o| *o == outcome)
-            .unwrap_or(OUTCOMES.len() - 1);
-        self.provisioning[i].fetch_add(1, Ordering::Relaxed);
+        bump(&self.provisioning, &OUTCOMES, outcome);
     }
 
     /// One action a per-person limit held back (`request`, `refused_click`).
     pub fn limited(&self, what: &str) {
-        let i = LIMITED
-            .iter()
-            .position(|w| *w == what)
-            .unwrap_or(LIMITED.len() - 1);
-        self.limited[i].fetch_add(1, Ordering::Relaxed);
+        bump(&self.limited, &LIMITED, what);
     }
 
     /// One config reload (SIGHUP), applied or refused.
@@ -157,20 +145,16 @@ impl Metrics {
         );
         let _ = writeln!(out, "accessd_socket_connections {connections}");
 
-        header(
+        counters(
             &mut out,
-            "accessd_envelopes_total",
-            "counter",
-            "Socket Mode envelopes received, by type.",
-        );
-        for (kind, n) in ENVELOPE_TYPES.iter().zip(&self.envelopes) {
-            sample(
-                &mut out,
+            (
                 "accessd_envelopes_total",
-                &[("type", kind)],
-                load(n),
-            );
-        }
+                "Socket Mode envelopes received, by type.",
+            ),
+            "type",
+            &ENVELOPE_TYPES,
+            &self.envelopes,
+        );
 
         header(
             &mut out,
@@ -233,50 +217,38 @@ impl Metrics {
             );
         }
 
-        header(
+        counters(
             &mut out,
-            "accessd_provisioning_total",
-            "counter",
-            "Provisioner calls (grants and revokes), by outcome.",
-        );
-        for (outcome, n) in OUTCOMES.iter().zip(&self.provisioning) {
-            sample(
-                &mut out,
+            (
                 "accessd_provisioning_total",
-                &[("outcome", outcome)],
-                load(n),
-            );
-        }
-
-        header(
-            &mut out,
-            "accessd_config_reloads_total",
-            "counter",
-            "Config reloads (SIGHUP), by result.",
+                "Provisioner calls (grants and revokes), by outcome.",
+            ),
+            "outcome",
+            &OUTCOMES,
+            &self.provisioning,
         );
-        for (result, n) in ["applied", "refused"].iter().zip(&self.reloads) {
-            sample(
-                &mut out,
+
+        counters(
+            &mut out,
+            (
                 "accessd_config_reloads_total",
-                &[("result", result)],
-                load(n),
-            );
-        }
-
-        header(
-            &mut out,
-            "accessd_limited_total",
-            "counter",
-            "Actions held back by a per-person limit, by kind.",
+                "Config reloads (SIGHUP), by result.",
+            ),
+            "result",
+            &["applied", "refused"],
+            &self.reloads,
         );
-        for (what, n) in LIMITED.iter().zip(&self.limited) {
-            sample(
-                &mut out,
+
+        counters(
+            &mut out,
+            (
                 "accessd_limited_total",
-                &[("kind", what)],
-                load(n),
-            );
-        }
+                "Actions held back by a per-person limit, by kind.",
+            ),
+            "kind",
+            &LIMITED,
+            &self.limited,
+        );
 
         if let Some(gauges) = gauges {
             gauges.render(&mut out, now);
@@ -293,6 +265,32 @@ pub trait Gauges {
 
 fn load(n: &AtomicU64) -> u64 {
     n.load(Ordering::Relaxed)
+}
+
+/// Adds one to the counter of `value` in a family with fixed `values`; an
+/// unknown value counts as the last (the catch-all).
+fn bump(counts: &[AtomicU64], values: &[&str], value: &str) {
+    let i = values
+        .iter()
+        .position(|v| *v == value)
+        .unwrap_or(values.len().saturating_sub(1));
+    if let Some(n) = counts.get(i) {
+        n.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A counter family with one fixed label: its header, then a sample per value.
+fn counters(
+    out: &mut String,
+    (name, help): (&str, &str),
+    label: &str,
+    values: &[&str],
+    counts: &[AtomicU64],
+) {
+    header(out, name, "counter", help);
+    for (value, n) in values.iter().zip(counts) {
+        sample(out, name, &[(label, value)], load(n));
+    }
 }
 
 /// The `# HELP` and `# TYPE` lines of one metric.

@@ -61,6 +61,14 @@ stages = [{ approvers = ["bob@example.com"], required = 1 }]
   name = "Console"
 "#;
 
+/// [`CATALOG`] with one more `[requests]` line.
+fn with_requests(line: &str) -> String {
+    CATALOG.replace(
+        "nudge_cooldown = \"1h\"",
+        &format!("nudge_cooldown = \"1h\"\n{line}"),
+    )
+}
+
 impl World {
     async fn start() -> World {
         World::start_with(CATALOG).await
@@ -1174,10 +1182,7 @@ async fn guests_bots_and_other_teams_cannot_request_unless_allowed() {
     world.stop().await;
 
     // `allow_guests = true` lets the guest in.
-    let allowing = CATALOG.replace(
-        "nudge_cooldown = \"1h\"",
-        "nudge_cooldown = \"1h\"\nallow_guests = true",
-    );
+    let allowing = with_requests("allow_guests = true");
     let world = World::start_with(&allowing).await;
     world
         .fake
@@ -1197,10 +1202,7 @@ async fn all_audit_actions(world: &World) -> Vec<String> {
 
 #[tokio::test]
 async fn a_person_past_the_hourly_request_limit_is_refused_and_audited_once() {
-    let limited = CATALOG.replace(
-        "nudge_cooldown = \"1h\"",
-        "nudge_cooldown = \"1h\"\nrequests_per_hour = 2",
-    );
+    let limited = with_requests("requests_per_hour = 2");
     let world = World::start_with(&limited).await;
     world
         .request(ANN, "gh", &["write"], "Fix the build", "2h")
@@ -1230,10 +1232,7 @@ async fn a_person_past_the_hourly_request_limit_is_refused_and_audited_once() {
 
 #[tokio::test]
 async fn refused_clicks_past_the_limit_are_answered_once_then_dropped() {
-    let limited = CATALOG.replace(
-        "nudge_cooldown = \"1h\"",
-        "nudge_cooldown = \"1h\"\nrefused_clicks_per_minute = 3",
-    );
+    let limited = with_requests("refused_clicks_per_minute = 3");
     let world = World::start_with(&limited).await;
     let t = world
         .request(CAROL, "gh", &["write"], "Debug the flaky runner", "2h")

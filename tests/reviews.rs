@@ -302,22 +302,7 @@ async fn a_150_item_campaign_across_two_reviewers() {
 
     // Reassign one item to Dana: she is told and gets a page; Bob is told.
     let moved = first_item_id(&reread(&world, &page1));
-    world
-        .ack(&overflow(&world, BOB, &page1, &format!("reassign:{moved}")))
-        .await;
-    let modal = world
-        .fake
-        .wait_until(WAIT, |f| {
-            f.last_modal(BOB)
-                .filter(|m| m.to_string().contains("New reviewer"))
-        })
-        .await
-        .expect("reassign modal");
-    let values = json!({
-        "reviewer": { "reviewer_select": { "type": "users_select", "selected_user": DANA } },
-        "reassign_reason": { "reassign_reason_input": { "type": "plain_text_input", "value": "Dana owns this repo" } }
-    });
-    world.ack(&world.fake.submit(BOB, &modal, values)).await;
+    reassign(&world, BOB, &page1, moved, DANA, "Dana owns this repo").await;
     let dana = pages(&world, DANA, 1).await;
     assert_eq!(keeps(&dana[0]), 1);
     world.dm_about(DANA, "Dana owns this repo").await;
@@ -602,23 +587,7 @@ async fn reassigning_an_item_to_the_person_it_is_about_is_a_field_error() {
     store.close().await;
     // The holder is on Slack too; Bob tries to hand them their own item.
     world.fake.add_user("UHOLDER1", &holder, "The Holder");
-    world
-        .ack(&overflow(&world, BOB, page1, &format!("reassign:{id}")))
-        .await;
-    let modal = world
-        .fake
-        .wait_until(WAIT, |f| {
-            f.last_modal(BOB)
-                .filter(|m| m.to_string().contains("New reviewer"))
-        })
-        .await
-        .expect("reassign modal");
-    let values = json!({
-        "reviewer": { "reviewer_select": { "type": "users_select", "selected_user": "UHOLDER1" } },
-        "reassign_reason": { "reassign_reason_input": { "type": "plain_text_input", "value": "They know it best" } }
-    });
-    let ack = world
-        .ack(&world.fake.submit(BOB, &modal, values))
+    let ack = reassign(&world, BOB, page1, id, "UHOLDER1", "They know it best")
         .await
         .expect("answered");
     assert_eq!(ack["response_action"], "errors", "{ack}");
@@ -633,6 +602,34 @@ async fn reassigning_an_item_to_the_person_it_is_about_is_a_field_error() {
     assert_eq!(item.reviewer_email, "bob@example.com");
     store.close().await;
     world.stop().await;
+}
+
+/// Picks *Reassign…* on item `id` of a page, chooses `to` with `reason` in
+/// the modal and submits it; returns the ack.
+async fn reassign(
+    world: &World,
+    user: &str,
+    page: &Value,
+    id: i64,
+    to: &str,
+    reason: &str,
+) -> Option<Value> {
+    world
+        .ack(&overflow(world, user, page, &format!("reassign:{id}")))
+        .await;
+    let modal = world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.last_modal(user)
+                .filter(|m| m.to_string().contains("New reviewer"))
+        })
+        .await
+        .expect("reassign modal");
+    let values = json!({
+        "reviewer": { "reviewer_select": { "type": "users_select", "selected_user": to } },
+        "reassign_reason": { "reassign_reason_input": { "type": "plain_text_input", "value": reason } }
+    });
+    world.ack(&world.fake.submit(user, &modal, values)).await
 }
 
 /// The Keep button of item `id` on a page.
@@ -703,28 +700,7 @@ async fn an_account_nobody_can_place_goes_to_the_campaign_owner_and_a_linked_one
     world.ack(&keep_of(&world, ZED, page, unknown.id)).await;
     ephemeral_containing(&world, ZED, "Nobody can tell whose account").await;
     // Handing the linked account to Dana is a field error.
-    world
-        .ack(&overflow(
-            &world,
-            SEC,
-            page,
-            &format!("reassign:{}", linked.id),
-        ))
-        .await;
-    let modal = world
-        .fake
-        .wait_until(WAIT, |f| {
-            f.last_modal(SEC)
-                .filter(|m| m.to_string().contains("New reviewer"))
-        })
-        .await
-        .expect("reassign modal");
-    let values = json!({
-        "reviewer": { "reviewer_select": { "type": "users_select", "selected_user": DANA } },
-        "reassign_reason": { "reassign_reason_input": { "type": "plain_text_input", "value": "Dana knows it" } }
-    });
-    let ack = world
-        .ack(&world.fake.submit(SEC, &modal, values))
+    let ack = reassign(&world, SEC, page, linked.id, DANA, "Dana knows it")
         .await
         .expect("answered");
     assert_eq!(ack["response_action"], "errors", "{ack}");
