@@ -2,6 +2,10 @@
 //! document on stdin (DESIGN.md §4). Exit 0 = done, 3 = already in that
 //! state, 75 (EX_TEMPFAIL) or a timeout = try again later, anything else =
 //! failed; the last 2 KB of stderr explain a failure.
+//!
+//! The program gets a cleared environment (its `env` table, `PATH` and
+//! `LANG`, nothing of the daemon's, Slack tokens least of all) and its own
+//! process group, killed whole at the timeout so no grandchild lingers.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,6 +22,10 @@ const STDERR_TAIL: usize = 2048;
 pub const EXIT_ALREADY: i32 = 3;
 /// sysexits' EX_TEMPFAIL: the program asks to be retried.
 pub const EXIT_TEMPFAIL: i32 = 75;
+/// `PATH` when the daemon has none.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+/// The only variables passed on from the daemon (the `env` table wins).
+const PASSED_ON: [&str; 2] = ["PATH", "LANG"];
 
 #[derive(Clone)]
 pub struct CommandProvisioner {
@@ -57,9 +65,21 @@ impl CommandProvisioner {
     }
 
     async fn run(&self, stdin: Vec<u8>) -> Outcome {
-        let mut child = match tokio::process::Command::new(&self.program)
-            .args(&self.args)
+        let mut command = tokio::process::Command::new(&self.program);
+        command.env_clear();
+        for name in PASSED_ON {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            } else if name == "PATH" {
+                command.env(name, DEFAULT_PATH);
+            }
+        }
+        let mut child = match command
             .envs(&self.env)
+            .args(&self.args)
+            // Its own group, led by the child, so the timeout can end the
+            // whole tree it started.
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -73,6 +93,7 @@ impl CommandProvisioner {
                 }
             }
         };
+        let group = child.id();
         let mut input = child.stdin.take();
         let mut errors = child.stderr.take();
         let work = async {
@@ -92,7 +113,11 @@ impl CommandProvisioner {
         let (status, stderr) = match tokio::time::timeout(self.timeout, work).await {
             Ok(done) => done,
             Err(_) => {
-                // kill_on_drop ends the child when `work` (holding it) is dropped.
+                // kill_on_drop ends the child when `work` (holding it) is
+                // dropped; what it started in its group goes with it here.
+                if let Some(group) = group {
+                    kill_group(group);
+                }
                 return Outcome::Transient {
                     message: format!(
                         "{} did not finish within {:?}",
@@ -123,6 +148,19 @@ impl CommandProvisioner {
                 retry_after: None,
             },
         }
+    }
+}
+
+/// SIGKILL to every process of the group `leader` leads.
+fn kill_group(leader: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(leader) else {
+        return;
+    };
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours; a
+    // group that already ended only makes it return ESRCH.
+    let result = unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    if result != 0 {
+        tracing::debug!(pgid, error = %std::io::Error::last_os_error(), "killing a provisioner's group");
     }
 }
 
@@ -297,5 +335,66 @@ mod tests {
             stderr_tail("é".repeat(1500).as_bytes()).chars().count(),
             1024
         );
+    }
+
+    #[tokio::test]
+    async fn the_program_sees_only_its_env_table_path_and_lang() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = dir.path().join("env.txt");
+        let p = provisioner(
+            vec![script(&dir, &format!("env > {}", seen.display()))],
+            Duration::from_secs(10),
+        );
+        // The test process has HOME, CARGO_* and more; the daemon has its
+        // Slack tokens: none of it may reach the program.
+        assert!(std::env::var_os("CARGO_PKG_NAME").is_some());
+        assert!(matches!(p.provision(&request()).await, Outcome::Applied));
+        let env = std::fs::read_to_string(&seen).unwrap();
+        let mut names: Vec<&str> = env
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+            // sh itself sets these for any script.
+            .filter(|k| !["PWD", "SHLVL", "_", "OLDPWD"].contains(k))
+            .collect();
+        names.sort_unstable();
+        let mut expected = vec!["PATH", "PROVISION_MODE"];
+        if std::env::var_os("LANG").is_some() {
+            expected.insert(0, "LANG");
+        }
+        assert_eq!(names, expected, "{env}");
+    }
+
+    #[tokio::test]
+    async fn the_timeout_kills_what_the_program_started_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("grandchild.pid");
+        let p = provisioner(
+            vec![script(
+                &dir,
+                &format!("sleep 30 &\necho $! > {}\nwait", pid_file.display()),
+            )],
+            Duration::from_millis(500),
+        );
+        let outcome = p.provision(&request()).await;
+        assert!(matches!(outcome, Outcome::Transient { .. }), "{outcome:?}");
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let pid = pid.trim();
+        // Give the kernel a moment to deliver the signal.
+        let mut alive = true;
+        for _ in 0..50 {
+            let status = std::process::Command::new("kill")
+                .args(["-0", pid])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            // A zombie still answers kill -0; /proc says whether it ran on.
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            alive = status.success() && !state.contains(") Z ");
+            if !alive {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive, "the grandchild {pid} outlived the timeout");
     }
 }
