@@ -217,7 +217,7 @@ fn export_jsonl_has_every_row_oldest_first_and_re_verifiable() {
         assert_eq!(pair[1]["prev_hash"], pair[0]["hash"]);
     }
     assert_eq!(rows[0]["subject"], "hr");
-    assert_eq!(rows[2]["actor"], "cli:tester");
+    assert_eq!(rows[2]["actor"], cli::os_actor().as_str());
     assert_eq!(rows[2]["subject"], "U1");
     assert_eq!(
         rows[2]["detail"],

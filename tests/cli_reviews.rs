@@ -220,7 +220,7 @@ fn a_campaign_from_create_to_report_and_close() {
     assert_eq!(c["status"], "open");
     assert_eq!(c["reviewer"], "owners");
     assert_eq!(c["owner"], "secops@example.com");
-    assert_eq!(c["created_by"], "cli:tester");
+    assert_eq!(c["created_by"], cli::os_actor().as_str());
     assert_eq!(c["items"], items);
     assert_eq!(c["decided"], 0);
     assert_eq!(c["reviewers"], 2);
@@ -388,15 +388,15 @@ fn a_campaign_from_create_to_report_and_close() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    assert_eq!(actor, "cli:tester");
+    assert_eq!(actor, cli::os_actor());
     assert_eq!(
         serde_json::from_str::<Value>(&detail).unwrap()["name"],
         "Q4 GitHub"
     );
     let created: i64 = conn
         .query_row(
-            "SELECT COUNT(*) FROM audit_log WHERE action = 'review.created' AND actor = 'cli:tester'",
-            [],
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'review.created' AND actor = ?1",
+            [cli::os_actor()],
             |r| r.get(0),
         )
         .unwrap();

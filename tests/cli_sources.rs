@@ -178,7 +178,7 @@ fn first_sync_is_a_silent_baseline_and_the_next_prints_exact_counts() {
     for (actor, action, subject, _) in &audit {
         assert_eq!(
             (actor.as_str(), action.as_str(), subject.as_str()),
-            ("cli:tester", "source.sync", "hr")
+            (cli::os_actor().as_str(), "source.sync", "hr")
         );
     }
     assert_eq!(audit[0].3["outcome"], "baseline");

@@ -139,6 +139,8 @@ impl Jit {
             .arg(self.world.dir.path().join("accessd.toml"))
             .env_remove("SLACK_APP_TOKEN")
             .env_remove("SLACK_BOT_TOKEN")
+            .env_remove("SUDO_USER")
+            // Not believed: the audit names the OS user.
             .env("USER", "ops-admin")
             .output()
             .unwrap()
@@ -585,8 +587,11 @@ async fn an_admin_lists_and_revokes_grants_from_the_cli() {
         String::from_utf8_lossy(&out.stderr)
     );
     jit.wait_status(&t, Status::Revoked).await;
-    jit.dm_containing(ANN, "left the project by cli:ops-admin")
-        .await;
+    jit.dm_containing(
+        ANN,
+        &format!("left the project by {}", support::cli::os_actor()),
+    )
+    .await;
     let out = jit.cli(&["grants", "revoke", &id]);
     assert_eq!(out.status.code(), Some(1), "not active any more");
     let out = jit.cli(&["grants", "list", "--status", "revoked"]);
@@ -599,7 +604,7 @@ async fn an_admin_lists_and_revokes_grants_from_the_cli() {
     let audit = store.audit_rows(None).await.unwrap();
     store.close().await;
     assert!(audit.iter().any(|r| r.action == "grant.revoke_requested"
-        && r.actor == "cli:ops-admin"
+        && r.actor == support::cli::os_actor()
         && r.subject == id));
     jit.world.stop().await;
 }

@@ -8,6 +8,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Subcommand;
 use serde::Serialize;
 
+use super::actor::cli_actor;
 use super::output::{emit, or_dash, print_out, rfc3339_short, with_store, Failure, Outcome, Table};
 use crate::domain::ticket::ticket_ref;
 use crate::store::grants::parse_grant_ref;
@@ -45,14 +46,6 @@ fn status_parser() -> impl TypedValueParser<Value = GrantStatus> {
 
 fn parse_id(text: &str) -> Result<i64, String> {
     parse_grant_ref(text).ok_or_else(|| format!("`{text}` is not a grant id (G-7 or 7)"))
-}
-
-/// Who ran a CLI command, for the audit log: the login name.
-pub(crate) fn cli_actor() -> String {
-    let user = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("cli:{user}")
 }
 
 pub(crate) fn execute(config: &Path, command: GrantsCommand) -> Outcome {

@@ -5,6 +5,7 @@
 //! own modules) read and write the store only: they load the config without
 //! asking for the Slack tokens.
 
+mod actor;
 mod audit;
 mod grants;
 mod output;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::grants::cli_actor;
+use super::actor::cli_actor;
 use super::output::{
     clean, emit, or_dash, print_out, rfc3339_short, with_store, Failure, Outcome, Table,
 };

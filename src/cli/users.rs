@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use serde::Serialize;
 
+use super::actor::cli_actor;
 use super::output::{emit, or_dash, print_out, rfc3339_short, with_store, Outcome, Table};
 use crate::store::{Store, UserLink};
 
@@ -68,19 +69,9 @@ pub(crate) fn execute(config: &Path, command: UsersCommand) -> Outcome {
     match command {
         UsersCommand::List { json } => with_store(config, |store| list(store, json)),
         UsersCommand::Link { slack_id, email } => {
-            let by = linked_by(std::env::var("USER").ok());
+            let by = cli_actor();
             with_store(config, |store| link(store, slack_id, email, by))
         }
-    }
-}
-
-/// `cli:$USER`, or `cli` when `$USER` is unset or unusable in an audit row.
-fn linked_by(user: Option<String>) -> String {
-    match user {
-        Some(user) if !user.is_empty() && !user.chars().any(char::is_control) => {
-            format!("cli:{user}")
-        }
-        _ => "cli".into(),
     }
 }
 
@@ -180,13 +171,5 @@ mod tests {
         ] {
             assert!(parse_email(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn linked_by_names_the_unix_user_when_usable() {
-        assert_eq!(linked_by(Some("root".into())), "cli:root");
-        assert_eq!(linked_by(Some(String::new())), "cli");
-        assert_eq!(linked_by(Some("a\nb".into())), "cli");
-        assert_eq!(linked_by(None), "cli");
     }
 }

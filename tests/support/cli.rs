@@ -32,6 +32,7 @@ impl Cli {
         }
         cmd.env_remove("ACCESSD_CONFIG")
             .env_remove("SUDO_USER")
+            // Set to show it is not believed: the actor is the OS user.
             .env("USER", "tester")
             .env("RUST_LOG", "warn")
             .current_dir(self.config.parent().expect("config in a folder"))
@@ -104,4 +105,17 @@ pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
         "last record unterminated"
     );
     rows
+}
+
+/// The audit actor the CLI must record in these tests: the OS user running
+/// them, as `id` names it (the `USER=tester` the commands get is ignored).
+pub fn os_actor() -> String {
+    let id = |flag: &str| {
+        let out = Command::new("id").arg(flag).output().expect("id runs");
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string()
+    };
+    format!("cli:{} (uid {})", id("-un"), id("-u"))
 }

@@ -15,10 +15,10 @@ use clap::{Subcommand, ValueEnum};
 use serde_json::json;
 
 use self::report::{to_csv, CampaignDetail, CampaignView, ReportDoc, ReportRow, Summary};
-use super::grants::cli_actor;
 use super::output::{
     clean, emit, or_dash, print_out, rfc3339_short, with_store, Failure, Outcome, Table,
 };
+use crate::cli::actor::cli_actor;
 use crate::config::{self, Config, Reviewer};
 use crate::reviews::{self, job, CampaignAsk, CreateError};
 use crate::store::reviews::{campaign_ref, parse_campaign_ref};
