@@ -40,6 +40,28 @@ pub async fn resolve_channels(
     alert::resolve_names(channels, &by_name)
 }
 
+/// One channel outside `[alerts.channels]` (`key` names it in errors): a
+/// `#name` becomes its id, with the (name, id) pair to save; an id is kept.
+pub async fn resolve_channel(
+    api: &SlackApi,
+    key: &str,
+    channel: &str,
+) -> Result<(String, Option<(String, String)>), String> {
+    let Some(name) = channel.trim().strip_prefix('#').map(str::to_lowercase) else {
+        return Ok((channel.to_string(), None));
+    };
+    let by_name = api
+        .channel_ids()
+        .await
+        .map_err(|e| format!("{key}: could not list Slack channels to resolve #{name}: {e}"))?;
+    match by_name.get(&name) {
+        Some(id) => Ok((id.clone(), Some((format!("#{name}"), id.clone())))),
+        None => Err(format!(
+            "{key}: no channel #{name} in this workspace (check the name; a private channel needs the bot invited and the groups:read scope)"
+        )),
+    }
+}
+
 /// A post to an alert channel, if the config routes that kind anywhere.
 pub fn post(channel: Option<&String>, text: &str, blocks: Value) -> Option<NewMessage> {
     alert::routed(channel).map(|c| NewMessage::post(c, text, blocks).as_alert())

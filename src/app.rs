@@ -55,7 +55,8 @@ impl Integrations {
 /// Why a [`Live`] could not be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
-    /// An `[alerts.channels]` `#name` Slack does not know, or Slack unreachable.
+    /// A `#name` (`[alerts.channels]`, `[audit] anchor_channel`) Slack does
+    /// not know, or Slack unreachable.
     #[error("{0}")]
     Channels(String),
     #[error("database: {0}")]
@@ -64,7 +65,7 @@ pub enum PrepareError {
 
 impl Live {
     /// The one way start-up and reload finish a config: `#name`s in
-    /// `[alerts.channels]` resolved through Slack, the config and its
+    /// `[alerts.channels]` and `[audit] anchor_channel` resolved through Slack, the config and its
     /// integrations put together as built, and the resolved names saved for
     /// the CLI. Nothing is saved unless every name resolved.
     pub async fn prepare(
@@ -73,10 +74,17 @@ impl Live {
         mut config: Config,
         integrations: Integrations,
     ) -> Result<Self, PrepareError> {
-        let (channels, resolved) = alerts::resolve_channels(api, &config.alerts.channels)
+        let (channels, mut resolved) = alerts::resolve_channels(api, &config.alerts.channels)
             .await
             .map_err(PrepareError::Channels)?;
         config.alerts.channels = channels;
+        if let Some(anchor) = config.audit.anchor_channel.take() {
+            let (id, pair) = alerts::resolve_channel(api, "audit.anchor_channel", &anchor)
+                .await
+                .map_err(PrepareError::Channels)?;
+            config.audit.anchor_channel = Some(id);
+            resolved.extend(pair);
+        }
         store.save_channels(resolved).await?;
         Ok(Self {
             config: Arc::new(config),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::app::{App, Integrations, Live, PrepareError};
 use crate::config::{self, Config, ConfigError};
+use crate::lifecycle::anchor;
 use crate::lifecycle::findings;
 use crate::lifecycle::reviews;
 use crate::metrics;
@@ -109,13 +110,15 @@ pub async fn reload(app: &App, server: &ServerState) -> Result<Reloaded, ReloadE
     Ok(done)
 }
 
-/// Sets the timers the config drives: the daily digest at `alerts.digest_at`
+/// Sets the timers the config drives: the daily digest at `alerts.digest_at`,
+/// the audit anchor (posted at once, then every `audit.anchor_every`)
 /// and each `[[reviews.schedules]]` entry's next run (a run missed while the
 /// daemon was down is skipped, not made up). A schedule dropped from the file
 /// keeps its pending timer, which then finds it gone and stops.
 pub async fn arm_timers(app: &App) -> Result<(), StoreError> {
     let config = app.config();
     findings::schedule_digest(app).await?;
+    anchor::schedule(app).await?;
     for schedule in &config.reviews.schedules {
         reviews::schedule_next(app, &schedule.name).await?;
     }

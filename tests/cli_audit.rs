@@ -435,3 +435,130 @@ fn verify_notices_a_truncated_tail() {
         (json!(4), json!(4))
     );
 }
+
+/// `audit head` as a string `audit verify --head` takes.
+fn head(fx: &Fixture) -> String {
+    let printed = fx.cli().expect(&["audit", "head"], 0);
+    let (seq, hash) = printed.trim_end().split_once(' ').unwrap();
+    format!("{seq}:{hash}")
+}
+
+fn verify_head(fx: &Fixture, anchor: &str, code: i32) -> String {
+    let (out, err) = fx
+        .cli()
+        .expect_both(&["audit", "verify", "--head", anchor], code);
+    if code == 0 {
+        out
+    } else {
+        assert_eq!(out, "");
+        err
+    }
+}
+
+#[test]
+fn head_prints_the_newest_row_and_verify_holds_the_chain_to_it() {
+    let fx = fixture();
+    fx.cli().expect(&["db", "migrate"], 0);
+    let (_, err) = fx.cli().expect_both(&["audit", "head"], 1);
+    assert!(err.contains("audit log is empty: no head"), "{err}");
+
+    let fx = five_rows();
+    let rows = export(&fx, &[]);
+    assert_eq!(
+        fx.cli().expect(&["audit", "head"], 0),
+        format!("5 {}\n", rows[4]["hash"].as_str().unwrap())
+    );
+    let anchor = head(&fx);
+    let out = verify_head(&fx, &anchor, 0);
+    assert!(out.contains("audit log intact: 5 rows"), "{out}");
+    assert!(out.contains("holds the recorded head seq 5"), "{out}");
+    // An older head still holds once the log has grown past it.
+    fx.cli()
+        .expect(&["users", "link", "U3", "d@example.com"], 0);
+    verify_head(&fx, &anchor, 0);
+    // The line `audit head` prints is taken as is.
+    let printed = fx.cli().expect(&["audit", "head"], 0);
+    verify_head(&fx, printed.trim_end(), 0);
+
+    for bad in ["5", "x:abc", "0:abc", &format!("5:{}", "g".repeat(64))] {
+        let (_, err) = fx.cli().expect_both(&["audit", "verify", "--head", bad], 2);
+        assert!(err.contains("is not SEQ:HASH"), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn a_tail_cut_with_its_sequence_reset_verifies_alone_but_not_against_the_head() {
+    let fx = five_rows();
+    let anchor = head(&fx);
+    fx.tamper(
+        "DELETE FROM audit_log WHERE seq >= 3; \
+         UPDATE sqlite_sequence SET seq = 2 WHERE name = 'audit_log';",
+    );
+    // What the security review reproduced: on its own the chain looks whole.
+    let out = fx.cli().expect(&["audit", "verify"], 0);
+    assert!(out.contains("intact: 2 rows"), "{out}");
+    let err = verify_head(&fx, &anchor, 1);
+    assert!(
+        err.contains("audit log BROKEN at seq 5: the recorded head is gone: no row seq 5 (the log now ends at seq 2)"),
+        "{err}"
+    );
+    let (out, _) = fx
+        .cli()
+        .expect_both(&["audit", "verify", "--json", "--head", &anchor], 1);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["intact"], false);
+    assert_eq!(
+        v["first_broken"],
+        json!({ "seq": 5, "kind": "head_missing" })
+    );
+    assert_eq!(v["head"]["seq"], 5);
+}
+
+#[test]
+fn an_emptied_log_does_not_hold_the_head() {
+    let fx = five_rows();
+    let anchor = head(&fx);
+    fx.tamper("DELETE FROM audit_log; DELETE FROM sqlite_sequence WHERE name = 'audit_log';");
+    let out = fx.cli().expect(&["audit", "verify"], 0);
+    assert!(out.contains("intact: 0 rows"), "{out}");
+    let err = verify_head(&fx, &anchor, 1);
+    assert!(
+        err.contains("the recorded head is gone: no row seq 5 (the log is empty)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_chain_recomputed_after_a_change_does_not_hold_the_head() {
+    let fx = five_rows();
+    let anchor = head(&fx);
+    fx.tamper(r#"UPDATE audit_log SET detail = '{"email":"mallory@example.com","previous":null}' WHERE seq = 2"#);
+    // The attacker recomputes every hash from the changed row on.
+    let mut rows = export(&fx, &[]);
+    let conn = fx.sqlite();
+    for i in 1..rows.len() {
+        let prev = rows[i - 1]["hash"].clone();
+        rows[i]["prev_hash"] = prev;
+        let hash = recompute(&rows[i]);
+        rows[i]["hash"] = json!(hash);
+        conn.execute(
+            "UPDATE audit_log SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
+            rusqlite::params![
+                rows[i]["prev_hash"].as_str().unwrap(),
+                hash,
+                rows[i]["seq"].as_i64().unwrap()
+            ],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    fx.cli().expect(&["audit", "verify"], 0);
+    let err = verify_head(&fx, &anchor, 1);
+    let old = anchor.split_once(':').unwrap().1;
+    assert!(
+        err.contains(&format!(
+            "BROKEN at seq 5: the recorded head was rewritten: seq 5's hash is not {old}"
+        )),
+        "{err}"
+    );
+}

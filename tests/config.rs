@@ -918,3 +918,29 @@ fn per_person_limits_default_and_must_be_positive() {
         &["expected 1 to 1000", "found -1"],
     );
 }
+
+#[test]
+fn the_audit_anchor_defaults_to_daily_and_needs_its_channel() {
+    let c = ok("");
+    assert_eq!(c.audit.anchor_channel, None);
+    let c = ok("[audit]\nanchor_channel = \"#audit\"\n");
+    assert_eq!(c.audit.anchor_channel.as_deref(), Some("#audit"));
+    assert_eq!(c.audit.anchor_every, Duration::from_secs(24 * 3600));
+    let c = ok("[audit]\nanchor_channel = \"C0AUDIT\"\nanchor_every = \"6h\"\n");
+    assert_eq!(c.audit.anchor_every, Duration::from_secs(6 * 3600));
+    assert_err(
+        "[audit]\nanchor_every = \"6h\"\n",
+        "audit.anchor_every",
+        &["has no effect without audit.anchor_channel"],
+    );
+    assert_err(
+        "[audit]\nanchor_channel = \"audit log\"\n",
+        "audit.anchor_channel",
+        &["invalid channel"],
+    );
+    assert_err(
+        "[audit]\nanchor_channel = \"#audit\"\nanchor_every = \"0s\"\n",
+        "audit.anchor_every",
+        &["greater than zero"],
+    );
+}

@@ -1,6 +1,7 @@
-//! `accessd audit export|verify`: the hash-chained audit log written out for
-//! an auditor (JSON Lines or CSV), and a walk of the whole chain that exits 1
-//! when a row was altered or deleted. Both only read the store, so they run
+//! `accessd audit export|verify|head`: the hash-chained audit log written
+//! out for an auditor (JSON Lines or CSV), a walk of the whole chain that
+//! exits 1 when a row was altered or deleted (or no longer holds a head
+//! recorded elsewhere), and that head. All only read the store, so they run
 //! while the daemon does.
 
 use std::io::Write;
@@ -12,7 +13,7 @@ use serde::Serialize;
 
 use super::output::{clean, csv_field, emit, print_out, with_store, Failure, Outcome};
 use crate::config;
-use crate::store::{AuditBreakKind, AuditRow, AuditVerification, Store, StoreError};
+use crate::store::{AuditBreakKind, AuditHead, AuditRow, AuditVerification, Store, StoreError};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -37,7 +38,15 @@ pub enum AuditCommand {
         /// Print the verification as a JSON object.
         #[arg(long)]
         json: bool,
+        /// A head recorded earlier (`audit head`, or the anchor posted to
+        /// `[audit] anchor_channel`): exit 1 unless the chain still holds
+        /// that row with that hash.
+        #[arg(long, value_name = "SEQ:HASH", value_parser = parse_head)]
+        head: Option<AuditHead>,
     },
+    /// Print `SEQ HASH` of the newest row: keep it off this host, and check
+    /// against it later with `audit verify --head SEQ:HASH`.
+    Head,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -62,6 +71,24 @@ fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
         .ok_or_else(|| format!("`{text}` reaches back too far"))
 }
 
+/// `SEQ:HASH` as `audit head` prints it (a space is taken too, so the
+/// printed line can be pasted as is when quoted).
+fn parse_head(text: &str) -> Result<AuditHead, String> {
+    let bad = || format!("`{text}` is not SEQ:HASH (e.g. 42:{})", "0".repeat(64));
+    let (seq, hash) = text.trim().split_once([':', ' ']).ok_or_else(bad)?;
+    let seq = seq
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|s| *s > 0)
+        .ok_or_else(bad)?;
+    let hash = hash.trim().to_ascii_lowercase();
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    Ok(AuditHead { seq, hash })
+}
+
 pub(crate) fn execute(config_path: &Path, command: AuditCommand) -> Outcome {
     // `Store::open` creates a missing database; an empty log would then
     // "verify" — a wrong `[database] path` must not look like a clean audit.
@@ -74,6 +101,7 @@ pub(crate) fn execute(config_path: &Path, command: AuditCommand) -> Outcome {
             match command {
                 AuditCommand::Export { .. } => "export",
                 AuditCommand::Verify { .. } => "verify",
+                AuditCommand::Head => "read",
             }
         )));
     }
@@ -83,7 +111,10 @@ pub(crate) fn execute(config_path: &Path, command: AuditCommand) -> Outcome {
             format,
             output,
         } => with_store(config_path, |store| export(store, since, format, output)),
-        AuditCommand::Verify { json } => with_store(config_path, |store| verify(store, json)),
+        AuditCommand::Verify { json, head } => {
+            with_store(config_path, |store| verify(store, json, head))
+        }
+        AuditCommand::Head => with_store(config_path, head),
     }
 }
 
@@ -292,33 +323,51 @@ fn write_csv_line(out: &mut impl Write, cells: &[&str]) -> std::io::Result<()> {
 #[derive(Serialize)]
 struct VerifyView<'a> {
     intact: bool,
+    /// The `--head` checked against, when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    head: Option<&'a AuditHead>,
     #[serde(flatten)]
     verification: &'a AuditVerification,
 }
 
-async fn verify(store: Store, json: bool) -> Outcome {
-    let v = store.verify_audit().await?;
+async fn verify(store: Store, json: bool, anchor: Option<AuditHead>) -> Outcome {
+    let anchored = anchor.clone();
+    let v = store.verify_audit_against(anchor).await?;
     if json {
         emit(
             true,
             &VerifyView {
                 intact: v.is_intact(),
+                head: anchored.as_ref(),
                 verification: &v,
             },
             String::new,
         )?;
     }
-    match broken_message(&v) {
+    match broken_message(&v, anchored.as_ref()) {
         Some(message) => Err(Failure::runtime(message)),
         None if json => Ok(()),
-        None => print_out(&intact_message(&v)),
+        None => print_out(&intact_message(&v, anchored.as_ref())),
     }
 }
 
-fn intact_message(v: &AuditVerification) -> String {
+/// `audit head`: an empty log has no head worth recording, and says so.
+async fn head(store: Store) -> Outcome {
+    match store.audit_head().await? {
+        Some(AuditHead { seq, hash }) => print_out(&format!("{seq} {hash}")),
+        None => Err(Failure::runtime(
+            "accessd: the audit log is empty: no head to record yet",
+        )),
+    }
+}
+
+fn intact_message(v: &AuditVerification, anchor: Option<&AuditHead>) -> String {
+    let holds = anchor.map_or_else(String::new, |a| {
+        format!("; holds the recorded head seq {} {}", a.seq, a.hash)
+    });
     match (v.last_seq, &v.last_hash) {
         (Some(seq), Some(hash)) => format!(
-            "audit log intact: {} row{}, last seq {seq}, last hash {hash}",
+            "audit log intact: {} row{}, last seq {seq}, last hash {hash}{holds}",
             v.rows,
             if v.rows == 1 { "" } else { "s" }
         ),
@@ -327,9 +376,16 @@ fn intact_message(v: &AuditVerification) -> String {
 }
 
 /// Which row and what is wrong with it, or `None` when the chain holds.
-fn broken_message(v: &AuditVerification) -> Option<String> {
+fn broken_message(v: &AuditVerification, anchor: Option<&AuditHead>) -> Option<String> {
     let b = v.first_broken.as_ref()?;
     let seq = b.seq;
+    let last = || {
+        v.last_seq.map_or_else(
+            || "the log is empty".into(),
+            |s| format!("the log now ends at seq {s}"),
+        )
+    };
+    let anchored_hash = anchor.map_or("", |a| a.hash.as_str());
     let what = match b.kind {
         AuditBreakKind::Altered => format!(
             "row altered: seq {seq}'s stored hash does not match the hash recomputed from its content"
@@ -345,6 +401,15 @@ fn broken_message(v: &AuditVerification) -> Option<String> {
             "tail truncated: sqlite_sequence records rows from seq {seq} on, which are gone \
              (last row present: {})",
             v.last_seq.map_or_else(|| "none".into(), |s| format!("seq {s}"))
+        ),
+        AuditBreakKind::HeadMissing => format!(
+            "the recorded head is gone: no row seq {seq} ({}); rows from it on were deleted \
+             and the sequence reset",
+            last()
+        ),
+        AuditBreakKind::HeadRewritten => format!(
+            "the recorded head was rewritten: seq {seq}'s hash is not {anchored_hash}; the chain \
+             was recomputed after a change at or before seq {seq}"
         ),
     };
     Some(format!(

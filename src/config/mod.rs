@@ -53,6 +53,7 @@ pub struct Config {
     pub provisioners: Vec<ProvisionerConfig>,
     pub alerts: AlertsConfig,
     pub reviews: ReviewsConfig,
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -359,6 +360,16 @@ pub struct AlertChannels {
     pub provisioning_failed: Option<String>,
     pub source_failed: Option<String>,
     pub break_glass: Option<String>,
+}
+
+/// `[audit]`: where the audit log's head is posted, so a copy of it lives
+/// off this host (`accessd audit verify --head` checks against it).
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// Channel id or `#name` (resolved at start-up); `None`: no anchor.
+    pub anchor_channel: Option<String>,
+    /// How often the head is posted (only when it moved).
+    pub anchor_every: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -41,6 +41,8 @@ pub(crate) struct RawConfig {
     pub alerts: RawAlerts,
     #[serde(default)]
     pub reviews: RawReviews,
+    #[serde(default)]
+    pub audit: RawAudit,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +198,13 @@ pub(crate) struct RawChannels {
     pub provisioning_failed: Option<String>,
     pub source_failed: Option<String>,
     pub break_glass: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    pub anchor_channel: Option<String>,
+    pub anchor_every: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -13,6 +13,8 @@ pub const REMIND: &str = "remind";
 pub const STALE: &str = "stale";
 /// The daily findings digest.
 pub const FINDINGS_DIGEST: &str = "findings_digest";
+/// Post the audit log's head to `[audit] anchor_channel`.
+pub const AUDIT_ANCHOR: &str = "audit_anchor";
 /// Revoke an account an alert's Revoke button asked to end.
 pub const ACCOUNT_REVOKE: &str = "account_revoke";
 

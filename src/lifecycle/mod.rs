@@ -1,8 +1,10 @@
 //! What each durable job does: provisioning after approval, revocation at
 //! expiry or on request, the expiry warning, approver reminders and
-//! staleness, the findings digest and revocations asked for from alerts. Every step re-reads the ticket and grant from SQLite, so a job
+//! staleness, the findings digest, the audit anchor and revocations asked for
+//! from alerts. Every step re-reads the ticket and grant from SQLite, so a job
 //! that runs late or twice finds the state as it is and does the right thing.
 
+pub mod anchor;
 mod expiry;
 pub mod findings;
 pub mod notices;
@@ -63,6 +65,7 @@ pub async fn run_job(app: &Arc<App>, job: &Job) -> JobResult {
             None => bad_subject(job),
         },
         jobs::FINDINGS_DIGEST => findings::digest(app).await,
+        jobs::AUDIT_ANCHOR => anchor::post(app).await,
         findings::job::ACCOUNT_REVOKE => findings::account_revoke(app, job).await,
         kind if jobs::review::is_review(kind) => reviews::run(app, job).await,
         other => {

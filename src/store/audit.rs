@@ -97,6 +97,20 @@ pub enum AuditBreakKind {
     Gap,
     /// Rows after the last one are missing (the highest seq ever written is larger).
     Truncated,
+    /// The chain holds, but the anchored head's row is gone (the log was
+    /// cut back to before it, or emptied, with `sqlite_sequence` edited too).
+    HeadMissing,
+    /// The chain holds, but the anchored row's hash is not the anchored one:
+    /// the chain was recomputed after a change at or before it.
+    HeadRewritten,
+}
+
+/// A row's place in the chain as recorded elsewhere (`accessd audit head`,
+/// the anchor posted to Slack): later, the chain must still hold it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditHead {
+    pub seq: i64,
+    pub hash: String,
 }
 
 impl fmt::Display for AuditBreak {
@@ -106,6 +120,8 @@ impl fmt::Display for AuditBreak {
             AuditBreakKind::BrokenLink => "prev_hash does not match the previous row",
             AuditBreakKind::Gap => "rows before it were deleted",
             AuditBreakKind::Truncated => "rows from here on were deleted",
+            AuditBreakKind::HeadMissing => "the anchored row is gone",
+            AuditBreakKind::HeadRewritten => "the anchored row's hash changed",
         };
         write!(f, "audit chain broken at seq {}: {what}", self.seq)
     }
@@ -189,17 +205,21 @@ pub(crate) fn append_audit_tx(tx: &Transaction<'_>, ev: &AuditEvent) -> Result<i
     Ok(seq)
 }
 
-fn verify_conn(conn: &Connection) -> Result<AuditVerification> {
+fn verify_conn(conn: &Connection, anchor: Option<&AuditHead>) -> Result<AuditVerification> {
     let mut st =
         conn.prepare("SELECT seq, at, actor, action, subject, detail, prev_hash, hash FROM audit_log ORDER BY seq")?;
     let mut rows = st.query([])?;
     let mut count = 0_i64;
     let mut last: Option<(i64, String)> = None;
     let mut first_broken = None;
+    let mut anchored_hash: Option<String> = None;
     // Streams row by row: the log can be large.
     while let Some(row) = rows.next()? {
         count += 1;
         let seq: i64 = row.get(0)?;
+        if anchor.is_some_and(|a| a.seq == seq) {
+            anchored_hash = Some(row.get(7)?);
+        }
         if first_broken.is_some() {
             last = Some((seq, row.get(7)?));
             continue;
@@ -240,6 +260,17 @@ fn verify_conn(conn: &Connection) -> Result<AuditVerification> {
             });
         }
     }
+    if let (None, Some(anchor)) = (&first_broken, anchor) {
+        let kind = match anchored_hash {
+            None => Some(AuditBreakKind::HeadMissing),
+            Some(hash) if hash != anchor.hash => Some(AuditBreakKind::HeadRewritten),
+            Some(_) => None,
+        };
+        first_broken = kind.map(|kind| AuditBreak {
+            seq: anchor.seq,
+            kind,
+        });
+    }
     Ok(AuditVerification {
         rows: count,
         last_seq,
@@ -263,12 +294,43 @@ impl Store {
     /// Walks the whole chain (`accessd audit verify`). A broken chain is a
     /// result, not an error: see [`AuditVerification::first_broken`].
     pub async fn verify_audit(&self) -> Result<AuditVerification> {
-        self.call(|conn| {
+        self.verify_audit_against(None).await
+    }
+
+    /// [`Store::verify_audit`], and the chain must still hold `anchor` (a
+    /// head recorded off the host): a log cut back and its sequence reset,
+    /// or recomputed from a changed row on, verifies on its own but not
+    /// against an older head.
+    pub async fn verify_audit_against(
+        &self,
+        anchor: Option<AuditHead>,
+    ) -> Result<AuditVerification> {
+        self.call(move |conn| {
             // One read transaction: a consistent snapshot even while appends go on.
             let tx = conn.transaction()?;
-            let v = verify_conn(&tx)?;
+            let v = verify_conn(&tx, anchor.as_ref())?;
             tx.finish()?;
             Ok(v)
+        })
+        .await
+    }
+
+    /// The newest row's seq and hash (`accessd audit head`, the anchor);
+    /// `None` for an empty log.
+    pub async fn audit_head(&self) -> Result<Option<AuditHead>> {
+        self.call(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+                    [],
+                    |r| {
+                        Ok(AuditHead {
+                            seq: r.get(0)?,
+                            hash: r.get(1)?,
+                        })
+                    },
+                )
+                .optional()?)
         })
         .await
     }

@@ -40,7 +40,7 @@ use rusqlite::{Connection, OpenFlags, Row, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use alerts::{ActionOutcome, AlertAction, AlertRow, NewAlert};
-pub use audit::{AuditBreak, AuditBreakKind, AuditEvent, AuditRow, AuditVerification};
+pub use audit::{AuditBreak, AuditBreakKind, AuditEvent, AuditHead, AuditRow, AuditVerification};
 pub use effects::{Effects, RestatedDm};
 pub use grants::{Grant, GrantFilter, GrantStatus, ProvisionStart, RevokeTarget};
 pub use identity::{Offboarded, SourceState, SyncRecord};

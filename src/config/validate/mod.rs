@@ -395,6 +395,7 @@ impl Cx<'_> {
         );
         let alerts = self.alerts(&root.key("alerts"), &raw.alerts);
         let reviews = self.reviews(&root.key("reviews"), &raw.reviews, &apps);
+        let audit = self.audit(&root.key("audit"), &raw.audit);
         Config {
             path: self.file.to_path_buf(),
             slack,
@@ -408,6 +409,7 @@ impl Cx<'_> {
             provisioners,
             alerts,
             reviews,
+            audit,
         }
     }
 

@@ -1,4 +1,5 @@
-//! Alerts and reviews: watchlist, channels, digest time, review schedules.
+//! Alerts, reviews and the audit anchor: watchlist, channels, digest time,
+//! review schedules, where and how often the audit head is posted.
 
 use std::collections::BTreeMap;
 
@@ -6,7 +7,7 @@ use super::{is_email, secs, Cx, DAY};
 use crate::config::raw;
 use crate::config::tree::KeyPath;
 use crate::config::{
-    AlertChannels, AlertsConfig, AppConfig, ReviewSchedule, Reviewer, ReviewsConfig,
+    AlertChannels, AlertsConfig, AppConfig, AuditConfig, ReviewSchedule, Reviewer, ReviewsConfig,
 };
 
 impl Cx<'_> {
@@ -59,6 +60,23 @@ impl Cx<'_> {
             digest_at,
             mass_change_guard,
             channels,
+        }
+    }
+
+    pub(super) fn audit(&mut self, path: &KeyPath, raw: &raw::RawAudit) -> AuditConfig {
+        let anchor_channel = self.channel(&path.key("anchor_channel"), &raw.anchor_channel);
+        let every_path = path.key("anchor_every");
+        let anchor_every = self.duration(&every_path, raw.anchor_every.as_deref(), secs(DAY));
+        if raw.anchor_every.is_some() && raw.anchor_channel.is_none() {
+            // Accepted but never done would look like an anchor that is not there.
+            self.at(
+                &every_path,
+                "has no effect without audit.anchor_channel: set the channel the head is posted to, or remove this key",
+            );
+        }
+        AuditConfig {
+            anchor_channel,
+            anchor_every,
         }
     }
 

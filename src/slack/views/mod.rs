@@ -2,6 +2,7 @@
 //! kept apart from the handlers that decide when to show them.
 
 pub mod alert;
+pub mod audit;
 pub mod grant;
 pub mod home;
 pub mod request;
