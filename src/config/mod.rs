@@ -279,6 +279,16 @@ impl SourceKind {
             SourceKind::C1z { .. } => "c1z",
         }
     }
+
+    /// Every URL this source calls.
+    pub fn urls(&self) -> Vec<&str> {
+        match self {
+            SourceKind::Scim { url, .. } | SourceKind::Okta { url, .. } => vec![url],
+            SourceKind::Github { api_url, .. } => vec![api_url],
+            SourceKind::Google { token_uri, .. } => vec![token_uri],
+            SourceKind::File { .. } | SourceKind::C1z { .. } => Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -333,6 +343,17 @@ impl ProvisionerKind {
             ProvisionerKind::Okta { .. } => "okta",
             ProvisionerKind::Github { .. } => "github",
             ProvisionerKind::Baton { .. } => "baton",
+        }
+    }
+
+    /// Every URL this provisioner calls.
+    pub fn urls(&self) -> Vec<&str> {
+        match self {
+            ProvisionerKind::Scim { url, .. }
+            | ProvisionerKind::Okta { url, .. }
+            | ProvisionerKind::Webhook { url, .. } => vec![url],
+            ProvisionerKind::Github { api_url, .. } => vec![api_url],
+            ProvisionerKind::Command { .. } | ProvisionerKind::Baton { .. } => Vec::new(),
         }
     }
 }

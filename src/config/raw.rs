@@ -52,6 +52,7 @@ pub(crate) struct RawSlack {
     pub connections: Option<i64>,
     pub app_token_file: Option<String>,
     pub bot_token_file: Option<String>,
+    pub allow_insecure_http: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -228,7 +229,15 @@ pub(crate) struct RawReviewSchedule {
 
 // ---- sources ---------------------------------------------------------------
 
-const SOURCE_COMMON: &[&str] = &["id", "kind", "name", "schedule", "authoritative", "app"];
+const SOURCE_COMMON: &[&str] = &[
+    "id",
+    "kind",
+    "name",
+    "schedule",
+    "authoritative",
+    "app",
+    "allow_insecure_http",
+];
 pub(crate) const SOURCE_KINDS: &[&str] = &["file", "scim", "okta", "github", "google", "c1z"];
 
 #[derive(Debug, Deserialize)]
@@ -241,6 +250,7 @@ pub(crate) struct RawSourceCommon {
     pub schedule: Option<String>,
     pub authoritative: Option<bool>,
     pub app: Option<String>,
+    pub allow_insecure_http: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -366,7 +376,7 @@ pub(crate) fn source(node: &Node) -> Result<RawSource, DeError> {
 
 // ---- provisioners ----------------------------------------------------------
 
-const PROVISIONER_COMMON: &[&str] = &["id", "kind", "timeout"];
+const PROVISIONER_COMMON: &[&str] = &["id", "kind", "timeout", "allow_insecure_http"];
 pub(crate) const PROVISIONER_KINDS: &[&str] =
     &["scim", "command", "webhook", "okta", "github", "baton"];
 
@@ -377,6 +387,7 @@ pub(crate) struct RawProvisionerCommon {
     #[allow(dead_code)] // read by `kind_of`; declared so deny_unknown_fields accepts it
     pub kind: String,
     pub timeout: Option<String>,
+    pub allow_insecure_http: Option<bool>,
 }
 
 #[derive(Debug)]

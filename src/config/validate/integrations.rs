@@ -18,6 +18,7 @@ impl Cx<'_> {
         for (i, s) in raw {
             let sp = path.index(i);
             let c = &s.common;
+            let insecure = c.allow_insecure_http == Some(true);
             self.unique_id(&sp.key("id"), &c.id, &mut seen, "source");
             let schedule = match &c.schedule {
                 Some(t) => self.schedule(&sp.key("schedule"), t),
@@ -31,7 +32,9 @@ impl Cx<'_> {
                     path: self.path(&sp.key("path"), &f.path),
                 },
                 RawSourceKind::Scim(f) => SourceKind::Scim {
-                    url: self.http_url(&sp.key("url"), &f.url).unwrap_or_default(),
+                    url: self
+                        .http_url(&sp.key("url"), &f.url, insecure)
+                        .unwrap_or_default(),
                     token_file: self.path(&sp.key("token_file"), &f.token_file),
                     filter: f
                         .filter
@@ -39,7 +42,9 @@ impl Cx<'_> {
                         .map(|t| self.non_empty(&sp.key("filter"), t)),
                 },
                 RawSourceKind::Okta(f) => SourceKind::Okta {
-                    url: self.http_url(&sp.key("url"), &f.url).unwrap_or_default(),
+                    url: self
+                        .http_url(&sp.key("url"), &f.url, insecure)
+                        .unwrap_or_default(),
                     token_file: self.path(&sp.key("token_file"), &f.token_file),
                 },
                 RawSourceKind::Github(f) => SourceKind::Github {
@@ -49,6 +54,7 @@ impl Cx<'_> {
                         &sp.key("api_url"),
                         f.api_url.as_deref(),
                         DEFAULT_GITHUB_API,
+                        insecure,
                     ),
                 },
                 RawSourceKind::Google(f) => SourceKind::Google {
@@ -64,9 +70,11 @@ impl Cx<'_> {
                         &sp.key("token_uri"),
                         f.token_uri.as_deref(),
                         DEFAULT_GOOGLE_TOKEN_URI,
+                        insecure,
                     ),
                 },
             };
+            self.insecure_flag(&sp, c.allow_insecure_http, &kind.urls());
             let app = match &c.app {
                 Some(a) => {
                     let a = a.trim().to_lowercase();
@@ -91,10 +99,16 @@ impl Cx<'_> {
         out
     }
 
-    pub(super) fn url_or(&mut self, path: &KeyPath, raw: Option<&str>, default: &str) -> String {
+    pub(super) fn url_or(
+        &mut self,
+        path: &KeyPath,
+        raw: Option<&str>,
+        default: &str,
+        insecure: bool,
+    ) -> String {
         match raw {
             None => default.to_string(),
-            Some(u) => self.http_url(path, u).unwrap_or_default(),
+            Some(u) => self.http_url(path, u, insecure).unwrap_or_default(),
         }
     }
 
@@ -121,6 +135,7 @@ impl Cx<'_> {
         let mut out = Vec::new();
         for (i, p) in raw {
             let pp = path.index(i);
+            let insecure = p.common.allow_insecure_http == Some(true);
             self.unique_id(&pp.key("id"), &p.common.id, &mut seen, "provisioner");
             let default_timeout = match p.kind {
                 K::Command(_) => secs(60),
@@ -134,11 +149,15 @@ impl Cx<'_> {
             );
             let kind = match p.kind {
                 K::Scim(f) => ProvisionerKind::Scim {
-                    url: self.http_url(&pp.key("url"), &f.url).unwrap_or_default(),
+                    url: self
+                        .http_url(&pp.key("url"), &f.url, insecure)
+                        .unwrap_or_default(),
                     token_file: self.path(&pp.key("token_file"), &f.token_file),
                 },
                 K::Okta(f) => ProvisionerKind::Okta {
-                    url: self.http_url(&pp.key("url"), &f.url).unwrap_or_default(),
+                    url: self
+                        .http_url(&pp.key("url"), &f.url, insecure)
+                        .unwrap_or_default(),
                     token_file: self.path(&pp.key("token_file"), &f.token_file),
                 },
                 K::Github(f) => ProvisionerKind::Github {
@@ -148,10 +167,13 @@ impl Cx<'_> {
                         &pp.key("api_url"),
                         f.api_url.as_deref(),
                         DEFAULT_GITHUB_API,
+                        insecure,
                     ),
                 },
                 K::Webhook(f) => ProvisionerKind::Webhook {
-                    url: self.http_url(&pp.key("url"), &f.url).unwrap_or_default(),
+                    url: self
+                        .http_url(&pp.key("url"), &f.url, insecure)
+                        .unwrap_or_default(),
                     secret_file: self.path(&pp.key("secret_file"), &f.secret_file),
                 },
                 K::Command(f) => {
@@ -176,6 +198,7 @@ impl Cx<'_> {
                         .map(|c| self.path(&pp.key("c1z_path"), c)),
                 },
             };
+            self.insecure_flag(&pp, p.common.allow_insecure_http, &kind.urls());
             out.push(ProvisionerConfig {
                 id: p.common.id,
                 timeout,

@@ -276,7 +276,10 @@ impl Cx<'_> {
         out
     }
 
-    fn http_url(&mut self, path: &KeyPath, text: &str) -> Option<String> {
+    /// An http(s) URL without credentials; plain `http://` only to a
+    /// loopback host or with the entry's `allow_insecure_http = true`
+    /// (`insecure`), since tokens and identity data travel on it.
+    fn http_url(&mut self, path: &KeyPath, text: &str, insecure: bool) -> Option<String> {
         let trimmed = text.trim().trim_end_matches('/');
         let problem = match url::Url::parse(trimmed) {
             Err(e) => Some(format!("invalid URL {text:?}: {e}; expected an http(s) URL")),
@@ -287,6 +290,10 @@ impl Cx<'_> {
             Ok(u) if !u.username().is_empty() || u.password().is_some() => Some(
                 "credentials in a URL are never written in the config file; use the matching `*_file` key".into(),
             ),
+            Ok(u) if plain_remote(&u) && !insecure => Some(format!(
+                "plain http:// to {:?} would send tokens and identity data unencrypted: use https://, or set allow_insecure_http = true on this entry (a loopback host such as 127.0.0.1 is allowed as is)",
+                u.host_str().unwrap_or_default()
+            )),
             Ok(_) => None,
         };
         match problem {
@@ -295,6 +302,20 @@ impl Cx<'_> {
                 None
             }
             None => Some(trimmed.to_string()),
+        }
+    }
+
+    /// `allow_insecure_http = true` on an entry none of whose `urls` needs
+    /// it would look like a choice the code acts on: refused.
+    fn insecure_flag(&mut self, path: &KeyPath, flag: Option<bool>, urls: &[&str]) {
+        let needed = urls
+            .iter()
+            .any(|u| url::Url::parse(u).is_ok_and(|u| plain_remote(&u)));
+        if flag == Some(true) && !needed {
+            self.at(
+                &path.key("allow_insecure_http"),
+                "has no effect: no URL of this entry is plain http:// to a host other than loopback; remove it",
+            );
         }
     }
 
@@ -417,9 +438,14 @@ impl Cx<'_> {
         let api_url = match &raw.api_url {
             None => DEFAULT_SLACK_API.to_string(),
             Some(u) => self
-                .http_url(&path.key("api_url"), u)
+                .http_url(
+                    &path.key("api_url"),
+                    u,
+                    raw.allow_insecure_http == Some(true),
+                )
                 .unwrap_or_else(|| DEFAULT_SLACK_API.to_string()),
         };
+        self.insecure_flag(path, raw.allow_insecure_http, &[&api_url]);
         let connections = match raw.connections {
             None => 2,
             Some(n @ 1..=10) => n as usize,
@@ -516,6 +542,19 @@ fn is_email(text: &str) -> bool {
     let mut parts = t.split('@');
     matches!((parts.next(), parts.next(), parts.next()), (Some(l), Some(d), None) if !l.is_empty() && !d.is_empty())
         && !t.contains(char::is_whitespace)
+}
+
+/// `http://` to a host that is not this machine: readable on the wire.
+fn plain_remote(u: &url::Url) -> bool {
+    if u.scheme() != "http" {
+        return false;
+    }
+    match u.host() {
+        Some(url::Host::Ipv4(ip)) => !ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => !ip.is_loopback(),
+        Some(url::Host::Domain(d)) => !d.eq_ignore_ascii_case("localhost"),
+        None => true,
+    }
 }
 
 #[cfg(test)]
