@@ -163,6 +163,11 @@ pub async fn run_with(
     options: RunOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
+    // Before the database is created: a secret file that cannot be read
+    // must not leave a fresh, empty database behind.
+    config
+        .check_secret_files()
+        .map_err(|err| RunError::Integration(err.to_string()))?;
     let db_path = config.database.path.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&db_path))
         .await

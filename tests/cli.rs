@@ -259,3 +259,196 @@ async fn run_connects_serves_and_stops_gracefully_on_sigterm() {
             .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
     }
 }
+
+const MISSING_SECRETS: &str = r#"[slack]
+app_token_file = "creds/app-token"
+[database]
+path = "accessd.db"
+[[sources]]
+id = "idp"
+kind = "scim"
+url = "https://scim.example.com/v2"
+token_file = "creds/scim-token"
+[[sources]]
+id = "people"
+kind = "file"
+path = "people.json"
+[[provisioners]]
+id = "hook"
+kind = "webhook"
+url = "https://hooks.example.com/accessd"
+secret_file = "creds/webhook-key"
+"#;
+
+#[test]
+fn every_missing_secret_is_named_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), MISSING_SECRETS);
+    std::fs::create_dir(dir.path().join("creds")).unwrap();
+    // One present but empty: as useless as a missing one.
+    std::fs::write(dir.path().join("creds/webhook-key"), "\n").unwrap();
+    let at = |f: &str| dir.path().join(f).display().to_string();
+    for command in ["check-config", "run"] {
+        let out = with_tokens(&mut accessd())
+            .args([command, "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        for (key, file) in [
+            ("slack.app_token_file", "creds/app-token"),
+            ("sources[0].token_file", "creds/scim-token"),
+            ("provisioners[0].secret_file", "creds/webhook-key"),
+        ] {
+            assert!(
+                err.contains(&format!("{key}: ")) && err.contains(&at(file)),
+                "{command}: {key} / {file} not named:\n{err}"
+            );
+        }
+        assert!(err.contains("is empty"), "{err}");
+        assert_eq!(
+            err.matches("slack.app_token_file").count(),
+            1,
+            "said once: {err}"
+        );
+        assert!(
+            !dir.path().join("accessd.db").exists(),
+            "{command} created the database before checking the secrets"
+        );
+    }
+}
+
+/// The example config and its `examples/` data, copied as a user would have
+/// them, with only Slack's URL pointed at the fake (and the metrics port
+/// left to the system, so parallel runs do not collide).
+fn example_copy(dir: &Path, api_url: &str) -> std::path::PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("config.example.toml"))
+        .unwrap()
+        .replace(
+            "api_url = \"https://slack.com/api\"",
+            &format!("api_url = \"{api_url}\""),
+        )
+        .replace("listen = \"127.0.0.1:9464\"", "listen = \"127.0.0.1:0\"");
+    let path = write_config(dir, &text);
+    std::fs::create_dir(dir.join("examples")).unwrap();
+    for entry in std::fs::read_dir(root.join("examples")).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name.to_string_lossy().ends_with(".jsonl") {
+            continue;
+        }
+        std::fs::copy(entry.path(), dir.join("examples").join(name)).unwrap();
+    }
+    path
+}
+
+#[tokio::test]
+async fn the_example_config_runs_as_shipped_with_only_the_two_tokens() {
+    let fake = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = example_copy(dir.path(), &fake.api_url());
+    let out = with_tokens(&mut accessd())
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+    let mut child = with_tokens(&mut accessd())
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    fake.wait_for_connections(2, Duration::from_secs(20)).await;
+    // The example's file source read the shipped people.
+    let store = accessd::store::Store::open(&dir.path().join("accessd.db")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let hr = loop {
+        let states = store.source_states().await.unwrap();
+        if let Some(hr) = states.into_iter().find(|s| s.last_success_at.is_some()) {
+            break hr;
+        }
+        assert!(Instant::now() < deadline, "the hr source never synced");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    store.close().await;
+    assert_eq!((hr.id.as_str(), hr.failures), ("hr", 0));
+    assert!(hr.accounts >= 6, "{hr:?}");
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let logs = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    assert_eq!(status.code(), Some(0), "{logs}");
+    assert!(!logs.contains("\"level\":\"ERROR\""), "{logs}");
+}
+
+#[test]
+fn init_writes_the_starter_config_and_its_data_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("fresh");
+    let out = accessd()
+        .args(["init", "--dir"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("accessd run --config"), "{said}");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (name, mode) in [
+        ("accessd.toml", 0o600),
+        ("examples/people.json", 0o600),
+        ("examples/provision-log.sh", 0o700),
+    ] {
+        let path = target.join(name);
+        let shipped = if name == "accessd.toml" {
+            root.join("config.example.toml")
+        } else {
+            root.join(name)
+        };
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            std::fs::read(shipped).unwrap(),
+            "{name}"
+        );
+        let actual = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(actual, mode, "{name}");
+    }
+    let config = target.join("accessd.toml");
+    let out = with_tokens(&mut accessd())
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // A second init, or one over any file of its own, writes nothing.
+    std::fs::write(&config, "# mine\n").unwrap();
+    let out = accessd()
+        .args(["init", "--dir"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), "# mine\n");
+    let partial = dir.path().join("partial");
+    std::fs::create_dir_all(partial.join("examples")).unwrap();
+    std::fs::write(partial.join("examples/people.json"), "{}").unwrap();
+    let out = accessd()
+        .args(["init", "--dir"])
+        .arg(&partial)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!partial.join("accessd.toml").exists());
+}

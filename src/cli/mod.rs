@@ -8,6 +8,7 @@
 mod actor;
 mod audit;
 mod grants;
+mod init;
 mod output;
 mod reviews;
 mod sources;
@@ -68,8 +69,16 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the daemon: connect to Slack over Socket Mode and serve until SIGTERM.
     Run,
-    /// Parse and validate the config file and the Slack tokens, then exit.
+    /// Parse and validate the config file, the Slack tokens and every secret
+    /// file it names (creating nothing), then exit.
     CheckConfig,
+    /// Write a starter config (accessd.toml) and the example data it reads
+    /// into DIR; never overwrites a file.
+    Init {
+        /// Folder to write into (created if missing).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
     /// Print the Slack app manifest to paste into "Create app from manifest".
     Manifest {
         /// The app's display name in Slack.
@@ -146,6 +155,7 @@ pub fn execute(cli: Cli) -> ExitCode {
         Command::Run => run(&cli.config),
         Command::CheckConfig => check_config(&cli.config),
         Command::Manifest { name } => print_manifest(&name),
+        Command::Init { dir } => output::finish(init::execute(&dir)),
         Command::Db { command } => match command {
             DbCommand::Migrate => db_migrate(&cli.config),
             DbCommand::Backup { path } => db_backup(&cli.config, &path),
@@ -181,7 +191,7 @@ fn run(path: &Path) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let tokens = match config.slack_tokens() {
+    let tokens = match config.check_secrets() {
         Ok(tokens) => tokens,
         Err(err) => {
             eprintln!("{err}");
@@ -261,7 +271,7 @@ fn check_config(path: &Path) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    if let Err(err) = config.slack_tokens() {
+    if let Err(err) = config.check_secrets() {
         eprintln!("{err}");
         return ExitCode::from(EXIT_USAGE);
     }

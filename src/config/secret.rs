@@ -1,9 +1,11 @@
-//! Secrets: the redacting `Secret` wrapper, Slack token checks, and loading tokens from files or the environment.
+//! Secrets: the redacting `Secret` wrapper, Slack token checks, loading
+//! tokens from files or the environment, and the check that every secret
+//! file the config names can be read.
 
 use std::fmt;
 use std::path::Path;
 
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, ProvisionerKind, SourceKind};
 
 /// A secret value. `Debug` and `Display` print `[redacted]` so it can sit in
 /// structs that get logged; only [`Secret::expose`] gives the value.
@@ -160,6 +162,83 @@ impl Config {
             app: Secret(app.0),
             bot: Secret(bot.0),
         })
+    }
+
+    /// Every secret file the config names, with its key (`sources[2].token_file`).
+    pub fn secret_files(&self) -> Vec<(String, &Path)> {
+        let mut files = Vec::new();
+        let slack = [
+            (APP.file_key, self.slack.app_token_file.as_deref()),
+            (BOT.file_key, self.slack.bot_token_file.as_deref()),
+        ];
+        files.extend(
+            slack
+                .into_iter()
+                .filter_map(|(key, file)| file.map(|f| (key.to_string(), f))),
+        );
+        for (i, source) in self.sources.iter().enumerate() {
+            let (key, file) = match &source.kind {
+                SourceKind::Scim { token_file, .. }
+                | SourceKind::Okta { token_file, .. }
+                | SourceKind::Github { token_file, .. } => ("token_file", token_file),
+                SourceKind::Google {
+                    credentials_file, ..
+                } => ("credentials_file", credentials_file),
+                SourceKind::File { .. } | SourceKind::C1z { .. } => continue,
+            };
+            files.push((format!("sources[{i}].{key}"), file.as_path()));
+        }
+        for (i, provisioner) in self.provisioners.iter().enumerate() {
+            let (key, file) = match &provisioner.kind {
+                ProvisionerKind::Scim { token_file, .. }
+                | ProvisionerKind::Okta { token_file, .. }
+                | ProvisionerKind::Github { token_file, .. } => ("token_file", token_file),
+                ProvisionerKind::Webhook { secret_file, .. } => ("secret_file", secret_file),
+                ProvisionerKind::Command { .. } | ProvisionerKind::Baton { .. } => continue,
+            };
+            files.push((format!("provisioners[{i}].{key}"), file.as_path()));
+        }
+        files
+    }
+
+    /// Reads every secret file (and drops what it read): each one missing,
+    /// unreadable or empty is reported, by key and path, in one error, so
+    /// nothing is created before the operator has fixed them all.
+    pub fn check_secret_files(&self) -> Result<(), ConfigError> {
+        let problems = self
+            .secret_files()
+            .into_iter()
+            .filter_map(|(key, file)| Secret::from_file(file).err().map(|why| self.err(&key, why)))
+            .collect();
+        match ConfigError::from_list(problems) {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
+    /// The Slack tokens, after every secret file checked: all problems of
+    /// both at once.
+    pub fn check_secrets(&self) -> Result<SlackTokens, ConfigError> {
+        let files = self.check_secret_files();
+        let tokens = self.slack_tokens();
+        match (tokens, files) {
+            (Ok(tokens), Ok(())) => Ok(tokens),
+            (tokens, files) => {
+                let mut list: Vec<ConfigError> = Vec::new();
+                for err in [files.err(), tokens.err()].into_iter().flatten() {
+                    list.extend(err.problems().map(|p| ConfigError {
+                        more: Vec::new(),
+                        ..p.clone()
+                    }));
+                }
+                // A token file that fails is in both lists; say it once.
+                let mut seen = std::collections::HashSet::new();
+                list.retain(|p| seen.insert((p.key.clone(), p.message.clone())));
+                Err(ConfigError::from_list(list).unwrap_or_else(|| {
+                    ConfigError::new(&self.path, None, "cannot read the secrets")
+                }))
+            }
+        }
     }
 
     fn err(&self, key: &str, message: String) -> ConfigError {
