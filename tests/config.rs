@@ -1049,3 +1049,12 @@ fn every_integration_the_example_comments_out_is_valid_once_uncommented() {
         ]
     );
 }
+
+#[test]
+fn a_command_provisioners_env_values_never_show_in_debug() {
+    let c = ok("[[provisioners]]\nid = \"p\"\nkind = \"command\"\ncommand = [\"/bin/true\"]\nenv = { GH_TOKEN = \"ghp_very_secret\" }\n");
+    for shown in [format!("{c:?}"), format!("{:?}", c.provisioners[0].kind)] {
+        assert!(shown.contains("GH_TOKEN"), "{shown}");
+        assert!(!shown.contains("ghp_very_secret"), "{shown}");
+    }
+}

@@ -30,7 +30,7 @@ key=$(printf '%s' "$input" | sed -n 's/.*"idempotency_key":"\([^"]*\)".*/\1/p')
 dir=$(dirname "$0")
 echo "$action $key" >> "$dir/calls.log"
 if [ -f "$dir/hang" ]; then sleep 30; fi
-if [ -f "$dir/fail" ]; then echo "no such team: $(cat "$dir/fail")" >&2; exit 1; fi
+if [ -f "$dir/fail" ]; then echo "no such team: $(cat "$dir/fail") (as xoxb-leaked-42 on https://admin:pw@idp.example/)" >&2; exit 1; fi
 if [ -f "$dir/tempfail" ]; then rm -f "$dir/tempfail"; echo "busy" >&2; exit 75; fi
 if grep -qx "$action $key" "$dir/state.log" 2>/dev/null; then exit 3; fi
 echo "$action $key" >> "$dir/state.log"
@@ -450,15 +450,26 @@ async fn a_permanent_failure_alerts_and_an_admin_retry_provisions_it() {
     jit.steer("fail", Some("gh-writers"));
     let t = jit.approved("1h").await;
     jit.wait_status(&t, Status::Failed).await;
-    let told = jit.dm_containing(ANN, "could not be granted").await;
+    // The requester learns what failed, in words that cannot carry a
+    // secret: nothing the program printed reaches them.
+    let told = jit
+        .dm_containing(ANN, "could not be granted")
+        .await
+        .to_string();
     assert!(
-        told.to_string().contains("no such team: gh-writers"),
+        told.contains("the provisioning program failed (exit 1)"),
         "{told}"
     );
-    let alert = jit.dm_containing(ALERTS, "Provisioning failed").await;
-    assert!(alert
-        .to_string()
-        .contains(&format!("accessd tickets retry {t}")));
+    for leak in ["no such team", "xoxb-leaked-42", "admin:pw", "/bin/sh"] {
+        assert!(!told.contains(leak), "{leak} reached the requester: {told}");
+    }
+    // The admins get the whole of it.
+    let alert = jit
+        .dm_containing(ALERTS, "Provisioning failed")
+        .await
+        .to_string();
+    assert!(alert.contains(&format!("accessd tickets retry {t}")));
+    assert!(alert.contains("no such team: gh-writers"), "{alert}");
     jit.steer("fail", None);
     let out = jit.cli(&["tickets", "retry", &t]);
     assert!(

@@ -300,7 +300,9 @@ pub struct ProvisionerConfig {
     pub kind: ProvisionerKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` by hand: a command's `env` table may hold secrets, so only its
+/// names are shown.
+#[derive(Clone, PartialEq, Eq)]
 pub enum ProvisionerKind {
     Scim {
         url: String,
@@ -331,6 +333,51 @@ pub enum ProvisionerKind {
         connector: Vec<String>,
         c1z_path: Option<PathBuf>,
     },
+}
+
+impl fmt::Debug for ProvisionerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProvisionerKind::Scim { url, token_file } => f
+                .debug_struct("Scim")
+                .field("url", url)
+                .field("token_file", token_file)
+                .finish(),
+            ProvisionerKind::Command { command, env } => f
+                .debug_struct("Command")
+                .field("command", command)
+                .field("env", &env.keys().collect::<Vec<_>>())
+                .finish(),
+            ProvisionerKind::Webhook { url, secret_file } => f
+                .debug_struct("Webhook")
+                .field("url", url)
+                .field("secret_file", secret_file)
+                .finish(),
+            ProvisionerKind::Okta { url, token_file } => f
+                .debug_struct("Okta")
+                .field("url", url)
+                .field("token_file", token_file)
+                .finish(),
+            ProvisionerKind::Github {
+                org,
+                token_file,
+                api_url,
+            } => f
+                .debug_struct("Github")
+                .field("org", org)
+                .field("token_file", token_file)
+                .field("api_url", api_url)
+                .finish(),
+            ProvisionerKind::Baton {
+                connector,
+                c1z_path,
+            } => f
+                .debug_struct("Baton")
+                .field("connector", connector)
+                .field("c1z_path", c1z_path)
+                .finish(),
+        }
+    }
 }
 
 impl ProvisionerKind {

@@ -128,7 +128,17 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
         let result = match provisioner.provision(&request).await {
             Outcome::Applied => GrantResult::Applied,
             Outcome::AlreadyInState => GrantResult::AlreadyPresent,
-            Outcome::Permanent { message } => GrantResult::Failed(message),
+            Outcome::Permanent { message } => {
+                // The whole message, for whoever investigates; the requester
+                // is told only a summary (views::provisioned).
+                tracing::warn!(
+                    ticket = ticket.reference(),
+                    grant = grant.reference(),
+                    error = message,
+                    "provisioning failed"
+                );
+                GrantResult::Failed(message)
+            }
             Outcome::Transient {
                 message,
                 retry_after,
@@ -139,10 +149,14 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
                         error: format!("{}: {message}", grant.reference()),
                     };
                 }
-                GrantResult::Failed(format!(
-                    "gave up after {} attempts: {message}",
-                    job.attempts + 1
-                ))
+                let message = format!("gave up after {} attempts: {message}", job.attempts + 1);
+                tracing::warn!(
+                    ticket = ticket.reference(),
+                    grant = grant.reference(),
+                    error = message,
+                    "provisioning failed"
+                );
+                GrantResult::Failed(message)
             }
         };
         if let Err(err) = app.store.record_grant(grant.id, result).await {

@@ -53,18 +53,78 @@ pub fn provisioned(config: &Config, ticket: &Ticket, grants: &[Grant]) -> (Strin
             json!([section(&text), access_buttons(ticket)]),
         );
     }
-    let reason = ticket
-        .failure
-        .as_deref()
-        .unwrap_or("the provisioner failed");
+    let kind = config
+        .app(&ticket.app_id)
+        .and_then(|a| a.provisioner.as_deref())
+        .and_then(|id| config.provisioner(id))
+        .map(|p| p.kind.name());
+    let reason = failure_summary(kind, ticket.failure.as_deref().unwrap_or_default());
     let text = format!(
-        ":warning: Access could not be granted: {what}.\n{}\nThe accessd admins were alerted and can retry it.",
-        quote(&clip(reason, 500))
+        ":warning: Access could not be granted: {what}.\n{}\nThe accessd admins were alerted with the details and can retry it.",
+        quote(&reason)
     );
     (
         format!("Access could not be granted ({})", ticket.reference()),
         json!([section(&text)]),
     )
+}
+
+/// What the requester may be told of a provisioner's failure: built only
+/// from fixed words, the provisioner kind and numbers found in the message
+/// (an HTTP status, an exit code), so nothing the target or the program said
+/// (a token, a URL with credentials, the stderr tail) ever reaches them. The
+/// whole message goes to the log and the admins' alert.
+fn failure_summary(kind: Option<&str>, failure: &str) -> String {
+    let who = match kind {
+        Some("scim") => "the SCIM server",
+        Some("webhook") => "the provisioning webhook",
+        Some("command") => "the provisioning program",
+        _ => "the provisioner",
+    };
+    let number_after = |marker: &str| -> Option<u32> {
+        let rest = &failure[failure.find(marker)? + marker.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    let status = number_after(" answered HTTP ")
+        .or_else(|| number_after(" answered "))
+        .filter(|s| (100..600).contains(s));
+    let mut summary = if let Some(status) = status {
+        let words = format!("{status} {}", status_words(status));
+        format!("{who} refused: {}", words.trim_end())
+    } else if failure.contains("no SCIM user has") {
+        format!("{who} has no account for your email")
+    } else if failure.contains("no SCIM group is named") {
+        format!("{who} has no group for this role")
+    } else if let Some(code) = number_after("(exit ") {
+        format!("{who} failed (exit {code})")
+    } else if failure.contains("killed by a signal") {
+        format!("{who} was stopped (it ran past its time limit or was killed)")
+    } else if failure.contains("timed out") || failure.contains("did not answer within") {
+        format!("{who} did not answer in time")
+    } else if failure.contains("cannot connect") || failure.contains("cannot reach") {
+        format!("{who} could not be reached")
+    } else {
+        format!("{who} could not do it")
+    };
+    if let Some(attempts) = number_after("gave up after ") {
+        summary.push_str(&format!(" (gave up after {attempts} attempts)"));
+    }
+    summary
+}
+
+fn status_words(status: u32) -> &'static str {
+    match status {
+        400 => "bad request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not found",
+        409 => "conflict",
+        422 => "unprocessable",
+        429 => "too many requests",
+        500..=599 => "server error",
+        _ => "",
+    }
 }
 
 /// The alert to `alerts.channels.provisioning_failed`.
@@ -289,4 +349,45 @@ pub fn break_glass_notice(config: &Config, ticket: &Ticket, with_revoke: bool) -
         format!("Break-glass access ({})", ticket.reference()),
         Value::Array(blocks),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_summary;
+
+    #[test]
+    fn the_requester_summary_keeps_only_fixed_words_and_numbers() {
+        let cases = [
+            (
+                Some("scim"),
+                "SCIM PATCH /scim/v2/Groups/7 answered 409 {\"detail\":\"token xoxb-1 at https://u:p@h\"}",
+                "the SCIM server refused: 409 conflict",
+            ),
+            (
+                Some("webhook"),
+                "the webhook answered HTTP 403: secret=hunter2",
+                "the provisioning webhook refused: 403 forbidden",
+            ),
+            (
+                Some("command"),
+                "/opt/p.sh failed (exit 1): password=hunter2",
+                "the provisioning program failed (exit 1)",
+            ),
+            (
+                Some("scim"),
+                "gave up after 5 attempts: SCIM GET /Users: timed out: https://u:p@h/",
+                "the SCIM server did not answer in time (gave up after 5 attempts)",
+            ),
+            (
+                Some("scim"),
+                "no SCIM user has userName or email ann@example.com",
+                "the SCIM server has no account for your email",
+            ),
+            (None, "anything at all: xoxb-123", "the provisioner could not do it"),
+            (Some("webhook"), "x answered 418 teapot", "the provisioning webhook refused: 418"),
+        ];
+        for (kind, failure, expected) in cases {
+            assert_eq!(failure_summary(kind, failure), expected, "{failure}");
+        }
+    }
 }
