@@ -140,6 +140,7 @@ fn request() -> Request {
             slack_id: "UANN".into(),
         },
         expires_at: Some("2026-11-24T10:00:00Z".parse().unwrap()),
+        target: None,
     }
 }
 
@@ -371,7 +372,7 @@ async fn redirects_are_not_followed() {
     let p = provisioner(&receiver.url, Duration::from_secs(5));
     let outcome = p.provision(&request()).await;
     assert!(
-        matches!(&outcome, Outcome::Permanent { message } if message.contains("307")),
+        matches!(&outcome, Outcome::Permanent { message } if message.contains("307") && message.contains(location) && message.contains("not followed")),
         "{outcome:?}"
     );
     assert!(target.seen().is_empty());

@@ -1,6 +1,8 @@
 //! The `revoke` job (expiry, Release now, an admin or approver revoking) and
-//! the `expiry_warning` job. A revoke that says "already absent" is done; a
-//! grant that predates its ticket is ended in accessd but left in the app.
+//! the `expiry_warning` job. A revoke goes through the provisioner that made
+//! the grant, to the account it reported; one that says "already absent" is
+//! done; a grant that predates its ticket is ended in accessd but left in
+//! the app.
 
 use std::sync::Arc;
 
@@ -9,7 +11,7 @@ use super::{owner_ids, store_error};
 use crate::alerts;
 use crate::app::App;
 use crate::domain::ticket::Status;
-use crate::provision::{Action, Outcome, Person, Provisioner, Request};
+use crate::provision::{Action, Outcome, Person, Provisioner, Request, Target};
 use crate::slack::views::grant as views;
 use crate::store;
 use crate::store::{Effects, GrantStatus, Job, NewMessage, RevokeTarget};
@@ -35,19 +37,31 @@ pub async fn revoke(app: &Arc<App>, job: &Job, grant_id: i64) -> JobResult {
         (reason, None) => (GrantStatus::Revoked, reason.to_string()),
     };
     let live = app.live();
-    let provisioner = live
-        .config
-        .app(&grant.app_id)
-        .and_then(|a| a.provisioner.as_deref())
+    // The one that granted it; the app's current one only for grants made
+    // before that was recorded.
+    let provisioner_id = grant.provisioner_id.clone().or_else(|| {
+        live.config
+            .app(&grant.app_id)
+            .and_then(|a| a.provisioner.clone())
+    });
+    let provisioner = provisioner_id
+        .as_deref()
         .and_then(|id| live.provisioners.get(id));
     if !grant.preexisting && !grant.manual {
         let Some(provisioner) = provisioner else {
-            return JobResult::Fail(format!(
-                "{}: the app {} has no provisioner any more; remove the access by hand and run `accessd grants revoke {}`",
-                grant.reference(),
-                grant.app_id,
-                grant.reference()
-            ));
+            let message = match &provisioner_id {
+                Some(id) => format!(
+                    "{}: the provisioner {id:?} that granted it is no longer configured; restore it, or remove the access by hand",
+                    grant.reference(),
+                ),
+                None => format!(
+                    "{}: the app {} has no provisioner any more; remove the access by hand",
+                    grant.reference(),
+                    grant.app_id,
+                ),
+            };
+            revoke_alert(app, &target, &message).await;
+            return JobResult::Fail(message);
         };
         let request = Request {
             action: Action::Revoke,
@@ -61,6 +75,7 @@ pub async fn revoke(app: &Arc<App>, job: &Job, grant_id: i64) -> JobResult {
                 slack_id: ticket.requester_slack_id.clone(),
             },
             expires_at: grant.expires_at,
+            target: grant.target.as_deref().and_then(Target::decode),
         };
         match provisioner.provision(&request).await {
             Outcome::Applied | Outcome::AlreadyInState => {}

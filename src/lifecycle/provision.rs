@@ -12,9 +12,9 @@ use crate::app::App;
 use crate::config::Config;
 use crate::domain::policy;
 use crate::domain::ticket::Kind;
-use crate::provision::{Action, Outcome, Person, Provisioner, Request};
+use crate::provision::{Action, Outcome, Person, Provisioner, Request, Target};
 use crate::slack::views::grant as views;
-use crate::store::grants::{GrantResult, GrantSpec};
+use crate::store::grants::{GrantResult, GrantSpec, GrantedBy};
 use crate::store::Grant;
 use crate::store::{Effects, GrantStatus, Job, NewMessage, OnSent, ProvisionStart, Ticket};
 
@@ -61,10 +61,8 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
             })
             .collect()
     };
-    let provisioner = found
-        .provisioner
-        .as_deref()
-        .and_then(|id| live.provisioners.get(id));
+    let provisioner_id = found.provisioner.as_deref();
+    let provisioner = provisioner_id.and_then(|id| live.provisioners.get(id));
     let manual = provisioner.is_none();
     let owners = if manual {
         owner_ids(app, &ticket.app_id).await
@@ -124,8 +122,10 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
             // The clock starts once every grant is in place, so the final
             // expiry is a little later than this; it is what we know now.
             expires_at: Some(chrono::Utc::now() + chrono::Duration::seconds(ticket.duration_secs)),
+            target: None,
         };
-        let result = match provisioner.provision(&request).await {
+        let (outcome, target) = provisioner.provision_for_record(&request).await;
+        let result = match outcome {
             Outcome::Applied => GrantResult::Applied,
             Outcome::AlreadyInState => GrantResult::AlreadyPresent,
             Outcome::Permanent { message } => {
@@ -159,7 +159,11 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
                 GrantResult::Failed(message)
             }
         };
-        if let Err(err) = app.store.record_grant(grant.id, result).await {
+        let by = provisioner_id.map(|id| GrantedBy {
+            provisioner_id: id.to_string(),
+            target: target.as_ref().map(Target::encode),
+        });
+        if let Err(err) = app.store.record_grant_by(grant.id, result, by).await {
             return store_error(app, err);
         }
     }

@@ -149,6 +149,8 @@ pub async fn revoke_access(
                         slack_id: slack_id.clone(),
                     },
                     expires_at: None,
+                    // An account a source listed, not one of our grants.
+                    target: None,
                 };
                 let shown = escape(entitlement, 100);
                 match provisioner.provision(&request).await {

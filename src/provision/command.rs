@@ -224,6 +224,7 @@ mod tests {
                 slack_id: "UANN".into(),
             },
             expires_at: None,
+            target: None,
         }
     }
 

@@ -10,7 +10,7 @@ pub mod webhook;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ProvisionerKind, Secret};
 use crate::metrics;
@@ -41,6 +41,33 @@ pub struct Request {
     pub user: Person,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// For a revoke: what the grant's provisioner reported making, so the
+    /// same account and membership are addressed. Not part of the document
+    /// sent to commands and webhooks.
+    #[serde(skip)]
+    pub target: Option<Target>,
+}
+
+/// The target's own ids for what a grant made: the account and, for group
+/// memberships, the group. Recorded with the grant (as JSON), handed back on
+/// its revoke.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub account: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub group: Option<String>,
+}
+
+impl Target {
+    /// The form the store keeps.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// `None` for text no provisioner wrote (an old or hand-edited row).
+    pub fn decode(text: &str) -> Option<Target> {
+        serde_json::from_str(text).ok()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +99,16 @@ impl Outcome {
 
 pub trait Provisioner: Send + Sync {
     fn provision(&self, request: &Request) -> impl std::future::Future<Output = Outcome> + Send;
+
+    /// [`Provisioner::provision`], and for a grant that holds, the target's
+    /// ids of what it made, to be recorded with the grant. Kinds that learn
+    /// no ids (a command, a webhook) report none.
+    fn provision_for_record(
+        &self,
+        request: &Request,
+    ) -> impl std::future::Future<Output = (Outcome, Option<Target>)> + Send {
+        async move { (self.provision(request).await, None) }
+    }
 }
 
 /// A built-in provisioner chosen by the config's `kind`.
@@ -89,16 +126,23 @@ impl Provisioner for AnyProvisioner {
     /// Counted here: every lifecycle call (grant, expiry, revoke) comes
     /// through this one dispatch.
     async fn provision(&self, request: &Request) -> Outcome {
-        let outcome = match self {
-            AnyProvisioner::Command(p) => p.provision(request).await,
-            AnyProvisioner::Webhook(p) => p.provision(request).await,
-            AnyProvisioner::Scim(p) => p.provision(request).await,
-            AnyProvisioner::Unsupported(message) => Outcome::Permanent {
-                message: message.clone(),
-            },
+        self.provision_for_record(request).await.0
+    }
+
+    async fn provision_for_record(&self, request: &Request) -> (Outcome, Option<Target>) {
+        let (outcome, target) = match self {
+            AnyProvisioner::Command(p) => p.provision_for_record(request).await,
+            AnyProvisioner::Webhook(p) => p.provision_for_record(request).await,
+            AnyProvisioner::Scim(p) => p.provision_for_record(request).await,
+            AnyProvisioner::Unsupported(message) => (
+                Outcome::Permanent {
+                    message: message.clone(),
+                },
+                None,
+            ),
         };
         metrics::global().provisioning(outcome.label());
-        outcome
+        (outcome, target)
     }
 }
 

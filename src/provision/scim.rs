@@ -1,7 +1,11 @@
 //! The `scim` provisioner: grants and revokes by changing group membership
 //! over SCIM 2.0 (RFC 7643/7644). The entitlement names a group by its
 //! `displayName`; grant = PATCH add the user to `members`, revoke = PATCH
-//! remove `members[value eq "<id>"]` (DESIGN.md §4).
+//! remove `members[value eq "<id>"]` (docs/formats.md). A grant reports the
+//! user's and the group's SCIM ids, and the revoke addresses exactly those:
+//! a user renamed, re-mailed or a group renamed since is still found, and
+//! one that is gone is a failure for a person to look at, never "done".
+//! No call follows a redirect.
 
 use std::time::Duration;
 
@@ -12,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use url::Url;
 
-use super::{Action, Outcome, Provisioner, Request};
+use super::{Action, Outcome, Provisioner, Request, Target};
 use crate::config::Secret;
 use crate::net;
 
@@ -81,9 +85,9 @@ impl ScimProvisioner {
             ACCEPT,
             HeaderValue::from_static("application/scim+json, application/json"),
         );
-        // reqwest's default: redirects followed (it drops Authorization on a
-        // redirect to another host).
-        let client = net::client(headers, timeout, Policy::default(), "SCIM")?;
+        // Never followed: a redirected PATCH would be repeated as a GET,
+        // answer 200, and look applied. A 3xx is a failure naming where to.
+        let client = net::client(headers, timeout, Policy::none(), "SCIM")?;
         Ok(Self {
             base,
             auth,
@@ -194,6 +198,25 @@ impl ScimProvisioner {
         if let Some(members) = &group.members {
             return Ok(Some(members.iter().any(|m| m.value == user)));
         }
+        self.ask_membership(group, user).await
+    }
+
+    /// Whether `user` is in `group`, where "no" must come from the server
+    /// itself: an inline list that holds the user is believed, one that does
+    /// not is asked again with a filter (a server may truncate the list).
+    async fn is_member_asked(&self, group: &Resource, user: &str) -> Step<Option<bool>> {
+        if group
+            .members
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|m| m.value == user))
+        {
+            return Ok(Some(true));
+        }
+        self.ask_membership(group, user).await
+    }
+
+    /// `None` when the server cannot filter on members (the PATCH decides).
+    async fn ask_membership(&self, group: &Resource, user: &str) -> Step<Option<bool>> {
         let filter = format!(
             "id eq {} and members.value eq {}",
             filter_string(&group.id),
@@ -221,25 +244,57 @@ impl ScimProvisioner {
         })
     }
 
-    async fn grant(&self, request: &Request) -> Step<Outcome> {
+    /// One resource by its id; `None` when the server says it is gone.
+    async fn by_id(&self, kind: &str, id: &str, attributes: &str) -> Step<Option<Resource>> {
+        let mut url = self.endpoint(&[kind, id]);
+        url.query_pairs_mut().append_pair("attributes", attributes);
+        let (status, headers, text) = self.send(Method::GET, url, None).await?;
+        let answer = Answer {
+            what: format!("SCIM GET of {kind} {id}"),
+            status,
+            headers,
+            text,
+        };
+        if answer.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !answer.status.is_success() {
+            return Err(answer.failed());
+        }
+        serde_json::from_str::<Resource>(&answer.text)
+            .map(Some)
+            .map_err(|e| Outcome::Permanent {
+                message: format!(
+                    "{}: unreadable answer ({e}): {}",
+                    answer.what,
+                    net::excerpt(&answer.text, BODY_EXCERPT)
+                ),
+            })
+    }
+
+    async fn grant(&self, request: &Request) -> Step<(Outcome, Option<Target>)> {
         let email = &request.user.email;
         let entitlement = &request.entitlement;
         let Some(user) = self.find_user(email).await? else {
-            return Ok(Outcome::Permanent {
+            return Err(Outcome::Permanent {
                 message: format!("no SCIM user has userName or email {email}"),
             });
         };
         let Some(group) = self.find_group(entitlement).await? else {
-            return Ok(Outcome::Permanent {
+            return Err(Outcome::Permanent {
                 message: format!("no SCIM group is named {entitlement:?}"),
             });
         };
+        let target = Target {
+            account: user.clone(),
+            group: Some(group.id.clone()),
+        };
         if self.is_member(&group, &user).await? == Some(true) {
-            return Ok(Outcome::AlreadyInState);
+            return Ok((Outcome::AlreadyInState, Some(target)));
         }
         let add = json!({ "op": "add", "path": "members", "value": [{ "value": user }] });
         let answer = self.patch_group(&group.id, add).await?;
-        Ok(match answer.status {
+        let outcome = match answer.status {
             s if s.is_success() => Outcome::Applied,
             // Added by someone else since the lookup, on a server that
             // refuses duplicates instead of ignoring them (RFC 7644 §3.12).
@@ -251,17 +306,61 @@ impl ScimProvisioner {
                 Outcome::AlreadyInState
             }
             _ => answer.failed(),
-        })
+        };
+        let held = matches!(outcome, Outcome::Applied | Outcome::AlreadyInState);
+        Ok((outcome, held.then_some(target)))
+    }
+
+    /// The user and group the grant made, by the ids it recorded; by email
+    /// and group name only for grants recorded before ids were. Either way
+    /// one that cannot be found is a failure: access granted cannot be
+    /// taken as gone because a lookup missed.
+    async fn granted_membership(&self, request: &Request) -> Step<(String, Resource)> {
+        let gone = |what: String| {
+            Outcome::Permanent {
+            message: format!(
+                "{what}, though access was granted there: check in the SCIM server that it is removed"
+            ),
+        }
+        };
+        if let Some(Target {
+            account,
+            group: Some(group),
+        }) = &request.target
+        {
+            if self.by_id("Users", account, "id").await?.is_none() {
+                return Err(gone(format!("SCIM user {account} is not found")));
+            }
+            let Some(found) = self
+                .by_id("Groups", group, "id,displayName,members")
+                .await?
+            else {
+                return Err(gone(format!(
+                    "SCIM group {group} ({:?}) is not found",
+                    request.entitlement
+                )));
+            };
+            return Ok((account.clone(), found));
+        }
+        let email = &request.user.email;
+        let Some(user) = self.find_user(email).await? else {
+            return Err(gone(format!("no SCIM user has userName or email {email}")));
+        };
+        let Some(group) = self.find_group(&request.entitlement).await? else {
+            return Err(gone(format!(
+                "no SCIM group is named {:?}",
+                request.entitlement
+            )));
+        };
+        Ok((user, group))
     }
 
     async fn revoke(&self, request: &Request) -> Step<Outcome> {
-        let Some(user) = self.find_user(&request.user.email).await? else {
-            return Ok(Outcome::AlreadyInState);
-        };
-        let Some(group) = self.find_group(&request.entitlement).await? else {
-            return Ok(Outcome::AlreadyInState);
-        };
-        if self.is_member(&group, &user).await? == Some(false) {
+        let (user, group) = self.granted_membership(request).await?;
+        // Only the server's own "not a member" counts (a filter on members,
+        // or the PATCH's noTarget), never an inline list, which servers may
+        // cut short.
+        if self.is_member_asked(&group, &user).await? == Some(false) {
             return Ok(Outcome::AlreadyInState);
         }
         let path = format!("members[value eq {}]", filter_string(&user));
@@ -269,9 +368,9 @@ impl ScimProvisioner {
         let answer = self.patch_group(&group.id, remove).await?;
         Ok(match answer.status {
             s if s.is_success() => Outcome::Applied,
-            // Gone since the lookup: the group, or the member, which RFC 7644
-            // §3.5.2.2 reports as 400 noTarget.
-            StatusCode::NOT_FOUND => Outcome::AlreadyInState,
+            // The member gone since the lookup, which RFC 7644 §3.5.2.2
+            // reports as 400 noTarget. (A 404 here is the group gone: a
+            // failure, as above.)
             StatusCode::BAD_REQUEST if answer.scim_type().as_deref() == Some("noTarget") => {
                 Outcome::AlreadyInState
             }
@@ -324,11 +423,20 @@ impl Answer {
 
 impl Provisioner for ScimProvisioner {
     async fn provision(&self, request: &Request) -> Outcome {
-        let done = match request.action {
-            Action::Grant => self.grant(request).await,
-            Action::Revoke => self.revoke(request).await,
-        };
-        done.unwrap_or_else(|outcome| outcome)
+        self.provision_for_record(request).await.0
+    }
+
+    async fn provision_for_record(&self, request: &Request) -> (Outcome, Option<Target>) {
+        match request.action {
+            Action::Grant => self
+                .grant(request)
+                .await
+                .unwrap_or_else(|outcome| (outcome, None)),
+            Action::Revoke => (
+                self.revoke(request).await.unwrap_or_else(|outcome| outcome),
+                None,
+            ),
+        }
     }
 }
 
@@ -349,6 +457,19 @@ fn no_answer(what: &str, err: &reqwest::Error) -> Outcome {
 /// A non-2xx answer. Rate limits and server errors are worth retrying;
 /// other 4xx mean the request or the setup is wrong.
 fn failed(what: &str, status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome {
+    if status.is_redirection() {
+        let to = headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or("(no Location)");
+        return Outcome::Permanent {
+            message: format!(
+                "{}: a redirect to {}, not followed (a redirected change could be replayed as a read and look done): set the provisioner's url to the final address",
+                net::answered(what, status, ""),
+                net::excerpt(to, 300)
+            ),
+        };
+    }
     let message = net::answered(what, status, &net::excerpt(body, BODY_EXCERPT));
     if status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT

@@ -174,6 +174,22 @@ impl WebhookProvisioner {
         if status == StatusCode::CONFLICT {
             return Outcome::AlreadyInState;
         }
+        if status.is_redirection() {
+            // Never followed (the client's policy): say where it pointed.
+            let to = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or("(no Location)")
+                .chars()
+                .take(300)
+                .collect::<String>();
+            return Outcome::Permanent {
+                message: format!(
+                    "the webhook answered HTTP {status}: a redirect to {to}, not followed: set the provisioner's url to the final address"
+                ),
+            };
+        }
         let retry_after = capped_retry_after(response.headers(), chrono::Utc::now());
         let body = body_prefix(response).await;
         let message = answered(status, &body);

@@ -48,6 +48,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0006_outbox_priority",
         sql: include_str!("migrations/0006_outbox_priority.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_grant_target",
+        sql: include_str!("migrations/0007_grant_target.sql"),
+    },
 ];
 
 /// Schema version this binary writes and understands.

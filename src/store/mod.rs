@@ -42,7 +42,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use alerts::{ActionOutcome, AlertAction, AlertRow, NewAlert};
 pub use audit::{AuditBreak, AuditBreakKind, AuditEvent, AuditHead, AuditRow, AuditVerification};
 pub use effects::{Effects, RestatedDm};
-pub use grants::{Grant, GrantFilter, GrantStatus, ProvisionStart, RevokeTarget};
+pub use grants::{Grant, GrantFilter, GrantStatus, GrantedBy, ProvisionStart, RevokeTarget};
 pub use identity::{Offboarded, SourceState, SyncRecord};
 pub use jobs::{Job, JobChange};
 pub use links::UserLink;

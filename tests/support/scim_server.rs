@@ -176,6 +176,49 @@ impl Admin {
         .await
     }
 
+    /// Gives the user a new `userName` and email (a PUT, as an IdP's
+    /// rename does): the id stays.
+    pub async fn rename(&self, user: &str, user_name: &str, email: &str) {
+        let response = self
+            .http
+            .put(format!("{}/Users/{user}", self.url))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/scim+json")
+            .body(
+                json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "id": user,
+                    "userName": user_name,
+                    "emails": [{ "value": email, "primary": true }],
+                })
+                .to_string(),
+            )
+            .send()
+            .await
+            .expect("PUT user");
+        assert!(
+            response.status().is_success(),
+            "PUT /Users/{user}: {}",
+            response.status()
+        );
+    }
+
+    /// Deletes a user or group.
+    pub async fn delete(&self, kind: &str, id: &str) {
+        let response = self
+            .http
+            .delete(format!("{}/{kind}/{id}", self.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("DELETE");
+        assert!(
+            response.status().is_success(),
+            "DELETE /{kind}/{id}: {}",
+            response.status()
+        );
+    }
+
     pub async fn members(&self, group: &str) -> Vec<String> {
         let group: Value = self
             .http

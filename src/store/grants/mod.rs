@@ -93,6 +93,12 @@ pub struct Grant {
     pub ended_at: Option<DateTime<Utc>>,
     pub ended_by: Option<String>,
     pub idempotency_key: String,
+    /// The `[[provisioners]]` id that made it; `None` for a manual grant, or
+    /// one made before this was recorded.
+    pub provisioner_id: Option<String>,
+    /// The target's own ids for what was made, as that provisioner wrote
+    /// them (opaque here); `None` when it gave none.
+    pub target: Option<String>,
 }
 
 impl Grant {
@@ -127,6 +133,13 @@ pub enum GrantResult {
     Failed(String),
 }
 
+/// Who made a grant: the provisioner id and the target's ids it reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantedBy {
+    pub provisioner_id: String,
+    pub target: Option<String>,
+}
+
 /// Where provisioning of a ticket stands when its job starts.
 #[derive(Debug)]
 pub enum ProvisionStart {
@@ -153,7 +166,7 @@ pub struct GrantFilter {
 
 const GRANT_COLUMNS: &str = "id, ticket_id, app_id, role_id, entitlement, person_email, slack_id, \
      status, manual, preexisting, attempts, last_error, created_at, granted_at, expires_at, \
-     ended_at, ended_by, idempotency_key";
+     ended_at, ended_by, idempotency_key, provisioner_id, target";
 
 fn grant_row(r: &Row<'_>) -> rusqlite::Result<Grant> {
     let status: String = r.get(7)?;
@@ -182,6 +195,8 @@ fn grant_row(r: &Row<'_>) -> rusqlite::Result<Grant> {
         ended_at: opt_ts_col(r, 15)?,
         ended_by: r.get(16)?,
         idempotency_key: r.get(17)?,
+        provisioner_id: r.get(18)?,
+        target: r.get(19)?,
     })
 }
 

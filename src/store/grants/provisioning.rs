@@ -7,7 +7,7 @@ use rusqlite::{OptionalExtension, Transaction};
 
 use super::{
     audit, grants_of, job, load_grant, schedule_expiry, Grant, GrantResult, GrantSpec, GrantStatus,
-    ProvisionStart,
+    GrantedBy, ProvisionStart,
 };
 use crate::domain::ticket::{Kind, Status};
 use crate::store::effects::{write_effects, Effects};
@@ -126,6 +126,17 @@ impl Store {
     /// attempt means the access predates the ticket (kept at expiry); on a
     /// later one it is our own earlier call.
     pub async fn record_grant(&self, grant_id: i64, result: GrantResult) -> Result<Grant> {
+        self.record_grant_by(grant_id, result, None).await
+    }
+
+    /// [`Store::record_grant`], also keeping who made it (`by`), in the
+    /// same transaction: the revoke must find them.
+    pub async fn record_grant_by(
+        &self,
+        grant_id: i64,
+        result: GrantResult,
+        by: Option<GrantedBy>,
+    ) -> Result<Grant> {
         self.call(move |conn| {
             let tx = write_tx(conn)?;
             let grant = load_grant(&tx, grant_id)?.ok_or(StoreError::NotFound {
@@ -144,10 +155,18 @@ impl Store {
                          WHERE id = ?1",
                     )?
                     .execute(rusqlite::params![grant_id, now, preexisting])?;
+                    if let Some(by) = &by {
+                        tx.prepare_cached(
+                            "UPDATE grants SET provisioner_id = ?2, target = ?3 WHERE id = ?1",
+                        )?
+                        .execute(rusqlite::params![grant_id, by.provisioner_id, by.target])?;
+                    }
                     serde_json::json!({
                         "result": if result == GrantResult::Applied { "applied" } else { "already_present" },
                         "preexisting": preexisting,
                         "attempts": grant.attempts,
+                        "provisioner": by.as_ref().map(|b| &b.provisioner_id),
+                        "target": by.as_ref().and_then(|b| b.target.as_ref()),
                     })
                 }
                 GrantResult::Failed(message) => {
