@@ -95,6 +95,9 @@ pub async fn dispatch(app: &Arc<App>, route: Route) -> Reply {
                 actions::TASK_DONE | actions::TASK_FAILED => {
                     access::task(app, &action.action_id.0, &value, *event).await
                 }
+                actions::REMOVAL_DONE | actions::REMOVAL_FAILED => {
+                    access::removal(app, &action.action_id.0, &value, *event).await
+                }
                 actions::ALERT_ACK
                 | actions::ALERT_WATCH
                 | actions::ALERT_IGNORE

@@ -941,3 +941,87 @@ async fn a_kill_during_the_revoke_call_revokes_once_after_restart() {
     );
     kill_9(&mut child);
 }
+
+#[tokio::test]
+async fn a_manual_grant_stays_active_until_an_owner_confirms_its_removal() {
+    let jit = Jit::start("reminder_every = \"1s\"").await;
+    let t = jit
+        .world
+        .request(ANN, "legacy", &[], "Month-end close", "3s")
+        .await;
+    jit.world.decide(BOB, &t, "Approve", "", None).await;
+    let task = jit.dm_containing(DANA, "Please grant").await;
+    let click = jit.world.fake.click(DANA, &task, "Mark done");
+    jit.world.ack(&click).await;
+    jit.wait_status(&t, Status::Active).await;
+
+    // At the end the owner is asked, and accessd does not pretend it is gone.
+    let ask = jit.dm_containing(DANA, "Please remove").await;
+    assert_eq!(buttons_of(&ask), ["Removed", "Could not remove"]);
+    jit.dm_containing(DANA, "Reminder: Please remove").await;
+    let grant_status = || async {
+        let store = jit.store().await;
+        let g = store
+            .grants_of_ticket(parse_ticket_ref(&t).unwrap())
+            .await
+            .unwrap()[0]
+            .status;
+        store.close().await;
+        g
+    };
+    assert_eq!(grant_status().await, GrantStatus::Active);
+    assert_eq!(jit.world.ticket_status(&t).await, Status::Active);
+
+    // Ann cannot close her own access's record; Eve has no part in it.
+    let click = jit.world.fake.click(ANN, &ask, "Removed");
+    jit.world.ack(&click).await;
+    jit.told(ANN, "your own request").await;
+    let click = jit.world.fake.click(EVE, &ask, "Removed");
+    jit.world.ack(&click).await;
+    jit.told(EVE, "not yours to act on").await;
+    assert_eq!(grant_status().await, GrantStatus::Active);
+
+    // Could not remove: the admins hear of it, the grant stays active.
+    let click = jit.world.fake.click(DANA, &ask, "Could not remove");
+    jit.world.ack(&click).await;
+    jit.told(DANA, "admins were alerted").await;
+    let alert = jit.dm_containing(ALERTS, "could not remove").await;
+    assert!(alert.to_string().contains("dana@example.com"), "{alert}");
+    assert_eq!(grant_status().await, GrantStatus::Active);
+    // Answered: no more reminders.
+    let reminders = || {
+        jit.world
+            .fake
+            .messages_to(DANA)
+            .iter()
+            .filter(|m| m.to_string().contains("Reminder: Please remove"))
+            .count()
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = reminders();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(reminders(), before, "reminded after an answer");
+
+    // Removed, later: only now it ends.
+    let click = jit.world.fake.click(DANA, &ask, "Removed");
+    jit.world.ack(&click).await;
+    jit.wait_status(&t, Status::Expired).await;
+    assert_eq!(grant_status().await, GrantStatus::Expired);
+    jit.dm_containing(ANN, "ended").await;
+    let store = jit.store().await;
+    let rows = store.audit_rows(None).await.unwrap();
+    store.close().await;
+    let of_grant: Vec<(&str, &str)> = rows
+        .iter()
+        .filter(|r| r.action.starts_with("grant.removal"))
+        .map(|r| (r.action.as_str(), r.actor.as_str()))
+        .collect();
+    assert_eq!(
+        of_grant,
+        [
+            ("grant.removal_asked", "accessd"),
+            ("grant.removal_failed", "dana@example.com")
+        ]
+    );
+    jit.world.stop().await;
+}

@@ -15,6 +15,8 @@ pub const STALE: &str = "stale";
 pub const FINDINGS_DIGEST: &str = "findings_digest";
 /// Post the audit log's head to `[audit] anchor_channel`.
 pub const AUDIT_ANCHOR: &str = "audit_anchor";
+/// Subject `G-7`: ask the owners again to remove a manual grant by hand.
+pub const REMOVAL_REMIND: &str = "removal_remind";
 /// Revoke an account an alert's Revoke button asked to end.
 pub const ACCOUNT_REVOKE: &str = "account_revoke";
 

@@ -1,8 +1,9 @@
 //! Clicks on granted access: the requester's **Extend** (modal → an
 //! extension ticket through the same policy) and **Release now**, an
 //! approver's **Revoke** of break-glass access, and an app owner's **Mark
-//! done** / **Could not do it** on a manual task. Each is re-authorised inside
-//! the transaction that acts on it and committed before the ack.
+//! done** / **Could not do it** on a manual task and **Removed** / **Could
+//! not remove** when a manual grant ends. Each is re-authorised from the
+//! database and the current config, and committed before the ack.
 
 use std::sync::Arc;
 
@@ -15,14 +16,16 @@ use crate::app::App;
 use crate::config::Config;
 use crate::domain::policy;
 use crate::domain::ticket::{parse_ticket_ref, Kind, Status};
-use crate::lifecycle::notices;
+use crate::lifecycle::{notices, removal};
 use crate::slack::envelope::Reply;
 use crate::slack::ids::*;
 use crate::slack::modal::{checked_duration, value_of};
 use crate::slack::views::grant as views;
 use crate::slack::views::request::{notice, submitted as submitted_view};
+use crate::store::grants::parse_grant_ref;
 use crate::store::Grant;
 use crate::store::{Actor, Changed, Created, Effects, NewMessage, NewTicket, Ticket};
+use crate::store::{AuditEvent, GrantStatus};
 
 /// Who clicked, on which ticket. Answers the user itself when it cannot go on.
 async fn clicked_ticket(
@@ -367,4 +370,127 @@ pub async fn extend_submitted(
             .await
         }
     }
+}
+
+/// **Removed** / **Could not remove** on a manual grant's removal request:
+/// an owner of the app or an admin, never the person who holds it (they
+/// could keep the access while the record says it is gone). Removed ends
+/// the grant; Could not remove alerts the admins and leaves it active.
+pub async fn removal(
+    app: &Arc<App>,
+    action_id: &str,
+    value: &str,
+    event: SlackInteractionBlockActionsEvent,
+) -> Reply {
+    let config = app.config();
+    let grant = match parse_grant_ref(value) {
+        Some(id) => app.store.revoke_target(id).await.ok().flatten(),
+        None => None,
+    };
+    let Some((actor, place, ticket)) = clicked_ticket(app, &ticket_key(&grant), &event).await
+    else {
+        return Reply::empty();
+    };
+    let user = actor.slack_id.clone();
+    let Some(target) = grant.filter(|g| g.grant.manual) else {
+        tell(
+            app,
+            &user,
+            &place,
+            "That access has already ended; nothing to do.",
+        )
+        .await;
+        return Reply::empty();
+    };
+    if let Err(why) = owner_or_admin(config.clone(), &actor)(&ticket) {
+        refuse(app, &user, &place, &why, None).await;
+        return Reply::empty();
+    }
+    let grant = &target.grant;
+    let reference = grant.reference();
+    let outcome = if action_id == REMOVAL_DONE {
+        let end = match grant.expires_at {
+            Some(at) if at > chrono::Utc::now() => GrantStatus::Revoked,
+            _ => GrantStatus::Expired,
+        };
+        let effects_config = config.clone();
+        app.store
+            .end_grant(
+                grant.id,
+                None,
+                end,
+                format!("removed by {}", actor.email),
+                move |t, g| {
+                    let mut effects = Effects::default();
+                    let (text, blocks) = views::ended(&effects_config, t, g);
+                    effects
+                        .messages
+                        .push(NewMessage::post(&t.requester_slack_id, &text, blocks));
+                    effects
+                },
+            )
+            .await
+            .map(|_| format!("Recorded: {reference} removed. Thank you."))
+    } else {
+        let recorded = app
+            .store
+            .append_audit(AuditEvent::new(
+                &actor.email,
+                "grant.removal_failed",
+                reference.clone(),
+                serde_json::json!({ "by": actor.email }),
+            ))
+            .await;
+        if recorded.is_ok() {
+            let (text, blocks) = views::revoke_failed_alert(
+                &config,
+                &target.ticket,
+                grant,
+                &format!("{} could not remove this manual grant by hand", actor.email),
+            );
+            if let Some(message) = alerts::post(
+                config.alerts.channels.provisioning_failed.as_ref(),
+                &text,
+                blocks,
+            ) {
+                if let Err(err) = app.outbox.send(message).await {
+                    tracing::error!(error = %err, "could not queue a removal-failed alert");
+                }
+            }
+        }
+        recorded.map(|_| {
+            format!("Recorded: {reference} could not be removed. The accessd admins were alerted; it stays active until someone clicks Removed.")
+        })
+    };
+    let text = match outcome {
+        Ok(text) => text,
+        Err(err) => {
+            return failed(
+                app,
+                err,
+                "record a manual removal",
+                NOT_RECORDED,
+                Where::Clicked {
+                    user: &user,
+                    place: &place,
+                },
+            )
+            .await
+        }
+    };
+    if let Err(err) = removal::answered(app, &reference).await {
+        tracing::error!(error = %err, grant = reference, "could not stop the removal reminders");
+    }
+    app.outbox.wake();
+    app.home_refresh.request(&target.ticket.requester_slack_id);
+    tell(app, &user, &place, &text).await;
+    Reply::empty()
+}
+
+/// The ticket a removal click is about, as `clicked_ticket` reads it (an
+/// unknown grant gives a key that finds nothing, answered as such).
+fn ticket_key(grant: &Option<crate::store::RevokeTarget>) -> String {
+    grant
+        .as_ref()
+        .map_or_else(String::new, |g| g.ticket.id.to_string())
 }

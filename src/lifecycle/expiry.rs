@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
+use super::store_error;
 use super::JobResult;
-use super::{owner_ids, store_error};
 use crate::alerts;
 use crate::app::App;
 use crate::domain::ticket::Status;
@@ -99,11 +99,10 @@ pub async fn revoke(app: &Arc<App>, job: &Job, grant_id: i64) -> JobResult {
             }
         }
     }
-    let owners = if grant.manual {
-        owner_ids(app, &grant.app_id).await
-    } else {
-        Default::default()
-    };
+    if grant.manual && !grant.preexisting {
+        // Only a person can take it away: it stays active until one says so.
+        return super::removal::ask(app, &target, &ended_by).await;
+    }
     let ended = app
         .store
         .end_grant(grant_id, Some(job.id), end, ended_by, move |t, g| {
@@ -112,12 +111,6 @@ pub async fn revoke(app: &Arc<App>, job: &Job, grant_id: i64) -> JobResult {
             effects
                 .messages
                 .push(NewMessage::post(&t.requester_slack_id, &text, blocks));
-            for owner in owners.values() {
-                let (text, blocks) = views::manual_removal(&config, t, g);
-                effects
-                    .messages
-                    .push(NewMessage::post(owner, &text, blocks));
-            }
             effects
         })
         .await;

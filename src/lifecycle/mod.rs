@@ -10,6 +10,7 @@ pub mod findings;
 pub mod notices;
 mod provision;
 mod reminders;
+pub mod removal;
 pub mod reviews;
 pub mod revoke;
 
@@ -66,6 +67,10 @@ pub async fn run_job(app: &Arc<App>, job: &Job) -> JobResult {
         },
         jobs::FINDINGS_DIGEST => findings::digest(app).await,
         jobs::AUDIT_ANCHOR => anchor::post(app).await,
+        jobs::REMOVAL_REMIND => match parse_grant_ref(&job.subject) {
+            Some(id) => removal::remind(app, job, id).await,
+            None => bad_subject(job),
+        },
         findings::job::ACCOUNT_REVOKE => findings::account_revoke(app, job).await,
         kind if jobs::review::is_review(kind) => reviews::run(app, job).await,
         other => {

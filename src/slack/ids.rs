@@ -32,6 +32,8 @@ pub const RELEASE: &str = "release_access";
 pub const REVOKE: &str = "revoke_access";
 pub const TASK_DONE: &str = "task_done";
 pub const TASK_FAILED: &str = "task_failed";
+pub const REMOVAL_DONE: &str = "removal_done";
+pub const REMOVAL_FAILED: &str = "removal_failed";
 /// The request modal's break-glass checkbox.
 pub const URGENT_BLOCK: &str = "urgent";
 pub const URGENT_ACTION: &str = "urgent_check";

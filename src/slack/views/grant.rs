@@ -5,7 +5,8 @@
 use serde_json::{json, Value};
 
 use super::text::{
-    actions, clip, context, fmt_duration, fmt_time, mention, plain, quote, section, styled_button,
+    actions, clip, context, escape, fmt_duration, fmt_time, mention, plain, quote, section,
+    styled_button,
 };
 use super::ticket::describe;
 use crate::config::Config;
@@ -221,18 +222,37 @@ pub fn waiting_for_owners(config: &Config, ticket: &Ticket) -> (String, Value) {
 }
 
 /// The owners' reminder to remove access granted by hand.
-pub fn manual_removal(config: &Config, ticket: &Ticket, grant: &Grant) -> (String, Value) {
-    let text =
-        format!(
-        ":broom: Please remove {}'s {} access — {} ended ({}). accessd has recorded it as ended.",
+/// The owners' request to remove a manual grant by hand (`why`: expired,
+/// revoked by …), with *Removed* / *Could not remove*: accessd keeps the
+/// grant active until one is clicked. `reminder` for the repeats.
+pub fn manual_removal(
+    config: &Config,
+    ticket: &Ticket,
+    grant: &Grant,
+    why: &str,
+    reminder: bool,
+) -> (String, Value) {
+    let text = format!(
+        ":broom: {}Please remove {}'s {} access by hand — {} ended ({}).\nUntil someone clicks *Removed*, accessd records it as still active.",
+        if reminder { "Reminder: " } else { "" },
         mention(&ticket.requester_slack_id),
         if grant.role_id.is_empty() { "app" } else { grant.role_id.as_str() },
         what(config, ticket),
-        grant.ended_by.as_deref().unwrap_or("expired"),
+        escape(why, 200),
     );
+    let value = grant.reference();
     (
         format!("Remove access by hand ({})", grant.reference()),
-        json!([section(&text)]),
+        json!([
+            section(&text),
+            actions(
+                &format!("removal_{}", grant.id),
+                vec![
+                    styled_button("Removed", REMOVAL_DONE, &value, "primary"),
+                    styled_button("Could not remove", REMOVAL_FAILED, &value, "danger"),
+                ],
+            ),
+        ]),
     )
 }
 
