@@ -188,3 +188,43 @@ async fn a_group_gone_at_expiry_alerts_and_the_grant_stays_active() {
     assert_eq!(scim.world.ticket_status(&t).await, Status::Active);
     scim.world.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_goes_to_the_provisioner_that_granted_after_the_app_moved() {
+    let mut scim = start().await;
+    let t = scim.granted("6s").await;
+    // The app moves to another provisioner while the grant runs: a command
+    // that would "revoke" anything asked and log it.
+    let tools = tempfile::tempdir().unwrap();
+    let log = tools.path().join("calls.log");
+    let script = tools.path().join("other.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncat >> {}\necho >> {}\nexit 0\n",
+            log.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    scim.world.catalog = scim
+        .world
+        .catalog
+        .replace("provisioner = \"idp\"", "provisioner = \"other\"")
+        + &format!(
+            "\n[[provisioners]]\nid = \"other\"\nkind = \"command\"\ncommand = [\"/bin/sh\", \"{}\"]\n",
+            script.display()
+        );
+    scim.world.restart().await;
+
+    scim.wait_grant(&t, |s| s != GrantStatus::Active).await;
+    assert!(
+        scim.admin.members(&scim.group).await.is_empty(),
+        "the SCIM membership outlived the grant"
+    );
+    assert!(
+        !log.exists(),
+        "the app's new provisioner was asked to revoke"
+    );
+    scim.world.stop().await;
+}
