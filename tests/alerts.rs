@@ -706,21 +706,7 @@ async fn a_manager_named_only_by_a_source_people_edit_is_never_asked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_alert_channel_stops_start_up_naming_the_key() {
-    let fake = support::FakeSlack::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = support::daemon::config(
-        &fake,
-        dir.path(),
-        1,
-        "[alerts.channels]\nnew_app = \"#nowhere\"\n",
-    );
-    let daemon =
-        support::daemon::Daemon::start(config.clone(), support::daemon::fast_options(&config));
-    let err = daemon
-        .exit(Duration::from_secs(10))
-        .await
-        .expect_err("start-up refused");
-    let text = err.to_string();
+    let text = support::daemon::start_up_error("[alerts.channels]\nnew_app = \"#nowhere\"\n").await;
     assert!(
         text.contains("alerts.channels.new_app") && text.contains("#nowhere"),
         "{text}"

@@ -139,21 +139,7 @@ fn world_db(world: &World) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_anchor_channel_stops_start_up_naming_the_key() {
-    let fake = support::FakeSlack::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = support::daemon::config(
-        &fake,
-        dir.path(),
-        1,
-        "[audit]\nanchor_channel = \"#nowhere\"\n",
-    );
-    let daemon =
-        support::daemon::Daemon::start(config.clone(), support::daemon::fast_options(&config));
-    let err = daemon
-        .exit(Duration::from_secs(10))
-        .await
-        .expect_err("start-up refused");
-    let text = err.to_string();
+    let text = support::daemon::start_up_error("[audit]\nanchor_channel = \"#nowhere\"\n").await;
     assert!(
         text.contains("audit.anchor_channel") && text.contains("#nowhere"),
         "{text}"

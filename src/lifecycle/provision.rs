@@ -128,17 +128,7 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
         let result = match outcome {
             Outcome::Applied => GrantResult::Applied,
             Outcome::AlreadyInState => GrantResult::AlreadyPresent,
-            Outcome::Permanent { message } => {
-                // The whole message, for whoever investigates; the requester
-                // is told only a summary (views::provisioned).
-                tracing::warn!(
-                    ticket = ticket.reference(),
-                    grant = grant.reference(),
-                    error = message,
-                    "provisioning failed"
-                );
-                GrantResult::Failed(message)
-            }
+            Outcome::Permanent { message } => GrantResult::Failed(message),
             Outcome::Transient {
                 message,
                 retry_after,
@@ -149,16 +139,22 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
                         error: format!("{}: {message}", grant.reference()),
                     };
                 }
-                let message = format!("gave up after {} attempts: {message}", job.attempts + 1);
-                tracing::warn!(
-                    ticket = ticket.reference(),
-                    grant = grant.reference(),
-                    error = message,
-                    "provisioning failed"
-                );
-                GrantResult::Failed(message)
+                GrantResult::Failed(format!(
+                    "gave up after {} attempts: {message}",
+                    job.attempts + 1
+                ))
             }
         };
+        if let GrantResult::Failed(message) = &result {
+            // The whole message, for whoever investigates; the requester is
+            // told only a summary (views::provisioned).
+            tracing::warn!(
+                ticket = ticket.reference(),
+                grant = grant.reference(),
+                error = message,
+                "provisioning failed"
+            );
+        }
         let by = provisioner_id.map(|id| GrantedBy {
             provisioner_id: id.to_string(),
             target: target.as_ref().map(Target::encode),

@@ -24,6 +24,20 @@ pub fn config(fake: &FakeSlack, dir: &Path, connections: usize, extra: &str) -> 
     config_listening(fake, dir, connections, "", extra)
 }
 
+/// Starts the daemon with `extra` config against a fresh fake Slack and
+/// answers why start-up stopped (it must stop within 10 s).
+pub async fn start_up_error(extra: &str) -> String {
+    let fake = FakeSlack::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config(&fake, dir.path(), 1, extra);
+    let daemon = Daemon::start(config.clone(), fast_options(&config));
+    daemon
+        .exit(Duration::from_secs(10))
+        .await
+        .expect_err("start-up refused")
+        .to_string()
+}
+
 /// As [`config`], with `server.listen = listen` (`"127.0.0.1:0"`: any free port,
 /// learnt through [`RunOptions::listening`]).
 pub fn config_listening(
