@@ -1023,7 +1023,7 @@ fn example_all_on() -> String {
 fn every_integration_the_example_comments_out_is_valid_once_uncommented() {
     let c = ok(&example_all_on());
     assert_eq!(c.sources.len(), 6);
-    assert_eq!(c.provisioners.len(), 3);
+    assert_eq!(c.provisioners.len(), 4);
     assert_eq!(
         c.app("github").unwrap().provisioner.as_deref(),
         Some("github-scim")
@@ -1045,7 +1045,8 @@ fn every_integration_the_example_comments_out_is_valid_once_uncommented() {
             "sources[3].token_file",
             "sources[4].credentials_file",
             "provisioners[1].token_file",
-            "provisioners[2].secret_file",
+            "provisioners[2].token_file",
+            "provisioners[3].secret_file",
         ]
     );
 }
@@ -1057,4 +1058,20 @@ fn a_command_provisioners_env_values_never_show_in_debug() {
         assert!(shown.contains("GH_TOKEN"), "{shown}");
         assert!(!shown.contains("ghp_very_secret"), "{shown}");
     }
+}
+
+#[test]
+fn only_provisioner_kinds_that_are_built_are_accepted() {
+    let c = ok("[[provisioners]]\nid = \"o\"\nkind = \"okta\"\nurl = \"https://example.okta.com\"\ntoken_file = \"t\"\n");
+    assert_eq!(c.provisioners[0].kind.name(), "okta");
+    assert_err(
+        "[[provisioners]]\nid = \"g\"\nkind = \"github\"\norg = \"acme\"\ntoken_file = \"t\"\n",
+        "provisioners[0].kind",
+        &["not built in this version"],
+    );
+    assert_err(
+        "[[provisioners]]\nid = \"b\"\nkind = \"baton\"\nconnector = [\"baton-x\"]\n",
+        "provisioners[0].kind",
+        &["not built in this version"],
+    );
 }

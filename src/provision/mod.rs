@@ -4,6 +4,7 @@
 //! tells the caller whether to record, retry, or give up.
 
 pub mod command;
+pub mod okta;
 pub mod scim;
 pub mod webhook;
 
@@ -117,6 +118,7 @@ pub enum AnyProvisioner {
     Command(command::CommandProvisioner),
     Webhook(webhook::WebhookProvisioner),
     Scim(scim::ScimProvisioner),
+    Okta(okta::OktaProvisioner),
     /// A kind this build cannot run yet: every call fails permanently with
     /// this message, so the ticket shows why instead of hanging.
     Unsupported(String),
@@ -134,6 +136,7 @@ impl Provisioner for AnyProvisioner {
             AnyProvisioner::Command(p) => p.provision_for_record(request).await,
             AnyProvisioner::Webhook(p) => p.provision_for_record(request).await,
             AnyProvisioner::Scim(p) => p.provision_for_record(request).await,
+            AnyProvisioner::Okta(p) => p.provision_for_record(request).await,
             AnyProvisioner::Unsupported(message) => (
                 Outcome::Permanent {
                     message: message.clone(),
@@ -176,6 +179,14 @@ impl Provisioners {
                         .map_err(|e| format!("provisioners.{}.token_file: {e}", p.id))?;
                     AnyProvisioner::Scim(
                         scim::ScimProvisioner::new(url.clone(), token, p.timeout)
+                            .map_err(|e| format!("provisioners.{}: {e}", p.id))?,
+                    )
+                }
+                ProvisionerKind::Okta { url, token_file } => {
+                    let token = Secret::from_file(token_file)
+                        .map_err(|e| format!("provisioners.{}.token_file: {e}", p.id))?;
+                    AnyProvisioner::Okta(
+                        okta::OktaProvisioner::new(url, token, p.timeout)
                             .map_err(|e| format!("provisioners.{}: {e}", p.id))?,
                     )
                 }

@@ -199,16 +199,13 @@ impl Cx<'_> {
                 },
             };
             self.insecure_flag(&pp, p.common.allow_insecure_http, &kind.urls());
-            if let ProvisionerKind::Okta { .. }
-            | ProvisionerKind::Github { .. }
-            | ProvisionerKind::Baton { .. } = kind
-            {
+            if let ProvisionerKind::Github { .. } | ProvisionerKind::Baton { .. } = kind {
                 // Accepted but never carried out, every grant would fail at
                 // run time: refused until the kind is built.
                 self.at(
                     &pp.key("kind"),
                     format!(
-                        "the {:?} provisioner kind is not built in this version: use scim, webhook or command (a command can run any CLI)",
+                        "the {:?} provisioner kind is not built in this version: use scim, okta, webhook or command (a command can run any CLI)",
                         kind.name()
                     ),
                 );
