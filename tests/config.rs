@@ -1023,7 +1023,7 @@ fn example_all_on() -> String {
 fn every_integration_the_example_comments_out_is_valid_once_uncommented() {
     let c = ok(&example_all_on());
     assert_eq!(c.sources.len(), 6);
-    assert_eq!(c.provisioners.len(), 4);
+    assert_eq!(c.provisioners.len(), 5);
     assert_eq!(
         c.app("github").unwrap().provisioner.as_deref(),
         Some("github-scim")
@@ -1046,7 +1046,8 @@ fn every_integration_the_example_comments_out_is_valid_once_uncommented() {
             "sources[4].credentials_file",
             "provisioners[1].token_file",
             "provisioners[2].token_file",
-            "provisioners[3].secret_file",
+            "provisioners[3].token_file",
+            "provisioners[4].secret_file",
         ]
     );
 }
@@ -1064,10 +1065,23 @@ fn a_command_provisioners_env_values_never_show_in_debug() {
 fn only_provisioner_kinds_that_are_built_are_accepted() {
     let c = ok("[[provisioners]]\nid = \"o\"\nkind = \"okta\"\nurl = \"https://example.okta.com\"\ntoken_file = \"t\"\n");
     assert_eq!(c.provisioners[0].kind.name(), "okta");
+    let c = ok("[[provisioners]]\nid = \"g\"\nkind = \"github\"\norg = \"acme\"\ntoken_file = \"t\"\nlogins = { \"Ann@Example.com\" = \"ann-gh\" }\n");
+    match &c.provisioners[0].kind {
+        ProvisionerKind::Github {
+            logins, api_url, ..
+        } => {
+            assert_eq!(
+                logins.get("ann@example.com").map(String::as_str),
+                Some("ann-gh")
+            );
+            assert_eq!(api_url, "https://api.github.com");
+        }
+        other => panic!("{other:?}"),
+    }
     assert_err(
-        "[[provisioners]]\nid = \"g\"\nkind = \"github\"\norg = \"acme\"\ntoken_file = \"t\"\n",
-        "provisioners[0].kind",
-        &["not built in this version"],
+        "[[provisioners]]\nid = \"g\"\nkind = \"github\"\norg = \"acme\"\ntoken_file = \"t\"\nlogins = { \"ann\" = \"ann gh\" }\n",
+        "provisioners[0].logins.ann",
+        &["expected an email"],
     );
     assert_err(
         "[[provisioners]]\nid = \"b\"\nkind = \"baton\"\nconnector = [\"baton-x\"]\n",

@@ -323,10 +323,13 @@ pub enum ProvisionerKind {
         url: String,
         token_file: PathBuf,
     },
+    /// `logins`: email (lowercased) → GitHub login, tried before the
+    /// org's verified-domain emails.
     Github {
         org: String,
         token_file: PathBuf,
         api_url: String,
+        logins: BTreeMap<String, String>,
     },
     /// `connector` is the Baton connector command line (program first).
     Baton {
@@ -362,11 +365,13 @@ impl fmt::Debug for ProvisionerKind {
                 org,
                 token_file,
                 api_url,
+                logins,
             } => f
                 .debug_struct("Github")
                 .field("org", org)
                 .field("token_file", token_file)
                 .field("api_url", api_url)
+                .field("logins", &logins.len())
                 .finish(),
             ProvisionerKind::Baton {
                 connector,

@@ -402,7 +402,7 @@ pub(crate) enum RawProvisionerKind {
     Command(RawCommand),
     Webhook(RawWebhook),
     Okta(RawUrlTokenSource),
-    Github(RawGithubSource),
+    Github(RawGithubProvisioner),
     Baton(RawBaton),
 }
 
@@ -419,6 +419,17 @@ pub(crate) struct RawCommand {
 pub(crate) struct RawWebhook {
     pub url: String,
     pub secret_file: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGithubProvisioner {
+    pub org: String,
+    pub token_file: String,
+    pub api_url: Option<String>,
+    /// Email → GitHub login, for people whose email the org has not verified.
+    #[serde(default)]
+    pub logins: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,6 +4,7 @@
 //! tells the caller whether to record, retry, or give up.
 
 pub mod command;
+pub mod github;
 pub mod okta;
 pub mod scim;
 pub mod webhook;
@@ -119,6 +120,7 @@ pub enum AnyProvisioner {
     Webhook(webhook::WebhookProvisioner),
     Scim(scim::ScimProvisioner),
     Okta(okta::OktaProvisioner),
+    Github(github::GithubProvisioner),
     /// A kind this build cannot run yet: every call fails permanently with
     /// this message, so the ticket shows why instead of hanging.
     Unsupported(String),
@@ -137,6 +139,7 @@ impl Provisioner for AnyProvisioner {
             AnyProvisioner::Webhook(p) => p.provision_for_record(request).await,
             AnyProvisioner::Scim(p) => p.provision_for_record(request).await,
             AnyProvisioner::Okta(p) => p.provision_for_record(request).await,
+            AnyProvisioner::Github(p) => p.provision_for_record(request).await,
             AnyProvisioner::Unsupported(message) => (
                 Outcome::Permanent {
                     message: message.clone(),
@@ -188,6 +191,25 @@ impl Provisioners {
                     AnyProvisioner::Okta(
                         okta::OktaProvisioner::new(url, token, p.timeout)
                             .map_err(|e| format!("provisioners.{}: {e}", p.id))?,
+                    )
+                }
+                ProvisionerKind::Github {
+                    org,
+                    token_file,
+                    api_url,
+                    logins,
+                } => {
+                    let token = Secret::from_file(token_file)
+                        .map_err(|e| format!("provisioners.{}.token_file: {e}", p.id))?;
+                    AnyProvisioner::Github(
+                        github::GithubProvisioner::new(
+                            api_url,
+                            org,
+                            logins.clone(),
+                            token,
+                            p.timeout,
+                        )
+                        .map_err(|e| format!("provisioners.{}: {e}", p.id))?,
                     )
                 }
                 other => {

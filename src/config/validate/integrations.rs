@@ -160,16 +160,42 @@ impl Cx<'_> {
                         .unwrap_or_default(),
                     token_file: self.path(&pp.key("token_file"), &f.token_file),
                 },
-                K::Github(f) => ProvisionerKind::Github {
-                    org: self.github_org(&pp.key("org"), &f.org),
-                    token_file: self.path(&pp.key("token_file"), &f.token_file),
-                    api_url: self.url_or(
-                        &pp.key("api_url"),
-                        f.api_url.as_deref(),
-                        DEFAULT_GITHUB_API,
-                        insecure,
-                    ),
-                },
+                K::Github(f) => {
+                    let mut logins = BTreeMap::new();
+                    for (email, login) in f.logins {
+                        let key = pp.key("logins").key(&email);
+                        let email = email.trim().to_lowercase();
+                        let login = login.trim().to_string();
+                        if !super::is_email(&email) {
+                            self.at(
+                                &key,
+                                "expected an email as the key (the person's Slack email)",
+                            );
+                        } else if login.is_empty()
+                            || !login.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                        {
+                            self.at(
+                                &key,
+                                format!(
+                                    "invalid GitHub login {login:?}: letters, digits and `-` only"
+                                ),
+                            );
+                        } else {
+                            logins.insert(email, login);
+                        }
+                    }
+                    ProvisionerKind::Github {
+                        org: self.github_org(&pp.key("org"), &f.org),
+                        token_file: self.path(&pp.key("token_file"), &f.token_file),
+                        api_url: self.url_or(
+                            &pp.key("api_url"),
+                            f.api_url.as_deref(),
+                            DEFAULT_GITHUB_API,
+                            insecure,
+                        ),
+                        logins,
+                    }
+                }
                 K::Webhook(f) => ProvisionerKind::Webhook {
                     url: self
                         .http_url(&pp.key("url"), &f.url, insecure)
@@ -199,13 +225,13 @@ impl Cx<'_> {
                 },
             };
             self.insecure_flag(&pp, p.common.allow_insecure_http, &kind.urls());
-            if let ProvisionerKind::Github { .. } | ProvisionerKind::Baton { .. } = kind {
+            if let ProvisionerKind::Baton { .. } = kind {
                 // Accepted but never carried out, every grant would fail at
                 // run time: refused until the kind is built.
                 self.at(
                     &pp.key("kind"),
                     format!(
-                        "the {:?} provisioner kind is not built in this version: use scim, okta, webhook or command (a command can run any CLI)",
+                        "the {:?} provisioner kind is not built in this version: use scim, okta, github, webhook or command (a command can run any CLI)",
                         kind.name()
                     ),
                 );
