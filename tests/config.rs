@@ -1023,7 +1023,7 @@ fn example_all_on() -> String {
 fn every_integration_the_example_comments_out_is_valid_once_uncommented() {
     let c = ok(&example_all_on());
     assert_eq!(c.sources.len(), 6);
-    assert_eq!(c.provisioners.len(), 5);
+    assert_eq!(c.provisioners.len(), 6);
     assert_eq!(
         c.app("github").unwrap().provisioner.as_deref(),
         Some("github-scim")
@@ -1047,7 +1047,7 @@ fn every_integration_the_example_comments_out_is_valid_once_uncommented() {
             "provisioners[1].token_file",
             "provisioners[2].token_file",
             "provisioners[3].token_file",
-            "provisioners[4].secret_file",
+            "provisioners[5].secret_file",
         ]
     );
 }
@@ -1062,7 +1062,7 @@ fn a_command_provisioners_env_values_never_show_in_debug() {
 }
 
 #[test]
-fn only_provisioner_kinds_that_are_built_are_accepted() {
+fn every_provisioner_kind_is_built_and_accepted() {
     let c = ok("[[provisioners]]\nid = \"o\"\nkind = \"okta\"\nurl = \"https://example.okta.com\"\ntoken_file = \"t\"\n");
     assert_eq!(c.provisioners[0].kind.name(), "okta");
     let c = ok("[[provisioners]]\nid = \"g\"\nkind = \"github\"\norg = \"acme\"\ntoken_file = \"t\"\nlogins = { \"Ann@Example.com\" = \"ann-gh\" }\n");
@@ -1083,9 +1083,14 @@ fn only_provisioner_kinds_that_are_built_are_accepted() {
         "provisioners[0].logins.ann",
         &["expected an email"],
     );
+    let c = ok("[[provisioners]]\nid = \"b\"\nkind = \"baton\"\nconnector = [\"baton-x\"]\nc1z_path = \"x.c1z\"\nenv = { BATON_API_KEY = \"k-secret\" }\n");
+    assert!(
+        matches!(&c.provisioners[0].kind, ProvisionerKind::Baton { env, .. } if env.len() == 1)
+    );
+    assert!(!format!("{c:?}").contains("k-secret"));
     assert_err(
-        "[[provisioners]]\nid = \"b\"\nkind = \"baton\"\nconnector = [\"baton-x\"]\n",
+        "[[provisioners]]\nid = \"x\"\nkind = \"ldap\"\n",
         "provisioners[0].kind",
-        &["not built in this version"],
+        &["ldap"],
     );
 }

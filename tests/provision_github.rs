@@ -179,6 +179,7 @@ fn request(action: Action, email: &str, team: &str, target: Option<Target>) -> R
         },
         expires_at: None,
         target,
+        account: None,
     }
 }
 

@@ -249,6 +249,7 @@ fn request(action: Action, entitlement: &str, target: Option<Target>) -> Request
         },
         expires_at: None,
         target,
+        account: None,
     }
 }
 

@@ -38,6 +38,7 @@ fn request(action: Action, email: &str, entitlement: &str) -> Request {
         },
         expires_at: None,
         target: None,
+        account: None,
     }
 }
 

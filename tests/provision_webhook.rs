@@ -141,6 +141,7 @@ fn request() -> Request {
         },
         expires_at: Some("2026-11-24T10:00:00Z".parse().unwrap()),
         target: None,
+        account: None,
     }
 }
 

@@ -332,9 +332,11 @@ pub enum ProvisionerKind {
         logins: BTreeMap<String, String>,
     },
     /// `connector` is the Baton connector command line (program first).
+    /// `env` as for `Command` (the connector's `BATON_*` credentials).
     Baton {
         connector: Vec<String>,
         c1z_path: Option<PathBuf>,
+        env: BTreeMap<String, String>,
     },
 }
 
@@ -376,10 +378,12 @@ impl fmt::Debug for ProvisionerKind {
             ProvisionerKind::Baton {
                 connector,
                 c1z_path,
+                env,
             } => f
                 .debug_struct("Baton")
                 .field("connector", connector)
                 .field("c1z_path", c1z_path)
+                .field("env", &env.keys().collect::<Vec<_>>())
                 .finish(),
         }
     }

@@ -437,6 +437,10 @@ pub(crate) struct RawGithubProvisioner {
 pub(crate) struct RawBaton {
     pub connector: Vec<String>,
     pub c1z_path: Option<String>,
+    /// The connector's whole environment besides PATH and LANG (its
+    /// `BATON_*` credentials).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 pub(crate) fn provisioner(node: &Node) -> Result<RawProvisioner, DeError> {

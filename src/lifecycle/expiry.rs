@@ -76,6 +76,7 @@ pub async fn revoke(app: &Arc<App>, job: &Job, grant_id: i64) -> JobResult {
             },
             expires_at: grant.expires_at,
             target: grant.target.as_deref().and_then(Target::decode),
+            account: None,
         };
         match provisioner.provision(&request).await {
             Outcome::Applied | Outcome::AlreadyInState => {}

@@ -104,6 +104,10 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
         app.home_refresh.request(&ticket.requester_slack_id);
         return JobResult::Done;
     };
+    let account = match account_in_app(app, &ticket.app_id, &ticket.requester_email).await {
+        Ok(account) => account,
+        Err(err) => return store_error(app, err),
+    };
     for grant in grants.iter().filter(|g| g.status == GrantStatus::Pending) {
         if let Err(err) = app.store.grant_attempt(grant.id).await {
             return store_error(app, err);
@@ -123,6 +127,7 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
             // expiry is a little later than this; it is what we know now.
             expires_at: Some(chrono::Utc::now() + chrono::Duration::seconds(ticket.duration_secs)),
             target: None,
+            account: account.clone(),
         };
         let (outcome, target) = provisioner.provision_for_record(&request).await;
         let result = match outcome {
@@ -177,6 +182,32 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
         }
         Err(err) => store_error(app, err),
     }
+}
+
+/// The person's account id in the app, as its identity sources list it:
+/// the one account with their email; `None` when there is none, or more than
+/// one (a guess could grant someone else).
+async fn account_in_app(
+    app: &Arc<App>,
+    app_id: &str,
+    email: &str,
+) -> Result<Option<String>, crate::store::StoreError> {
+    let accounts = app.store.accounts_of_app(app_id.to_string()).await?;
+    let mut ids: Vec<String> = accounts
+        .into_iter()
+        .filter(|(_, a)| {
+            a.email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(email))
+        })
+        .map(|(_, a)| a.id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok(match ids.len() {
+        1 => ids.pop(),
+        _ => None,
+    })
 }
 
 fn finished_effects(config: &Config, ticket: &Ticket, grants: &[Grant]) -> Effects {

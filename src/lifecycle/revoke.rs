@@ -151,6 +151,7 @@ pub async fn revoke_access(
                     expires_at: None,
                     // An account a source listed, not one of our grants.
                     target: None,
+                    account: None,
                 };
                 let shown = escape(entitlement, 100);
                 match provisioner.provision(&request).await {

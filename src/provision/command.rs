@@ -64,7 +64,15 @@ impl CommandProvisioner {
         })
     }
 
-    async fn run(&self, stdin: Vec<u8>) -> Outcome {
+    /// The same program with `extra` arguments after its own (Baton's
+    /// grant and revoke flags).
+    pub(super) fn with_args(&self, extra: &[String]) -> Self {
+        let mut with = self.clone();
+        with.args.extend_from_slice(extra);
+        with
+    }
+
+    pub(super) async fn run(&self, stdin: Vec<u8>) -> Outcome {
         let mut command = tokio::process::Command::new(&self.program);
         command.env_clear();
         for name in PASSED_ON {
@@ -225,6 +233,7 @@ mod tests {
             },
             expires_at: None,
             target: None,
+            account: None,
         }
     }
 

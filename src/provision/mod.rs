@@ -3,6 +3,7 @@
 //! every retry of one grant or revoke, and answers with an [`Outcome`] that
 //! tells the caller whether to record, retry, or give up.
 
+pub mod baton;
 pub mod command;
 pub mod github;
 pub mod okta;
@@ -48,6 +49,11 @@ pub struct Request {
     /// sent to commands and webhooks.
     #[serde(skip)]
     pub target: Option<Target>,
+    /// For a grant: the person's account id in the app, as the app's
+    /// identity sources list it (one account with their email), when known.
+    /// Baton addresses principals by it.
+    #[serde(skip)]
+    pub account: Option<String>,
 }
 
 /// The target's own ids for what a grant made: the account and, for group
@@ -121,9 +127,7 @@ pub enum AnyProvisioner {
     Scim(scim::ScimProvisioner),
     Okta(okta::OktaProvisioner),
     Github(github::GithubProvisioner),
-    /// A kind this build cannot run yet: every call fails permanently with
-    /// this message, so the ticket shows why instead of hanging.
-    Unsupported(String),
+    Baton(baton::BatonProvisioner),
 }
 
 impl Provisioner for AnyProvisioner {
@@ -140,12 +144,7 @@ impl Provisioner for AnyProvisioner {
             AnyProvisioner::Scim(p) => p.provision_for_record(request).await,
             AnyProvisioner::Okta(p) => p.provision_for_record(request).await,
             AnyProvisioner::Github(p) => p.provision_for_record(request).await,
-            AnyProvisioner::Unsupported(message) => (
-                Outcome::Permanent {
-                    message: message.clone(),
-                },
-                None,
-            ),
+            AnyProvisioner::Baton(p) => p.provision_for_record(request).await,
         };
         metrics::global().provisioning(outcome.label());
         (outcome, target)
@@ -212,17 +211,14 @@ impl Provisioners {
                         .map_err(|e| format!("provisioners.{}: {e}", p.id))?,
                     )
                 }
-                other => {
-                    tracing::warn!(
-                        provisioner = p.id,
-                        kind = other.name(),
-                        "this provisioner kind is not built in yet; its requests will fail with a clear message"
-                    );
-                    AnyProvisioner::Unsupported(format!(
-                        "the `{}` provisioner kind is not supported by this accessd version",
-                        other.name()
-                    ))
-                }
+                ProvisionerKind::Baton {
+                    connector,
+                    c1z_path,
+                    env,
+                } => AnyProvisioner::Baton(
+                    baton::BatonProvisioner::new(connector, c1z_path.clone(), env, p.timeout)
+                        .ok_or_else(|| format!("provisioners.{}.connector: empty command", p.id))?,
+                ),
             };
             by_id.insert(p.id.clone(), std::sync::Arc::new(built));
         }

@@ -112,6 +112,18 @@ impl Cx<'_> {
         }
     }
 
+    /// Names in an `env` table a process can be given.
+    fn env_names(&mut self, pp: &KeyPath, env: &BTreeMap<String, String>) {
+        for name in env.keys() {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                self.at(
+                    &pp.key("env").key(name),
+                    "invalid environment variable name: expected no `=` and no NUL",
+                );
+            }
+        }
+    }
+
     pub(super) fn github_org(&mut self, path: &KeyPath, org: &str) -> String {
         let org = org.trim();
         if org.is_empty() || org.contains('/') || org.contains(char::is_whitespace) {
@@ -203,39 +215,25 @@ impl Cx<'_> {
                     secret_file: self.path(&pp.key("secret_file"), &f.secret_file),
                 },
                 K::Command(f) => {
-                    for name in f.env.keys() {
-                        if name.is_empty() || name.contains('=') || name.contains('\0') {
-                            self.at(
-                                &pp.key("env").key(name),
-                                "invalid environment variable name: expected no `=` and no NUL",
-                            );
-                        }
-                    }
+                    self.env_names(&pp, &f.env);
                     ProvisionerKind::Command {
                         command: self.command(&pp.key("command"), &f.command),
                         env: f.env,
                     }
                 }
-                K::Baton(f) => ProvisionerKind::Baton {
-                    connector: self.command(&pp.key("connector"), &f.connector),
-                    c1z_path: f
-                        .c1z_path
-                        .as_deref()
-                        .map(|c| self.path(&pp.key("c1z_path"), c)),
-                },
+                K::Baton(f) => {
+                    self.env_names(&pp, &f.env);
+                    ProvisionerKind::Baton {
+                        connector: self.command(&pp.key("connector"), &f.connector),
+                        c1z_path: f
+                            .c1z_path
+                            .as_deref()
+                            .map(|c| self.path(&pp.key("c1z_path"), c)),
+                        env: f.env,
+                    }
+                }
             };
             self.insecure_flag(&pp, p.common.allow_insecure_http, &kind.urls());
-            if let ProvisionerKind::Baton { .. } = kind {
-                // Accepted but never carried out, every grant would fail at
-                // run time: refused until the kind is built.
-                self.at(
-                    &pp.key("kind"),
-                    format!(
-                        "the {:?} provisioner kind is not built in this version: use scim, okta, github, webhook or command (a command can run any CLI)",
-                        kind.name()
-                    ),
-                );
-            }
             out.push(ProvisionerConfig {
                 id: p.common.id,
                 timeout,
