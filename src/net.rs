@@ -32,6 +32,40 @@ pub(crate) fn retry_after_header(headers: &HeaderMap, now: DateTime<Utc>) -> Opt
     retry_after(text, now)
 }
 
+/// The wait a `header` holding the Unix second a rate-limit window opens
+/// again asks for (Okta's `X-Rate-Limit-Reset`, GitHub's
+/// `x-ratelimit-reset`); at least a second.
+pub(crate) fn reset_header(
+    headers: &HeaderMap,
+    header: &str,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let at: i64 = headers.get(header)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(
+        u64::try_from((at - now.timestamp()).max(1)).ok()?,
+    ))
+}
+
+/// The message for a 3xx a provisioner will not follow (a redirected change
+/// could be replayed as a read and look done, or carry a token elsewhere):
+/// where it pointed, and `fix`.
+pub(crate) fn redirect_refused(
+    what: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    fix: &str,
+) -> String {
+    let to = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or("(no Location)");
+    format!(
+        "{}: a redirect to {}, not followed: {fix}",
+        answered(what, status, ""),
+        excerpt(to, 300)
+    )
+}
+
 /// At most `max` bytes of the start of a body, whitespace folded so a
 /// failure message stays one log line, cut on a character boundary so a
 /// multi-byte character is never split.

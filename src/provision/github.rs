@@ -12,14 +12,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, LOCATION, USER_AGENT};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, USER_AGENT};
 use reqwest::redirect::Policy;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use url::Url;
 
-use super::{Action, Outcome, Provisioner, Request, Target};
+use super::{gone_after_grant, settled, Action, Outcome, Provisioner, Request, Target};
 use crate::config::Secret;
 use crate::net;
 
@@ -268,11 +268,7 @@ impl GithubProvisioner {
     }
 
     async fn revoke(&self, request: &Request) -> Step<Outcome> {
-        let gone = |what: String| Outcome::Permanent {
-            message: format!(
-                "{what}, though access was granted there: check in GitHub that it is removed"
-            ),
-        };
+        let gone = |what: String| gone_after_grant(what, "GitHub");
         let (login, team) = match &request.target {
             Some(Target {
                 account,
@@ -322,14 +318,8 @@ impl Provisioner for GithubProvisioner {
 
     async fn provision_for_record(&self, request: &Request) -> (Outcome, Option<Target>) {
         match request.action {
-            Action::Grant => self
-                .grant(request)
-                .await
-                .unwrap_or_else(|outcome| (outcome, None)),
-            Action::Revoke => (
-                self.revoke(request).await.unwrap_or_else(|outcome| outcome),
-                None,
-            ),
+            Action::Grant => settled(self.grant(request).await),
+            Action::Revoke => settled(self.revoke(request).await.map(|outcome| (outcome, None))),
         }
     }
 }
@@ -345,16 +335,12 @@ fn team_slug(entitlement: &str) -> &str {
 fn failed(answer: &Answer) -> Outcome {
     let status = answer.status;
     if status.is_redirection() {
-        let to = answer
-            .headers
-            .get(LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .unwrap_or("(no Location)");
         return Outcome::Permanent {
-            message: format!(
-                "{}: a redirect to {}, not followed: set the provisioner's api_url to the final address",
-                net::answered(&answer.what, status, ""),
-                net::excerpt(to, 300)
+            message: net::redirect_refused(
+                &answer.what,
+                status,
+                &answer.headers,
+                "set the provisioner's api_url to the final address",
             ),
         };
     }
@@ -371,14 +357,7 @@ fn failed(answer: &Answer) -> Outcome {
             == Some("0");
     if status == StatusCode::TOO_MANY_REQUESTS || spent || status.is_server_error() {
         let now = chrono::Utc::now();
-        let reset = answer
-            .headers
-            .get("x-ratelimit-reset")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .map(|at| {
-                Duration::from_secs(u64::try_from((at - now.timestamp()).max(1)).unwrap_or(1))
-            });
+        let reset = net::reset_header(&answer.headers, "x-ratelimit-reset", now);
         Outcome::Transient {
             message,
             retry_after: net::retry_after_header(&answer.headers, now).or(reset),

@@ -119,6 +119,24 @@ pub trait Provisioner: Send + Sync {
     }
 }
 
+/// The answer of a provisioner whose steps may end early with an outcome
+/// (`Err`): a grant's ids only when it ran to the end.
+pub(crate) fn settled(
+    done: Result<(Outcome, Option<Target>), Outcome>,
+) -> (Outcome, Option<Target>) {
+    done.unwrap_or_else(|outcome| (outcome, None))
+}
+
+/// A revoke that cannot find what a grant made (`what` is missing in
+/// `system`): the access cannot be taken as gone, so a person must look.
+pub(crate) fn gone_after_grant(what: String, system: &str) -> Outcome {
+    Outcome::Permanent {
+        message: format!(
+            "{what}, though access was granted there: check in {system} that it is removed"
+        ),
+    }
+}
+
 /// A built-in provisioner chosen by the config's `kind`.
 #[derive(Debug)]
 pub enum AnyProvisioner {

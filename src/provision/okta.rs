@@ -9,13 +9,13 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, LINK, LOCATION};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, LINK};
 use reqwest::redirect::Policy;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use url::Url;
 
-use super::{Action, Outcome, Provisioner, Request, Target};
+use super::{gone_after_grant, settled, Action, Outcome, Provisioner, Request, Target};
 use crate::config::Secret;
 use crate::net;
 
@@ -248,11 +248,7 @@ impl OktaProvisioner {
     }
 
     async fn revoke(&self, request: &Request) -> Step<Outcome> {
-        let gone = |what: String| Outcome::Permanent {
-            message: format!(
-                "{what}, though access was granted there: check in Okta that it is removed"
-            ),
-        };
+        let gone = |what: String| gone_after_grant(what, "Okta");
         let (user, group) = match &request.target {
             Some(Target {
                 account,
@@ -310,14 +306,8 @@ impl Provisioner for OktaProvisioner {
 
     async fn provision_for_record(&self, request: &Request) -> (Outcome, Option<Target>) {
         match request.action {
-            Action::Grant => self
-                .grant(request)
-                .await
-                .unwrap_or_else(|outcome| (outcome, None)),
-            Action::Revoke => (
-                self.revoke(request).await.unwrap_or_else(|outcome| outcome),
-                None,
-            ),
+            Action::Grant => settled(self.grant(request).await),
+            Action::Revoke => settled(self.revoke(request).await.map(|outcome| (outcome, None))),
         }
     }
 }
@@ -355,16 +345,12 @@ fn no_answer(what: &str, err: &reqwest::Error) -> Outcome {
 fn failed(answer: &Answer) -> Outcome {
     let status = answer.status;
     if status.is_redirection() {
-        let to = answer
-            .headers
-            .get(LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .unwrap_or("(no Location)");
         return Outcome::Permanent {
-            message: format!(
-                "{}: a redirect to {}, not followed: set the provisioner's url to the org's own address",
-                net::answered(&answer.what, status, ""),
-                net::excerpt(to, 300)
+            message: net::redirect_refused(
+                &answer.what,
+                status,
+                &answer.headers,
+                "set the provisioner's url to the org's own address",
             ),
         };
     }
@@ -378,24 +364,11 @@ fn failed(answer: &Answer) -> Outcome {
         Outcome::Transient {
             message,
             retry_after: net::retry_after_header(&answer.headers, now)
-                .or_else(|| rate_limit_reset(&answer.headers, now)),
+                .or_else(|| net::reset_header(&answer.headers, "x-rate-limit-reset", now)),
         }
     } else {
         Outcome::Permanent { message }
     }
-}
-
-/// `X-Rate-Limit-Reset`: the Unix second the window opens again.
-fn rate_limit_reset(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
-    let reset: i64 = headers
-        .get("x-rate-limit-reset")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let wait = reset - now.timestamp();
-    Some(Duration::from_secs(u64::try_from(wait.max(1)).ok()?))
 }
 
 #[cfg(test)]
@@ -403,7 +376,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn next_links_and_reset_windows_are_read() {
+    fn the_next_link_is_read() {
         let mut headers = HeaderMap::new();
         headers.append(
             LINK,
@@ -421,13 +394,5 @@ mod tests {
             next_link(&headers).as_deref(),
             Some("https://o.okta.com/api/v1/users/u/groups?after=g1&limit=1")
         );
-        let now = chrono::Utc::now();
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-rate-limit-reset",
-            HeaderValue::from_str(&(now.timestamp() + 30).to_string()).unwrap(),
-        );
-        let wait = rate_limit_reset(&headers, now).unwrap();
-        assert!((29..=30).contains(&wait.as_secs()), "{wait:?}");
     }
 }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use url::Url;
 
-use super::{Action, Outcome, Provisioner, Request, Target};
+use super::{gone_after_grant, settled, Action, Outcome, Provisioner, Request, Target};
 use crate::config::Secret;
 use crate::net;
 
@@ -316,13 +316,7 @@ impl ScimProvisioner {
     /// one that cannot be found is a failure: access granted cannot be
     /// taken as gone because a lookup missed.
     async fn granted_membership(&self, request: &Request) -> Step<(String, Resource)> {
-        let gone = |what: String| {
-            Outcome::Permanent {
-            message: format!(
-                "{what}, though access was granted there: check in the SCIM server that it is removed"
-            ),
-        }
-        };
+        let gone = |what: String| gone_after_grant(what, "the SCIM server");
         if let Some(Target {
             account,
             group: Some(group),
@@ -428,14 +422,8 @@ impl Provisioner for ScimProvisioner {
 
     async fn provision_for_record(&self, request: &Request) -> (Outcome, Option<Target>) {
         match request.action {
-            Action::Grant => self
-                .grant(request)
-                .await
-                .unwrap_or_else(|outcome| (outcome, None)),
-            Action::Revoke => (
-                self.revoke(request).await.unwrap_or_else(|outcome| outcome),
-                None,
-            ),
+            Action::Grant => settled(self.grant(request).await),
+            Action::Revoke => settled(self.revoke(request).await.map(|outcome| (outcome, None))),
         }
     }
 }
@@ -458,15 +446,12 @@ fn no_answer(what: &str, err: &reqwest::Error) -> Outcome {
 /// other 4xx mean the request or the setup is wrong.
 fn failed(what: &str, status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome {
     if status.is_redirection() {
-        let to = headers
-            .get(reqwest::header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .unwrap_or("(no Location)");
         return Outcome::Permanent {
-            message: format!(
-                "{}: a redirect to {}, not followed (a redirected change could be replayed as a read and look done): set the provisioner's url to the final address",
-                net::answered(what, status, ""),
-                net::excerpt(to, 300)
+            message: net::redirect_refused(
+                what,
+                status,
+                headers,
+                "set the provisioner's url to the final address",
             ),
         };
     }

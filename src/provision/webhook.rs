@@ -176,17 +176,12 @@ impl WebhookProvisioner {
         }
         if status.is_redirection() {
             // Never followed (the client's policy): say where it pointed.
-            let to = response
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|l| l.to_str().ok())
-                .unwrap_or("(no Location)")
-                .chars()
-                .take(300)
-                .collect::<String>();
             return Outcome::Permanent {
-                message: format!(
-                    "the webhook answered HTTP {status}: a redirect to {to}, not followed: set the provisioner's url to the final address"
+                message: net::redirect_refused(
+                    "the webhook",
+                    status,
+                    response.headers(),
+                    "set the provisioner's url to the final address",
                 ),
             };
         }
