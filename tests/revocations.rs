@@ -186,6 +186,37 @@ async fn a_group_gone_at_expiry_alerts_and_the_grant_stays_active() {
         .as_deref()
         .is_some_and(|t| t.contains(&scim.group)));
     assert_eq!(scim.world.ticket_status(&t).await, Status::Active);
+    let command = format!(
+        "accessd grants revoke {} --removed-by-hand",
+        grant.reference()
+    );
+    assert!(alert.to_string().contains(&command), "{alert}");
+
+    // An admin checks the app, finds the access gone, and says so.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_accessd"))
+        .args(["grants", "revoke", &grant.reference(), "--removed-by-hand"])
+        .args(["--reason", "group deleted in the IdP", "--config"])
+        .arg(scim.world.dir.path().join("accessd.toml"))
+        .env_remove("SLACK_APP_TOKEN")
+        .env_remove("SLACK_BOT_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    scim.wait_grant(&t, |s| s == GrantStatus::Revoked).await;
+    assert_eq!(scim.world.ticket_status(&t).await, Status::Revoked);
+    let store = scim.store().await;
+    let rows = store.audit_rows(None).await.unwrap();
+    store.close().await;
+    let by_hand = rows
+        .iter()
+        .find(|r| r.action == "grant.removed_by_hand")
+        .expect("audited");
+    assert!(by_hand.actor.starts_with("cli:"), "{}", by_hand.actor);
+    assert_eq!(by_hand.detail["reason"], "group deleted in the IdP");
     scim.world.stop().await;
 }
 

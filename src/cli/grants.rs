@@ -12,7 +12,7 @@ use super::actor::cli_actor;
 use super::output::{emit, or_dash, print_out, rfc3339_short, with_store, Failure, Outcome, Table};
 use crate::domain::ticket::ticket_ref;
 use crate::store::grants::parse_grant_ref;
-use crate::store::{Actor, Changed, Grant, GrantFilter, GrantStatus, Store};
+use crate::store::{Actor, AuditEvent, Changed, Effects, Grant, GrantFilter, GrantStatus, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum GrantsCommand {
@@ -36,6 +36,12 @@ pub enum GrantsCommand {
         /// Why, for the audit log and the person's DM.
         #[arg(long, default_value = "revoked by an admin")]
         reason: String,
+        /// The access was already removed by hand in the app (a revoke that
+        /// failed because the target's account or group is gone): record the
+        /// grant as ended without calling the provisioner. Audited as
+        /// `grant.removed_by_hand` with the OS user.
+        #[arg(long)]
+        removed_by_hand: bool,
     },
 }
 
@@ -55,9 +61,16 @@ pub(crate) fn execute(config: &Path, command: GrantsCommand) -> Outcome {
             limit,
             json,
         } => with_store(config, |store| list(store, status, limit, json)),
-        GrantsCommand::Revoke { id, reason } => {
-            with_store(config, |store| revoke(store, id, reason))
-        }
+        GrantsCommand::Revoke {
+            id,
+            reason,
+            removed_by_hand: false,
+        } => with_store(config, |store| revoke(store, id, reason)),
+        GrantsCommand::Revoke {
+            id,
+            reason,
+            removed_by_hand: true,
+        } => with_store(config, |store| removed_by_hand(store, id, reason)),
     }
 }
 
@@ -131,6 +144,41 @@ async fn revoke(store: Store, id: i64, reason: String) -> Outcome {
         _ => Err(Failure::runtime(format!(
             "{} is {}, not active: nothing to revoke",
             grant.reference(),
+            grant.status
+        ))),
+    }
+}
+
+/// Ends an active grant in accessd only: someone checked the app and the
+/// access is gone. Nothing is sent to the provisioner.
+async fn removed_by_hand(store: Store, id: i64, reason: String) -> Outcome {
+    let Some(grant) = store.grant(id).await? else {
+        return Err(Failure::runtime(format!("no grant G-{id}")));
+    };
+    let actor = cli_actor();
+    let reference = grant.reference();
+    let audit = AuditEvent::new(
+        &actor,
+        "grant.removed_by_hand",
+        reference.clone(),
+        serde_json::json!({ "reason": reason }),
+    );
+    let ended = store
+        .end_grant(
+            id,
+            None,
+            GrantStatus::Revoked,
+            format!("removed by hand ({actor}): {reason}"),
+            move |_, _| Effects {
+                audit: vec![audit],
+                ..Effects::default()
+            },
+        )
+        .await?;
+    match ended {
+        Some(_) => print_out(&format!("{reference}: recorded as removed by hand")),
+        None => Err(Failure::runtime(format!(
+            "{reference} is {}, not active: nothing to record",
             grant.status
         ))),
     }

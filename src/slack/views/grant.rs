@@ -151,12 +151,13 @@ pub fn revoke_failed_alert(
     error: &str,
 ) -> (String, Value) {
     let text = format!(
-        ":rotating_light: Could not revoke {} ({}) of {} — {}.\n{}\naccessd keeps trying; after fixing the cause you can also run `accessd grants revoke {}`.",
+        ":rotating_light: Could not revoke {} ({}) of {} — {}.\n{}\nIt stays active in accessd. After fixing the cause run `accessd grants revoke {}`; once you have checked it is gone from the app, `accessd grants revoke {} --removed-by-hand --reason \"…\"`.",
         grant.reference(),
         grant.role_id,
         mention(&ticket.requester_slack_id),
         what(config, ticket),
         quote(&clip(error, 1500)),
+        grant.reference(),
         grant.reference()
     );
     (
