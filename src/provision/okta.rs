@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, LINK};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::redirect::Policy;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
@@ -196,7 +196,7 @@ impl OktaProvisioner {
             if groups.iter().any(|g| g.id == group) {
                 return Ok(true);
             }
-            match next_link(&headers).and_then(|next| url.join(&next).ok()) {
+            match net::next_link(&headers).and_then(|next| url.join(&next).ok()) {
                 // Only on the org's own host: the token goes nowhere else.
                 Some(next) if next.origin() == self.base.origin() => url = next,
                 Some(next) => {
@@ -312,26 +312,6 @@ impl Provisioner for OktaProvisioner {
     }
 }
 
-/// `Link: <…>; rel="next"`, as Okta pages its listings.
-fn next_link(headers: &HeaderMap) -> Option<String> {
-    headers.get_all(LINK).iter().find_map(|value| {
-        let text = value.to_str().ok()?;
-        text.split(',').find_map(|part| {
-            let (target, params) = part.split_once(';')?;
-            params
-                .split(';')
-                .any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next"))
-                .then(|| {
-                    target
-                        .trim()
-                        .trim_start_matches('<')
-                        .trim_end_matches('>')
-                        .to_string()
-                })
-        })
-    })
-}
-
 /// No answer at all: the server may be back soon.
 fn no_answer(what: &str, err: &reqwest::Error) -> Outcome {
     Outcome::Transient {
@@ -368,31 +348,5 @@ fn failed(answer: &Answer) -> Outcome {
         }
     } else {
         Outcome::Permanent { message }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_next_link_is_read() {
-        let mut headers = HeaderMap::new();
-        headers.append(
-            LINK,
-            HeaderValue::from_static(
-                r#"<https://o.okta.com/api/v1/users/u/groups?limit=1>; rel="self""#,
-            ),
-        );
-        headers.append(
-            LINK,
-            HeaderValue::from_static(
-                r#"<https://o.okta.com/api/v1/users/u/groups?after=g1&limit=1>; rel="next""#,
-            ),
-        );
-        assert_eq!(
-            next_link(&headers).as_deref(),
-            Some("https://o.okta.com/api/v1/users/u/groups?after=g1&limit=1")
-        );
     }
 }

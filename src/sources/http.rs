@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LINK, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
@@ -125,7 +125,7 @@ impl Api {
             seen.insert(url.to_string());
             let (body, headers) = self.call(&url).await?;
             items.extend(self.parse::<Vec<T>>(&url, &body)?);
-            let Some(target) = next_link(&headers) else {
+            let Some(target) = net::next_link(&headers) else {
                 return Ok(items);
             };
             let next = url.join(&target).map_err(|e| {
@@ -300,40 +300,6 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
     value
 }
 
-/// The `rel="next"` target of the Link headers (RFC 8288): Okta sends one
-/// header per link, GitHub one header with comma-separated links.
-pub(crate) fn next_link(headers: &HeaderMap) -> Option<String> {
-    for value in headers.get_all(LINK) {
-        let Ok(mut rest) = value.to_str() else {
-            continue;
-        };
-        while let Some(open) = rest.find('<') {
-            let after = &rest[open + 1..];
-            let Some(close) = after.find('>') else {
-                break;
-            };
-            let target = &after[..close];
-            let params = &after[close + 1..];
-            let params = &params[..params.find('<').unwrap_or(params.len())];
-            let is_next = params.split([';', ',']).any(|param| {
-                param.split_once('=').is_some_and(|(key, value)| {
-                    key.trim().eq_ignore_ascii_case("rel")
-                        && value
-                            .trim()
-                            .trim_matches('"')
-                            .split_whitespace()
-                            .any(|rel| rel.eq_ignore_ascii_case("next"))
-                })
-            });
-            if is_next {
-                return Some(target.trim().to_string());
-            }
-            rest = &after[close + 1..];
-        }
-    }
-    None
-}
-
 /// One GET with `auth` as its `Authorization`; the answer whatever its status.
 pub(crate) async fn get_with_auth(
     client: &reqwest::Client,
@@ -364,35 +330,6 @@ mod tests {
             map.append(*name, HeaderValue::from_str(value).unwrap());
         }
         map
-    }
-
-    #[test]
-    fn next_links_in_both_vendor_shapes() {
-        let okta = headers(&[
-            (
-                "link",
-                r#"<https://x.okta.com/api/v1/users?limit=200>; rel="self""#,
-            ),
-            (
-                "link",
-                r#"<https://x.okta.com/api/v1/users?after=00u1&limit=200>; rel="next""#,
-            ),
-        ]);
-        assert_eq!(
-            next_link(&okta).as_deref(),
-            Some("https://x.okta.com/api/v1/users?after=00u1&limit=200")
-        );
-        let github = headers(&[(
-            "link",
-            r#"<https://api.github.com/organizations/1/members?page=1>; rel="prev", <https://api.github.com/organizations/1/members?page=3>; rel="next", <https://api.github.com/organizations/1/members?page=5>; rel="last""#,
-        )]);
-        assert_eq!(
-            next_link(&github).as_deref(),
-            Some("https://api.github.com/organizations/1/members?page=3")
-        );
-        let last = headers(&[("link", r#"<https://h/a?page=1>; rel="first""#)]);
-        assert_eq!(next_link(&last), None);
-        assert_eq!(next_link(&HeaderMap::new()), None);
     }
 
     #[test]
