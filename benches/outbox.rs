@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use accessd::outbox::{Outbox, OutboxOptions, OutboxWorker};
-use accessd::slack::api::SlackApi;
+use accessd::slack_api::SlackApi;
 use accessd::store::{NewMessage, Store};
 use support::daemon::tokens;
 use support::{Failure, FakeSlack};

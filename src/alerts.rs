@@ -17,8 +17,8 @@ pub use crate::domain::alert::{
 use crate::domain::diff::{Change, MassRemoval};
 use crate::domain::jobs;
 use crate::domain::snapshot::Snapshot;
-use crate::slack::api::SlackApi;
 use crate::slack::views;
+use crate::slack_api::SlackApi;
 use crate::store::{AlertRow, NewAlert, NewMessage, Offboarded, Store, StoreError};
 
 /// Job kind and subject of the daily digest timer.

@@ -14,7 +14,7 @@ use crate::identity::Identity;
 use crate::limit::Limiter;
 use crate::outbox::Outbox;
 use crate::provision::Provisioners;
-use crate::slack::api::{BotIdentity, SlackApi};
+use crate::slack_api::{BotIdentity, SlackApi};
 use crate::sources::AnySource;
 use crate::store::{Store, StoreError};
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde_json::Value;
 
-use crate::slack::api::{ApiError, SlackApi};
+use crate::slack_api::{ApiError, SlackApi};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]

@@ -24,13 +24,15 @@
 //!    Home-refresh queue, the job runner's wake-up).
 //! 7. use cases: `sync` and `reviews` above `alerts`, `outbox` and
 //!    `identity`.
-//! 8. adapters: `slack` (Web API, Socket Mode transport, frame codec,
+//! 8. adapters: `slack` (Socket Mode transport, frame codec,
 //!    envelope contract, ids, modal reading, Block Kit views), `sources`
 //!    (identity-source readers), `provision` (provisioners).
 //! 9. `store`: all SQL, behind one `Store`.
 //! 10. `domain`: pure rules and vocabulary (ticket, policy, diff, catalog,
 //!     alert kinds, job kinds, snapshot types).
-//! 11. `net` (HTTP helpers), `metrics` (counters only), `limit` (per-key
+//! 11. `slack_api`: the Slack Web API client, shared by the `slack` surfaces,
+//!     the `slack` source and the `slack_usergroup` provisioner.
+//! 12. `net` (HTTP helpers), `metrics` (counters only), `limit` (per-key
 //!     sliding windows), then `config` (the
 //!     TOML contract) at the bottom.
 
@@ -54,6 +56,7 @@ pub mod router;
 pub mod scheduler;
 pub mod server;
 pub mod slack;
+pub mod slack_api;
 pub mod sources;
 pub mod store;
 pub mod sync;
@@ -72,8 +75,8 @@ use crate::config::{Config, SlackTokens};
 use crate::identity::{HomeTeam, Identity};
 use crate::outbox::{Outbox, OutboxOptions, OutboxWorker};
 use crate::router::Router;
-use crate::slack::api::{ApiError, BotIdentity, SlackApi};
 use crate::slack::transport::{Transport, TransportError, TransportOptions, TransportStatus};
+use crate::slack_api::{ApiError, BotIdentity, SlackApi};
 use crate::store::{Store, StoreError};
 
 /// Everything SIGTERM may take: stop reading, finish in-flight work, flush.

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-use crate::slack::api::{ApiError, SlackApi};
+use crate::slack_api::{ApiError, SlackApi};
 use crate::store::{NewMessage, OutboxItem, Store, StoreError, RESPOND};
 
 /// Enqueues messages and wakes the worker. Cheap to clone.

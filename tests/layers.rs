@@ -21,6 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["slack", "sources", "provision"],
     &["store"],
     &["domain"],
+    &["slack_api"],
     &["net", "metrics", "limit"],
     &["config"],
 ];

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use accessd::outbox::{Outbox, OutboxOptions, OutboxWorker};
-use accessd::slack::api::SlackApi;
+use accessd::slack_api::SlackApi;
 use accessd::store::{NewMessage, Store};
 use serde_json::json;
 use support::daemon::tokens;

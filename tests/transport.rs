@@ -8,8 +8,8 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use accessd::slack::api::SlackApi;
 use accessd::slack::transport::{Envelope, EnvelopeHandler, Reply, Transport, TransportError};
+use accessd::slack_api::SlackApi;
 use accessd::store::Store;
 use serde_json::json;
 use support::daemon::{fast_transport, tokens};

@@ -1,7 +1,7 @@
-//! Everything that speaks Slack's protocols: the Socket Mode transport, the Web
-//! API client, the app manifest and the Block Kit views.
+//! Everything that speaks Slack's protocols to people: the Socket Mode
+//! transport, the app manifest and the Block Kit views (the Web API client is
+//! `slack_api`, a layer lower, so sources and provisioners can call Slack).
 
-pub mod api;
 pub mod envelope;
 pub mod frame;
 pub mod ids;

@@ -30,7 +30,7 @@ pub use super::frame::{parse_frame, Frame};
 use super::inbound::{ConnEvent, InFlight, Inbound, Outgoing};
 pub use super::seen::Seen;
 use crate::metrics;
-use crate::slack::api::{ApiError, SlackApi};
+use crate::slack_api::{ApiError, SlackApi};
 
 /// Timing knobs; defaults suit Slack, tests shorten them.
 #[derive(Debug, Clone)]

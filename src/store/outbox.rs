@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::alerts::record_alert_message_tx;
 use super::reviews::record_page_tx;
 use super::{json_col, opt_ts_col, ts, ts_col, write_tx, Result, Store, StoreError};
+pub use crate::slack_api::RESPOND;
 
 /// A Slack Web API call to make later.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,10 +28,6 @@ pub struct NewMessage {
 
 /// The lane of alerts: ahead of every ordinary notification.
 pub const ALERT: i64 = 10;
-
-/// The outbox's name for a POST to an interaction's `response_url` (not a
-/// Web API method: no token, the URL itself is the credential).
-pub const RESPOND: &str = "response_url";
 
 impl NewMessage {
     /// An ephemeral answer to `user` through an interaction's `response_url`;

@@ -1,5 +1,7 @@
-//! Slack Web API client: slack-morphism's connector pointed at `slack.api_url`,
-//! with a timeout on every call, typed errors and `Retry-After` handling.
+//! The Slack Web API client (below the adapters, so the `slack` surfaces, the
+//! `slack` source and the `slack_usergroup` provisioner share one):
+//! slack-morphism's connector pointed at `slack.api_url`, with a timeout on
+//! every call, typed errors and `Retry-After` handling.
 //!
 //! Every call goes through [`SlackApi::call`] with a JSON body, so the outbox can
 //! replay any queued method without a per-method request type. Every request
@@ -23,6 +25,10 @@ use crate::metrics;
 use crate::net;
 
 type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
+
+/// The outbox's name for a POST to an interaction's `response_url` (not a
+/// Web API method: no token, the URL itself is the credential).
+pub const RESPOND: &str = "response_url";
 
 /// Error codes after which retrying with the same token can never succeed.
 const FATAL_AUTH_CODES: &[&str] = &[
@@ -192,7 +198,7 @@ impl SlackApi {
     /// never goes to a URL of someone else's choosing.
     pub async fn respond(&self, response_url: &str, body: &Value) -> Result<Value, ApiError> {
         let refused = |message: &str| ApiError::Protocol {
-            method: crate::store::RESPOND.into(),
+            method: RESPOND.into(),
             message: message.into(),
         };
         let url = url::Url::parse(response_url).map_err(|_| refused("not a URL"))?;
@@ -216,7 +222,7 @@ impl SlackApi {
             .http_api
             .connector
             .http_post_uri::<Value, Value>(url, body, context);
-        self.bounded(crate::store::RESPOND, call).await
+        self.bounded(RESPOND, call).await
     }
 
     /// Like [`call`](Self::call), but retries rate limits and transient failures
