@@ -325,7 +325,7 @@ fn phase_sync(n: u64, dir: &Path, label: &str) {
     runtime().block_on(async {
         let config = load_config(dir);
         let source = &config.sources[0];
-        let reader = AnySource::from_config(source).expect("source");
+        let reader = AnySource::from_config(source, None).expect("source");
         let store = Store::open(&config.database.path).expect("store");
         let before = rss_mb();
         let cpu_at = cpu_ms();

@@ -9,16 +9,17 @@ use std::collections::{HashMap, HashSet};
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use crate::config::{AlertChannels, Config, SourceConfig};
+use crate::config::{AlertChannels, Config, SourceConfig, SourceKind};
 use crate::domain::alert;
 pub use crate::domain::alert::{
-    apply_saved_channels, channel_for, fingerprint, kind, next_digest, revocable,
+    apply_saved_channels, channel_for, deactivatable, fingerprint, kind, next_digest, revocable,
 };
 use crate::domain::diff::{Change, MassRemoval};
 use crate::domain::jobs;
 use crate::domain::snapshot::Snapshot;
 use crate::slack::views;
 use crate::slack_api::SlackApi;
+use crate::sources::slack::PRIVILEGED_ROLES;
 use crate::store::{AlertRow, NewAlert, NewMessage, Offboarded, Store, StoreError};
 
 /// Job kind and subject of the daily digest timer.
@@ -153,7 +154,11 @@ pub fn from_changes(
     for a in &snapshot.accounts {
         *per_app.entry(a.app.as_str()).or_default() += 1;
     }
+    let workspace = matches!(source.kind, SourceKind::Slack { .. });
     for change in changes {
+        if workspace {
+            privileged(config, source, change, &mut raise, &mut resolve);
+        }
         match change {
             Change::AccountAdded { account }
                 if marks.watched.contains(&account.app)
@@ -205,6 +210,63 @@ pub fn from_changes(
         }
     }
     (raise, resolve)
+}
+
+/// A `slack` source's change that makes someone an owner, admin or guest of
+/// the workspace raises a `privileged` finding; one that takes it away
+/// resolves it.
+fn privileged(
+    config: &Config,
+    source: &SourceConfig,
+    change: &Change,
+    raise: &mut Vec<NewAlert>,
+    resolve: &mut Vec<String>,
+) {
+    let key = |account: &crate::domain::snapshot::Account, role: &str| {
+        fingerprint(&[
+            kind::PRIVILEGED,
+            &source.id,
+            &account.app,
+            &account.id,
+            role,
+        ])
+    };
+    let mut found = |account: &crate::domain::snapshot::Account, role: &str| {
+        raise.push(new_alert(
+            config,
+            kind::PRIVILEGED,
+            key(account, role),
+            Some(&source.id),
+            Some(&account.app),
+            json!({ "source": source.id, "app": account.app, "role": role, "account": account }),
+            true,
+        ));
+    };
+    match change {
+        Change::AccountAdded { account } if !account.status.is_offboarded() => {
+            for role in &account.entitlements {
+                if PRIVILEGED_ROLES.contains(&role.as_str()) {
+                    found(account, role);
+                }
+            }
+        }
+        Change::EntitlementAdded {
+            account,
+            entitlement,
+        } if PRIVILEGED_ROLES.contains(&entitlement.as_str()) => found(account, entitlement),
+        Change::EntitlementRemoved {
+            account,
+            entitlement,
+        } if PRIVILEGED_ROLES.contains(&entitlement.as_str()) => {
+            resolve.push(key(account, entitlement))
+        }
+        Change::AccountRemoved { account } => {
+            for role in PRIVILEGED_ROLES {
+                resolve.push(key(account, role));
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The `source_failed` finding for a failed sync.

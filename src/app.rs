@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
 use crate::alerts;
-use crate::config::Config;
-use crate::identity::Identity;
+use crate::config::{Config, Secret, USERGROUP_FRESH};
+use crate::identity::{self, Identity};
 use crate::limit::Limiter;
 use crate::outbox::Outbox;
 use crate::provision::Provisioners;
@@ -38,12 +38,17 @@ pub struct Integrations {
 
 impl Integrations {
     /// Reads the secret files (blocking); errors name the config key.
-    pub fn build(config: &Config) -> Result<Self, String> {
-        let provisioners = Provisioners::from_config(config)?;
+    /// `bot_token` is the daemon's, lent to a `slack` source or
+    /// `slack_usergroup` provisioner without a `token_file` of its own.
+    pub fn build(config: &Config, bot_token: &Secret) -> Result<Self, String> {
+        let provisioners = Provisioners::from_config(config, Some(bot_token))?;
         let sources = config
             .sources
             .iter()
-            .map(|s| Ok((s.id.clone(), Arc::new(AnySource::from_config(s)?))))
+            .map(|s| {
+                let reader = AnySource::from_config(s, Some(bot_token))?;
+                Ok((s.id.clone(), Arc::new(reader)))
+            })
             .collect::<Result<_, String>>()?;
         Ok(Self {
             provisioners,
@@ -55,8 +60,8 @@ impl Integrations {
 /// Why a [`Live`] could not be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
-    /// A `#name` (`[alerts.channels]`, `[audit] anchor_channel`) Slack does
-    /// not know, or Slack unreachable.
+    /// A `#name` (`[alerts.channels]`, `[audit] anchor_channel`) or a
+    /// `usergroup:` handle Slack does not know, or Slack unreachable.
     #[error("{0}")]
     Channels(String),
     #[error("database: {0}")]
@@ -85,6 +90,9 @@ impl Live {
             config.audit.anchor_channel = Some(id);
             resolved.extend(pair);
         }
+        check_usergroups(api, &config)
+            .await
+            .map_err(PrepareError::Channels)?;
         store.save_channels(resolved).await?;
         Ok(Self {
             config: Arc::new(config),
@@ -94,6 +102,46 @@ impl Live {
     }
 }
 
+/// Every `usergroup:HANDLE` the config names must exist in the workspace;
+/// without `usergroups:read` the check is skipped (with a warning) and such
+/// a group simply names nobody.
+async fn check_usergroups(api: &SlackApi, config: &Config) -> Result<(), String> {
+    let uses = config.usergroup_uses();
+    if uses.is_empty() {
+        return Ok(());
+    }
+    let ids = match identity::usergroup_ids(api).await {
+        Ok(ids) => ids,
+        Err(err) if err.code() == Some("missing_scope") => {
+            tracing::warn!("cannot check the config's usergroup: handles without the usergroups:read scope; their members cannot act until it is granted");
+            return Ok(());
+        }
+        Err(err) => {
+            return Err(format!(
+                "could not list Slack user groups to check the config's usergroup: handles: {err}"
+            ))
+        }
+    };
+    let missing: Vec<String> = uses
+        .iter()
+        .filter(|(_, handle)| !ids.contains_key(handle))
+        .map(|(key, handle)| {
+            format!("{key}: no Slack user group @{handle} in this workspace (check the handle)")
+        })
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(missing.join("\n"))
+    }
+}
+
+/// How often the Slack user groups a config names are read in the
+/// background, so a click seldom waits for Slack.
+pub const USERGROUP_REFRESH: Duration = Duration::from_secs(30);
+/// The longest a click waits for a user group it needs to be read.
+const USERGROUP_WAIT: Duration = Duration::from_secs(2);
+
 /// Everything a handler may touch.
 pub struct App {
     /// Read through [`App::config`]; replaced by [`App::replace_live`] on reload.
@@ -101,6 +149,9 @@ pub struct App {
     pub store: Store,
     pub api: SlackApi,
     pub bot: BotIdentity,
+    /// The bot token, for the integrations a reload builds (it is
+    /// restart-only, so the same as at start).
+    pub bot_token: Secret,
     pub outbox: Outbox,
     pub identity: Identity,
     pub home_refresh: HomeRefresh,
@@ -118,6 +169,7 @@ pub struct AppParts {
     pub store: Store,
     pub api: SlackApi,
     pub bot: BotIdentity,
+    pub bot_token: Secret,
     pub outbox: Outbox,
     pub identity: Identity,
     pub job_options: JobOptions,
@@ -130,6 +182,7 @@ impl App {
             store: parts.store,
             api: parts.api,
             bot: parts.bot,
+            bot_token: parts.bot_token,
             outbox: parts.outbox,
             identity: parts.identity,
             home_refresh: HomeRefresh::default(),
@@ -153,6 +206,36 @@ impl App {
 
     pub fn replace_live(&self, live: Live) {
         self.live.send_replace(live);
+    }
+
+    /// Reads the Slack user groups the config names that were not read
+    /// within `max_age`, for at most `wait`.
+    pub async fn refresh_usergroups(&self, max_age: Duration, wait: Duration) {
+        let config = self.config();
+        let handles: Vec<String> = config
+            .usergroup_uses()
+            .into_iter()
+            .map(|(_, handle)| handle)
+            .collect();
+        if handles.is_empty() {
+            return;
+        }
+        let read = self
+            .identity
+            .refresh_usergroups(&config.usergroups, &handles, max_age);
+        if tokio::time::timeout(wait, read).await.is_err() {
+            tracing::warn!("reading the config's Slack user groups took too long");
+        }
+    }
+
+    /// Before a click is authorised: user groups older than
+    /// `USERGROUP_FRESH` less a margin (so none ages out mid-decision) are
+    /// read now, for at most `USERGROUP_WAIT`. A group still unread names
+    /// nobody, so such a click is refused, never allowed.
+    pub async fn usergroups_for_click(&self) {
+        let margin = Duration::from_secs(10);
+        self.refresh_usergroups(USERGROUP_FRESH.saturating_sub(margin), USERGROUP_WAIT)
+            .await;
     }
 
     /// Notified on every reload (source timers follow their config).

@@ -2,14 +2,19 @@
 //! `users.info` / `users.lookupByEmail`, refreshed after `identity.link_refresh`.
 //! People are matched by exact, case-insensitive email. Also what kind of
 //! Slack account someone is ([`Standing`]): a full member of this workspace, a
-//! guest, a bot, or a user of another team.
+//! guest, a bot, or a user of another team. And who is in the Slack user
+//! groups the config names (`usergroup:HANDLE`), read into the config's
+//! [`UserGroups`] as emails.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
+
+use crate::config::UserGroups;
 
 use crate::slack_api::{ApiError, SlackApi};
 use crate::store::{Store, StoreError};
@@ -62,6 +67,30 @@ pub struct Identity {
     home: HomeTeam,
     /// Slack id → standing and when Slack said so; kept as long as links.
     standings: Arc<Mutex<HashMap<String, (Standing, Instant)>>>,
+    /// User group handle → id, from `usergroups.list`.
+    usergroup_ids: Arc<Mutex<HashMap<String, String>>>,
+}
+
+/// Members' emails looked up at once while a group is read.
+const MEMBER_LOOKUPS: usize = 8;
+
+/// Handle (lowercased) → id of every user group of the workspace, disabled
+/// ones included (a disabled group has no members, but it exists).
+pub async fn usergroup_ids(api: &SlackApi) -> Result<HashMap<String, String>, ApiError> {
+    let reply = api
+        .call_get("usergroups.list", &[("include_disabled", "true")])
+        .await?;
+    Ok(reply
+        .get("usergroups")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|g| {
+            let handle = g.get("handle")?.as_str()?.to_lowercase();
+            let id = g.get("id")?.as_str()?.to_string();
+            Some((handle, id))
+        })
+        .collect())
 }
 
 impl Identity {
@@ -72,7 +101,80 @@ impl Identity {
             refresh,
             home,
             standings: Arc::default(),
+            usergroup_ids: Arc::default(),
         }
+    }
+
+    /// Reads the members of each of `handles` not read within `max_age`
+    /// into `groups`, as emails (members without one are nobody here). A
+    /// group whose read fails keeps its last list, which stops counting once
+    /// it is older than `USERGROUP_FRESH`: uncertain membership never allows.
+    pub async fn refresh_usergroups(
+        &self,
+        groups: &UserGroups,
+        handles: &[String],
+        max_age: Duration,
+    ) {
+        for handle in groups.older_than(handles, max_age) {
+            let started = Instant::now();
+            match self.usergroup_emails(&handle).await {
+                Ok(emails) => groups.set(&handle, emails, started),
+                Err(err) => {
+                    tracing::warn!(usergroup = %handle, error = %err, "could not read a Slack user group's members; its members cannot act until it is read")
+                }
+            }
+        }
+    }
+
+    async fn usergroup_emails(
+        &self,
+        handle: &str,
+    ) -> Result<std::collections::BTreeSet<String>, IdentityError> {
+        let known = self.lock_usergroup_ids().get(handle).cloned();
+        let id = match known {
+            Some(id) => id,
+            None => {
+                let ids = usergroup_ids(&self.api).await?;
+                let id = ids.get(handle).cloned();
+                *self.lock_usergroup_ids() = ids;
+                id.ok_or_else(|| ApiError::Slack {
+                    method: "usergroups.list".into(),
+                    code: format!("no user group @{handle}"),
+                })?
+            }
+        };
+        let reply = self
+            .api
+            .call_get("usergroups.users.list", &[("usergroup", &id)])
+            .await
+            .inspect_err(|_| {
+                // The id may be stale (the group re-created): learn it again next time.
+                self.lock_usergroup_ids().remove(handle);
+            })?;
+        let members: Vec<String> = reply
+            .get("users")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
+        let emails: Vec<Result<Option<String>, IdentityError>> = stream::iter(members)
+            .map(|member| async move { self.email_of(&member).await })
+            .buffer_unordered(MEMBER_LOOKUPS)
+            .collect()
+            .await;
+        let mut out = std::collections::BTreeSet::new();
+        for email in emails {
+            if let Some(email) = email? {
+                out.insert(email);
+            }
+        }
+        Ok(out)
+    }
+
+    fn lock_usergroup_ids(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.usergroup_ids.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// What kind of account `slack_id` is. Asks Slack when the cached answer

@@ -112,6 +112,15 @@ pub enum RunError {
     },
 }
 
+impl RunError {
+    /// An error in the config file found only with Slack's help (a `#name`
+    /// or `usergroup:` handle it does not know) or a secret file the file
+    /// names: the command line exits 2 for it, as for any config error.
+    pub fn is_config(&self) -> bool {
+        matches!(self, RunError::Channels(_) | RunError::Integration(_))
+    }
+}
+
 impl From<PrepareError> for RunError {
     fn from(err: PrepareError) -> Self {
         match err {
@@ -209,7 +218,7 @@ async fn run_on_store(
         None => None,
     };
     // Built before Slack is reached so an unreadable secret file fails fast.
-    let integrations = Integrations::build(&config).map_err(RunError::Integration)?;
+    let integrations = Integrations::build(&config, &tokens.bot).map_err(RunError::Integration)?;
     let api = SlackApi::new(&config.slack.api_url, &tokens, options.api_timeout)?;
     let bot = tokio::select! {
         bot = check_bot_token(&api, &options.transport) => bot?,
@@ -242,6 +251,7 @@ async fn run_on_store(
             store: store.clone(),
             api: api.clone(),
             bot,
+            bot_token: tokens.bot.clone(),
             outbox,
             identity,
             job_options: options.jobs.clone(),
@@ -253,6 +263,10 @@ async fn run_on_store(
         stopped.clone(),
     )));
     let source_timers = tokio::spawn(store::background(scheduler::sources::run(
+        app.clone(),
+        stopped.clone(),
+    )));
+    let usergroups = tokio::spawn(store::background(scheduler::usergroups(
         app.clone(),
         stopped.clone(),
     )));
@@ -289,6 +303,7 @@ async fn run_on_store(
     let _ = stop.send(true);
     pruner.abort();
     home_refresh.abort();
+    usergroups.abort();
     if let Some(reloads) = reloads {
         reloads.abort();
     }

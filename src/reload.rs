@@ -84,12 +84,16 @@ pub async fn reload(app: &App, server: &ServerState) -> Result<Reloaded, ReloadE
         .await
         .map_err(|e| ReloadError::Integration(format!("reload task failed: {e}")))??;
     let restart_needed = keep_restart_only(&running, &mut next);
+    // What is known of Slack user groups stays valid across the reload.
+    next.usergroups = running.usergroups.clone();
     // Secret files are read here, off the async threads.
-    let (next, integrations) =
-        tokio::task::spawn_blocking(move || Integrations::build(&next).map(|built| (next, built)))
-            .await
-            .map_err(|e| ReloadError::Integration(format!("reload task failed: {e}")))?
-            .map_err(ReloadError::Integration)?;
+    let bot = app.bot_token.clone();
+    let (next, integrations) = tokio::task::spawn_blocking(move || {
+        Integrations::build(&next, &bot).map(|built| (next, built))
+    })
+    .await
+    .map_err(|e| ReloadError::Integration(format!("reload task failed: {e}")))?
+    .map_err(ReloadError::Integration)?;
     let live = Live::prepare(&app.api, &app.store, next, integrations)
         .await
         .map_err(|err| match err {

@@ -149,7 +149,7 @@ pub async fn create(
     for app_id in &apps {
         let owners = config
             .app(app_id)
-            .map(|a| a.owners.clone())
+            .map(|a| config.owners_of(a))
             .unwrap_or_default();
         for (source_id, account) in store.accounts_of_app(app_id.clone()).await? {
             if account.status == AccountStatus::Deprovisioned {

@@ -70,6 +70,17 @@ pub fn callback_id(view: &SlackView) -> &str {
 
 /// Hands a typed route to the handler of its surface.
 pub async fn dispatch(app: &Arc<App>, route: Route) -> Reply {
+    // Whoever acts is authorised against user groups read within a minute.
+    if matches!(
+        route,
+        Route::Command(_)
+            | Route::BlockAction { .. }
+            | Route::ViewSubmission(_)
+            | Route::Shortcut(_)
+            | Route::AppHomeOpened(_)
+    ) {
+        app.usergroups_for_click().await;
+    }
     match route {
         Route::Command(command) => match command::parse(&command) {
             Ok(text) => request::open(app, &command.trigger_id.0, command.user_id.0, text).await,
@@ -101,7 +112,8 @@ pub async fn dispatch(app: &Arc<App>, route: Route) -> Reply {
                 actions::ALERT_ACK
                 | actions::ALERT_WATCH
                 | actions::ALERT_IGNORE
-                | actions::ALERT_REVOKE => {
+                | actions::ALERT_REVOKE
+                | actions::ALERT_DEACTIVATE => {
                     alert::clicked(app, &action.action_id.0, &value, *event).await
                 }
                 actions::DIGEST_ACK => alert::digest_clicked(app, &value, *event).await,

@@ -20,7 +20,7 @@ use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 use tokio::time::Instant;
 
-use crate::config::SlackTokens;
+use crate::config::{Secret, SlackTokens};
 use crate::metrics;
 use crate::net;
 
@@ -143,7 +143,9 @@ pub struct SlackApi {
 struct Inner {
     client: SlackClient<Connector>,
     bot: SlackApiToken,
-    app: SlackApiToken,
+    /// `None` for a client that only calls the Web API (a source's or
+    /// provisioner's own token): it cannot open Socket Mode.
+    app: Option<SlackApiToken>,
     timeout: Duration,
     /// `scheme://host:port` of `slack.api_url`: a `response_url` there is
     /// Slack's too (a proxy, or the fake Slack in tests).
@@ -165,6 +167,21 @@ impl SlackApi {
     /// `api_url` is the base without a trailing `/` (`https://slack.com/api`,
     /// `https://slack-gov.com/api`, or a loopback fake in tests).
     pub fn new(api_url: &str, tokens: &SlackTokens, timeout: Duration) -> std::io::Result<Self> {
+        Self::build(api_url, &tokens.bot, Some(&tokens.app), timeout)
+    }
+
+    /// A Web API client with a bot token only (the `slack` source and the
+    /// `slack_usergroup` provisioner, possibly for another workspace).
+    pub fn with_bot_token(api_url: &str, bot: &Secret, timeout: Duration) -> std::io::Result<Self> {
+        Self::build(api_url, bot, None, timeout)
+    }
+
+    fn build(
+        api_url: &str,
+        bot: &Secret,
+        app: Option<&Secret>,
+        timeout: Duration,
+    ) -> std::io::Result<Self> {
         net::install_crypto_provider();
         // https_or_http: production URLs are https, the fake Slack in tests is
         // plain http on loopback; the default connector refuses http outright.
@@ -179,8 +196,8 @@ impl SlackApi {
         Ok(Self {
             inner: Arc::new(Inner {
                 client: SlackClient::new(connector),
-                bot: SlackApiToken::new(tokens.bot.expose().to_string().into()),
-                app: SlackApiToken::new(tokens.app.expose().to_string().into()),
+                bot: SlackApiToken::new(bot.expose().to_string().into()),
+                app: app.map(|t| SlackApiToken::new(t.expose().to_string().into())),
                 timeout,
                 api_origin: url::Url::parse(api_url).ok().map(|u| u.origin()),
             }),
@@ -233,25 +250,7 @@ impl SlackApi {
         body: &Value,
         budget: Duration,
     ) -> Result<Value, ApiError> {
-        let deadline = Instant::now() + budget;
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match self.call(method, body).await {
-                Err(err) if err.is_transient() => {
-                    let wait = match &err {
-                        ApiError::RateLimited { retry_after, .. } => *retry_after,
-                        _ => backoff,
-                    };
-                    if Instant::now() + wait > deadline {
-                        return Err(err);
-                    }
-                    tracing::debug!(method, error = %err, ?wait, "retrying Slack call");
-                    tokio::time::sleep(wait).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-                other => return other,
-            }
-        }
+        retrying(method, budget, || self.call(method, body)).await
     }
 
     /// GET with query parameters and the bot token, for the read methods that
@@ -268,7 +267,19 @@ impl SlackApi {
         self.bounded(method, call).await
     }
 
-    /// `auth.test` with the bot token: proves the token and learns the bot's user id.
+    /// Like [`call_get`](Self::call_get), but waits out rate limits (Slack's
+    /// `Retry-After`) and transient failures until `budget` is spent: for
+    /// paged reads off the envelope path, where one 429 must not fail the
+    /// whole listing.
+    pub async fn call_get_retrying(
+        &self,
+        method: &str,
+        params: &[(&str, &str)],
+        budget: Duration,
+    ) -> Result<Value, ApiError> {
+        retrying(method, budget, || self.call_get(method, params)).await
+    }
+
     /// Every channel the bot can see, by lowercased name → id, from a paged
     /// `conversations.list` (public and private, not archived).
     pub async fn channel_ids(&self) -> Result<HashMap<String, String>, ApiError> {
@@ -309,6 +320,7 @@ impl SlackApi {
         Ok(by_name)
     }
 
+    /// `auth.test` with the bot token: proves the token and learns the bot's user id.
     pub async fn auth_test(&self) -> Result<BotIdentity, ApiError> {
         let reply = self.call("auth.test", &serde_json::json!({})).await?;
         let field = |name: &str| -> Result<String, ApiError> {
@@ -331,12 +343,14 @@ impl SlackApi {
 
     /// `apps.connections.open` with the app-level token: a one-use WebSocket URL.
     pub async fn open_socket_url(&self) -> Result<String, ApiError> {
+        let Some(app) = &self.inner.app else {
+            return Err(ApiError::Protocol {
+                method: "apps.connections.open".into(),
+                message: "this client has no app-level token".into(),
+            });
+        };
         let reply = self
-            .post(
-                &self.inner.app,
-                "apps.connections.open",
-                &serde_json::json!({}),
-            )
+            .post(app, "apps.connections.open", &serde_json::json!({}))
             .await?;
         reply
             .get("url")
@@ -376,6 +390,34 @@ impl SlackApi {
         let rate_limited = matches!(result, Err(ApiError::RateLimited { .. }));
         metrics::global().api_call(method, rate_limited);
         result
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or the next wait (a
+/// rate limit's `Retry-After`, else a doubling backoff) would pass `budget`.
+async fn retrying<F, Fut>(method: &str, budget: Duration, mut attempt: F) -> Result<Value, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Value, ApiError>>,
+{
+    let deadline = Instant::now() + budget;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match attempt().await {
+            Err(err) if err.is_transient() => {
+                let wait = match &err {
+                    ApiError::RateLimited { retry_after, .. } => *retry_after,
+                    _ => backoff,
+                };
+                if Instant::now() + wait > deadline {
+                    return Err(err);
+                }
+                tracing::debug!(method, error = %err, ?wait, "retrying Slack call");
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
     }
 }
 

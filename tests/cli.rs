@@ -135,6 +135,70 @@ fn manifest_is_a_socket_mode_app_with_the_access_command() {
 }
 
 #[test]
+fn manifest_adds_the_scopes_the_config_needs() {
+    let base = accessd().arg("manifest").output().unwrap();
+    let scopes = |out: &Output| -> Vec<String> {
+        let m: serde_json::Value = serde_json::from_slice(&out.stdout).expect("manifest is JSON");
+        m["oauth_config"]["scopes"]["bot"]
+            .as_array()
+            .expect("bot scopes")
+            .iter()
+            .filter_map(|s| s.as_str().map(String::from))
+            .collect()
+    };
+    assert!(!scopes(&base).iter().any(|s| s.starts_with("usergroups:")));
+
+    let dir = tempfile::tempdir().unwrap();
+    let groups_only = write_config(
+        dir.path(),
+        "[[apps]]\nid = \"wiki\"\nstages = [{ approvers = [\"usergroup:sre\"], required = 1 }]\n",
+    );
+    let out = accessd()
+        .arg("manifest")
+        .arg("--config")
+        .arg(&groups_only)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let got = scopes(&out);
+    assert!(got.contains(&"usergroups:read".to_string()), "{got:?}");
+    assert!(!got.contains(&"usergroups:write".to_string()), "{got:?}");
+
+    let governed = write_config(
+        dir.path(),
+        "[[sources]]\nid = \"ws\"\nkind = \"slack\"\n\n[[provisioners]]\nid = \"g\"\nkind = \"slack_usergroup\"\n",
+    );
+    let out = accessd()
+        .arg("manifest")
+        .arg("--config")
+        .arg(&governed)
+        .output()
+        .unwrap();
+    let got = scopes(&out);
+    for scope in [
+        "usergroups:read",
+        "usergroups:write",
+        "team:read",
+        "chat:write",
+    ] {
+        assert!(got.contains(&scope.to_string()), "{scope}: {got:?}");
+    }
+
+    let broken = write_config(dir.path(), "[[apps]]\nid = \"Bad Id\"\n");
+    let out = accessd()
+        .arg("manifest")
+        .arg("--config")
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a config error is a usage error"
+    );
+}
+
+#[test]
 fn db_migrate_and_backup_produce_an_openable_copy() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(

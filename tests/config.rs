@@ -1094,3 +1094,131 @@ fn every_provisioner_kind_is_built_and_accepted() {
         &["ldap"],
     );
 }
+
+// ---- Slack itself -------------------------------------------------------------
+
+const SLACK_ITSELF: &str = r##"
+[requests]
+admins = ["usergroup:secops", "ann@example.com"]
+fallback_approvers = ["usergroup:it-leads"]
+
+[alerts.channels]
+privileged = "#sec-alerts"
+
+[[sources]]
+id = "workspace"
+kind = "slack"
+scim_token_file = "slack-scim"
+
+[[provisioners]]
+id = "slack-groups"
+kind = "slack_usergroup"
+
+[[apps]]
+id = "slack"
+owners = ["usergroup:slack-admins", "bob@example.com"]
+provisioner = "slack-groups"
+stages = [{ approvers = ["usergroup:@SRE-Leads"], required = 1 }]
+deny_requesters = ["usergroup:contractors"]
+
+  [[apps.roles]]
+  id = "oncall"
+  entitlement = "oncall"
+  break_glass = true
+  break_glass_by = ["usergroup:incident-commanders"]
+"##;
+
+#[test]
+fn slack_itself_is_a_source_a_provisioner_and_user_groups_wherever_people_are_named() {
+    let c = ok(SLACK_ITSELF);
+    let source = &c.sources[0];
+    assert_eq!(source.app, "slack", "the workspace is the app `slack`");
+    match &source.kind {
+        SourceKind::Slack {
+            api_url,
+            token_file,
+            scim_token_file,
+            scim_url,
+        } => {
+            assert_eq!(api_url, "https://slack.com/api");
+            assert_eq!(token_file, &None, "the bot token by default");
+            assert_eq!(
+                scim_token_file.as_deref(),
+                Some(Path::new("/etc/accessd/slack-scim"))
+            );
+            assert_eq!(scim_url, "https://api.slack.com/scim/v2");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        c.provisioners[0].kind,
+        ProvisionerKind::SlackUsergroup {
+            token_file: None,
+            ..
+        }
+    ));
+    assert_eq!(c.alerts.channels.privileged.as_deref(), Some("#sec-alerts"));
+    let app = c.app("slack").unwrap();
+    assert_eq!(app.owners, ["bob@example.com"]);
+    assert_eq!(app.owner_groups, ["slack-admins"]);
+    assert_eq!(
+        app.stages[0].approvers,
+        [Approver::UserGroup("sre-leads".into())]
+    );
+    assert_eq!(
+        app.deny_requesters,
+        [Principal::UserGroup("contractors".into())]
+    );
+    assert!(c
+        .requests
+        .admins
+        .contains(&Principal::UserGroup("secops".into())));
+    let uses: Vec<(String, String)> = c.usergroup_uses();
+    let handles: Vec<&str> = uses.iter().map(|(_, h)| h.as_str()).collect();
+    assert_eq!(
+        handles,
+        [
+            "secops",
+            "it-leads",
+            "slack-admins",
+            "contractors",
+            "sre-leads",
+            "incident-commanders"
+        ]
+    );
+    assert_eq!(uses[4].0, "apps.slack.stages");
+    // Nobody is in a group that was never read: no one is an admin through it.
+    assert!(c.is_admin("ann@example.com"));
+    assert!(c.owners_of(app) == ["bob@example.com"]);
+}
+
+#[test]
+fn govslack_deactivates_through_its_own_scim_and_bad_handles_name_their_key() {
+    let gov = ok("[slack]\napi_url = \"https://slack-gov.com/api\"\n\n[[sources]]\nid = \"ws\"\nkind = \"slack\"\nscim_token_file = \"t\"\n");
+    match &gov.sources[0].kind {
+        SourceKind::Slack { scim_url, .. } => {
+            assert_eq!(scim_url, "https://api.slack-gov.com/scim/v1")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_err(
+        "[requests]\nadmins = [\"usergroup:sre leads\"]\n",
+        "requests.admins[0]",
+        &["invalid Slack user group handle"],
+    );
+    assert_err(
+        "[[apps]]\nid = \"a\"\nstages = [{ approvers = [\"usergroup:\"], required = 1 }]\n",
+        "apps[0].stages[0].approvers[0]",
+        &["invalid Slack user group handle"],
+    );
+    assert_err(
+        "[[sources]]\nid = \"ws\"\nkind = \"slack\"\nscim_url = \"http://scim.example.com\"\nscim_token_file = \"t\"\n",
+        "sources[0].scim_url",
+        &["plain http://"],
+    );
+    assert_err(
+        "[[provisioners]]\nid = \"g\"\nkind = \"slack_usergroup\"\nurl = \"https://x\"\n",
+        "provisioners[0].url",
+        &["unknown field"],
+    );
+}

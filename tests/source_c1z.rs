@@ -363,7 +363,7 @@ async fn configured_through_accessd_toml() {
     fx.write("github.c1z", &db.c1z());
     let toml = "[[sources]]\nid = \"baton-github\"\nkind = \"c1z\"\npath = \"github.c1z\"\napp = \"github\"\n";
     let config = accessd::config::parse(toml, &fx.dir.path().join("accessd.toml")).unwrap();
-    let source = AnySource::from_config(&config.sources[0]).unwrap();
+    let source = AnySource::from_config(&config.sources[0], None).unwrap();
     let snap = source.fetch().await.unwrap();
     assert_eq!(snap.accounts.len(), 1);
     assert_eq!(snap.accounts[0].app, "github");

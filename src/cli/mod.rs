@@ -79,7 +79,8 @@ pub enum Command {
         #[arg(long, value_name = "DIR", default_value = ".")]
         dir: PathBuf,
     },
-    /// Print the Slack app manifest to paste into "Create app from manifest".
+    /// Print the Slack app manifest to paste into "Create app from manifest",
+    /// with the scopes the config file needs when there is one.
     Manifest {
         /// The app's display name in Slack.
         #[arg(long, default_value = "accessd")]
@@ -154,7 +155,7 @@ pub fn execute(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run => run(&cli.config),
         Command::CheckConfig => check_config(&cli.config),
-        Command::Manifest { name } => print_manifest(&name),
+        Command::Manifest { name } => print_manifest(&cli.config, &name),
         Command::Init { dir } => output::finish(init::execute(&dir)),
         Command::Db { command } => match command {
             DbCommand::Migrate => db_migrate(&cli.config),
@@ -212,7 +213,12 @@ fn run(path: &Path) -> ExitCode {
         Err(err) => {
             tracing::error!(error = %err, "accessd stopped");
             eprintln!("accessd: {err}");
-            ExitCode::from(EXIT_FAILURE)
+            // A name in the file Slack does not know is the file's fault.
+            ExitCode::from(if err.is_config() {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILURE
+            })
         }
     }
 }
@@ -286,8 +292,21 @@ fn check_config(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn print_manifest(name: &str) -> ExitCode {
-    match serde_json::to_string_pretty(&manifest::manifest(name)) {
+fn print_manifest(path: &Path, name: &str) -> ExitCode {
+    // No file yet is the first step of a setup: the base scopes then.
+    let extra = if path.exists() {
+        match load(path) {
+            Ok(config) => manifest::scopes_for(&config),
+            Err(code) => return code,
+        }
+    } else {
+        eprintln!(
+            "accessd: no config at {}; printing the base scopes (run again with --config FILE to add what it needs)",
+            path.display()
+        );
+        Default::default()
+    };
+    match serde_json::to_string_pretty(&manifest::manifest(name, &extra)) {
         Ok(text) => {
             println!("{text}");
             eprintln!("{}", manifest::APP_TOKEN_NOTE);

@@ -54,7 +54,7 @@ pub(crate) fn execute(config_path: &Path, command: SourcesCommand) -> Outcome {
             let config =
                 config::load(config_path).map_err(|err| Failure::usage(err.to_string()))?;
             let selected = select(&config, id.as_deref(), config_path)?;
-            let readers = readers(&selected)?;
+            let readers = readers(&config, &selected)?;
             with_store(config_path, |store| {
                 sync(store, config, selected, readers, accept_mass_change, json)
             })
@@ -95,11 +95,12 @@ fn select(
 
 /// All readers are built before any sync runs, so a missing secret file is
 /// reported as the configuration error it is, not as a half-done run.
-fn readers(sources: &[SourceConfig]) -> Result<Vec<AnySource>, Failure> {
+fn readers(config: &Config, sources: &[SourceConfig]) -> Result<Vec<AnySource>, Failure> {
+    let bot = config.borrowed_bot_token().map_err(Failure::usage)?;
     let mut readers = Vec::with_capacity(sources.len());
     let mut errors = Vec::new();
     for source in sources {
-        match AnySource::from_config(source) {
+        match AnySource::from_config(source, bot.as_ref()) {
             Ok(reader) => readers.push(reader),
             Err(err) => errors.push(err),
         }

@@ -10,6 +10,7 @@ mod raw;
 mod schedule;
 mod secret;
 mod tree;
+mod usergroups;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,6 +22,7 @@ use std::time::Duration;
 pub use error::ConfigError;
 pub use schedule::Schedule;
 pub use secret::{Secret, SlackTokens};
+pub use usergroups::{UserGroups, USERGROUP_FRESH};
 
 /// Reads and parses the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -54,6 +56,9 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub reviews: ReviewsConfig,
     pub audit: AuditConfig,
+    /// Members of the Slack user groups this config names, as last read
+    /// from Slack; shared across reloads (see [`UserGroups`]).
+    pub usergroups: UserGroups,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +118,8 @@ pub enum Principal {
     Email(String),
     /// Name of a group defined in `[groups]`.
     Group(String),
+    /// Handle of a Slack user group (lowercased, without `@`).
+    UserGroup(String),
 }
 
 impl fmt::Display for Principal {
@@ -120,6 +127,7 @@ impl fmt::Display for Principal {
         match self {
             Principal::Email(e) => f.write_str(e),
             Principal::Group(g) => write!(f, "group:{g}"),
+            Principal::UserGroup(h) => write!(f, "usergroup:{h}"),
         }
     }
 }
@@ -133,8 +141,10 @@ pub struct AppConfig {
     pub description: Option<String>,
     /// Lowercased; unique across apps and never another app's id.
     pub aliases: Vec<String>,
-    /// Lowercased emails.
+    /// Lowercased emails; see [`Config::owners_of`] for everyone.
     pub owners: Vec<String>,
+    /// Handles of Slack user groups whose members are owners too.
+    pub owner_groups: Vec<String>,
     /// Effective cap: the app's `max_duration`, else `requests.max_duration`.
     pub max_duration: Duration,
     /// Id of a defined provisioner; `None` → approved tickets become manual tasks.
@@ -185,6 +195,8 @@ pub enum Approver {
     Email(String),
     /// A group defined in `[groups]`.
     Group(String),
+    /// The members of a Slack user group, by handle.
+    UserGroup(String),
     /// The app's owners.
     Owners,
     /// The requester's manager, as given by an identity source.
@@ -196,6 +208,7 @@ impl fmt::Display for Approver {
         match self {
             Approver::Email(e) => f.write_str(e),
             Approver::Group(g) => write!(f, "group:{g}"),
+            Approver::UserGroup(h) => write!(f, "usergroup:{h}"),
             Approver::Owners => f.write_str("owners"),
             Approver::Manager => f.write_str("manager"),
         }
@@ -265,6 +278,15 @@ pub enum SourceKind {
     C1z {
         path: PathBuf,
     },
+    /// The workspace itself (`users.list`, `usergroups.list`). `api_url` is
+    /// `slack.api_url`; `token_file` `None` means the bot token.
+    /// `scim_token_file` enables **Deactivate in Slack** through `scim_url`.
+    Slack {
+        api_url: String,
+        token_file: Option<PathBuf>,
+        scim_token_file: Option<PathBuf>,
+        scim_url: String,
+    },
 }
 
 impl SourceKind {
@@ -277,6 +299,7 @@ impl SourceKind {
             SourceKind::Github { .. } => "github",
             SourceKind::Google { .. } => "google",
             SourceKind::C1z { .. } => "c1z",
+            SourceKind::Slack { .. } => "slack",
         }
     }
 
@@ -286,6 +309,13 @@ impl SourceKind {
             SourceKind::Scim { url, .. } | SourceKind::Okta { url, .. } => vec![url],
             SourceKind::Github { api_url, .. } => vec![api_url],
             SourceKind::Google { token_uri, .. } => vec![token_uri],
+            // `api_url` is `slack.api_url`, checked there.
+            SourceKind::Slack {
+                scim_token_file: Some(_),
+                scim_url,
+                ..
+            } => vec![scim_url],
+            SourceKind::Slack { .. } => Vec::new(),
             SourceKind::File { .. } | SourceKind::C1z { .. } => Vec::new(),
         }
     }
@@ -338,6 +368,12 @@ pub enum ProvisionerKind {
         c1z_path: Option<PathBuf>,
         env: BTreeMap<String, String>,
     },
+    /// Slack user-group membership through `usergroups.users.update`;
+    /// `api_url` is `slack.api_url`, `token_file` `None` the bot token.
+    SlackUsergroup {
+        api_url: String,
+        token_file: Option<PathBuf>,
+    },
 }
 
 impl fmt::Debug for ProvisionerKind {
@@ -385,6 +421,14 @@ impl fmt::Debug for ProvisionerKind {
                 .field("c1z_path", c1z_path)
                 .field("env", &env.keys().collect::<Vec<_>>())
                 .finish(),
+            ProvisionerKind::SlackUsergroup {
+                api_url,
+                token_file,
+            } => f
+                .debug_struct("SlackUsergroup")
+                .field("api_url", api_url)
+                .field("token_file", token_file)
+                .finish(),
         }
     }
 }
@@ -399,6 +443,7 @@ impl ProvisionerKind {
             ProvisionerKind::Okta { .. } => "okta",
             ProvisionerKind::Github { .. } => "github",
             ProvisionerKind::Baton { .. } => "baton",
+            ProvisionerKind::SlackUsergroup { .. } => "slack_usergroup",
         }
     }
 
@@ -409,7 +454,9 @@ impl ProvisionerKind {
             | ProvisionerKind::Okta { url, .. }
             | ProvisionerKind::Webhook { url, .. } => vec![url],
             ProvisionerKind::Github { api_url, .. } => vec![api_url],
-            ProvisionerKind::Command { .. } | ProvisionerKind::Baton { .. } => Vec::new(),
+            ProvisionerKind::Command { .. }
+            | ProvisionerKind::Baton { .. }
+            | ProvisionerKind::SlackUsergroup { .. } => Vec::new(),
         }
     }
 }
@@ -437,6 +484,8 @@ pub struct AlertChannels {
     pub provisioning_failed: Option<String>,
     pub source_failed: Option<String>,
     pub break_glass: Option<String>,
+    /// New owners, admins and guests of the Slack workspace.
+    pub privileged: Option<String>,
 }
 
 /// `[audit]`: where the audit log's head is posted, so a copy of it lives
@@ -533,9 +582,75 @@ impl Config {
                     out.insert(e.clone());
                 }
                 Principal::Group(g) => out.extend(self.group_members(g).unwrap_or_default()),
+                Principal::UserGroup(h) => out.extend(self.usergroups.emails(h)),
             }
         }
         out
+    }
+
+    /// Every owner of `app`: its `owners` and the members of its
+    /// `usergroup:` owners, sorted, without repeats.
+    pub fn owners_of(&self, app: &AppConfig) -> Vec<String> {
+        let mut all: BTreeSet<String> = app.owners.iter().cloned().collect();
+        for handle in &app.owner_groups {
+            all.extend(self.usergroups.emails(handle));
+        }
+        all.into_iter().collect()
+    }
+
+    /// Every Slack user group the config names, with the first key naming it
+    /// (for start-up errors), in config order.
+    pub fn usergroup_uses(&self) -> Vec<(String, String)> {
+        let mut uses: Vec<(String, String)> = Vec::new();
+        let mut add = |key: String, handle: &str| {
+            if !uses.iter().any(|(_, h)| h == handle) {
+                uses.push((key, handle.to_string()));
+            }
+        };
+        let principals = |key: &str, list: &[Principal], add: &mut dyn FnMut(String, &str)| {
+            for p in list {
+                if let Principal::UserGroup(h) = p {
+                    add(key.to_string(), h);
+                }
+            }
+        };
+        principals("requests.admins", &self.requests.admins, &mut add);
+        principals(
+            "requests.fallback_approvers",
+            &self.requests.fallback_approvers,
+            &mut add,
+        );
+        for app in &self.apps {
+            let at = |key: &str| format!("apps.{}.{key}", app.id);
+            for h in &app.owner_groups {
+                add(at("owners"), h);
+            }
+            principals(&at("deny_requesters"), &app.deny_requesters, &mut add);
+            let stages =
+                app.stages
+                    .iter()
+                    .map(|s| (at("stages"), s))
+                    .chain(app.roles.iter().flat_map(|r| {
+                        r.stages
+                            .iter()
+                            .map(move |s| (format!("apps.{}.roles.{}.stages", app.id, r.id), s))
+                    }));
+            for (key, stage) in stages {
+                for a in &stage.approvers {
+                    if let Approver::UserGroup(h) = a {
+                        add(key.clone(), h);
+                    }
+                }
+            }
+            for r in &app.roles {
+                principals(
+                    &format!("apps.{}.roles.{}.break_glass_by", app.id, r.id),
+                    &r.break_glass_by,
+                    &mut add,
+                );
+            }
+        }
+        uses
     }
 
     /// Whether `email` (any case) is an admin, directly or through a group.

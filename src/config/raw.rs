@@ -199,6 +199,7 @@ pub(crate) struct RawChannels {
     pub provisioning_failed: Option<String>,
     pub source_failed: Option<String>,
     pub break_glass: Option<String>,
+    pub privileged: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -238,7 +239,8 @@ const SOURCE_COMMON: &[&str] = &[
     "app",
     "allow_insecure_http",
 ];
-pub(crate) const SOURCE_KINDS: &[&str] = &["file", "scim", "okta", "github", "google", "c1z"];
+pub(crate) const SOURCE_KINDS: &[&str] =
+    &["file", "scim", "okta", "github", "google", "c1z", "slack"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -267,6 +269,7 @@ pub(crate) enum RawSourceKind {
     Github(RawGithubSource),
     Google(RawGoogleSource),
     C1z(RawPathSource),
+    Slack(RawSlackSource),
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,6 +308,14 @@ pub(crate) struct RawGoogleSource {
     pub customer: Option<String>,
     pub subject: String,
     pub token_uri: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSlackSource {
+    pub token_file: Option<String>,
+    pub scim_token_file: Option<String>,
+    pub scim_url: Option<String>,
 }
 
 /// The `kind` of a `[[sources]]`/`[[provisioners]]` table, checked against `kinds`.
@@ -369,6 +380,7 @@ pub(crate) fn source(node: &Node) -> Result<RawSource, DeError> {
         "okta" => RawSourceKind::Okta(kind_specific(node, rest, kind, SOURCE_COMMON)?),
         "github" => RawSourceKind::Github(kind_specific(node, rest, kind, SOURCE_COMMON)?),
         "google" => RawSourceKind::Google(kind_specific(node, rest, kind, SOURCE_COMMON)?),
+        "slack" => RawSourceKind::Slack(kind_specific(node, rest, kind, SOURCE_COMMON)?),
         _ => RawSourceKind::C1z(kind_specific(node, rest, kind, SOURCE_COMMON)?),
     };
     Ok(RawSource { common, kind })
@@ -377,8 +389,15 @@ pub(crate) fn source(node: &Node) -> Result<RawSource, DeError> {
 // ---- provisioners ----------------------------------------------------------
 
 const PROVISIONER_COMMON: &[&str] = &["id", "kind", "timeout", "allow_insecure_http"];
-pub(crate) const PROVISIONER_KINDS: &[&str] =
-    &["scim", "command", "webhook", "okta", "github", "baton"];
+pub(crate) const PROVISIONER_KINDS: &[&str] = &[
+    "scim",
+    "command",
+    "webhook",
+    "okta",
+    "github",
+    "baton",
+    "slack_usergroup",
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -404,6 +423,13 @@ pub(crate) enum RawProvisionerKind {
     Okta(RawUrlTokenSource),
     Github(RawGithubProvisioner),
     Baton(RawBaton),
+    SlackUsergroup(RawSlackUsergroup),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSlackUsergroup {
+    pub token_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -458,6 +484,9 @@ pub(crate) fn provisioner(node: &Node) -> Result<RawProvisioner, DeError> {
         "okta" => RawProvisionerKind::Okta(kind_specific(node, rest, kind, PROVISIONER_COMMON)?),
         "github" => {
             RawProvisionerKind::Github(kind_specific(node, rest, kind, PROVISIONER_COMMON)?)
+        }
+        "slack_usergroup" => {
+            RawProvisionerKind::SlackUsergroup(kind_specific(node, rest, kind, PROVISIONER_COMMON)?)
         }
         _ => RawProvisionerKind::Baton(kind_specific(node, rest, kind, PROVISIONER_COMMON)?),
     };

@@ -164,6 +164,36 @@ impl Config {
         })
     }
 
+    /// The bot token, when a `slack` source or `slack_usergroup` provisioner
+    /// without its own `token_file` borrows it; `None` when nothing does.
+    pub fn borrowed_bot_token(&self) -> Result<Option<Secret>, String> {
+        let borrows = self.sources.iter().any(|s| {
+            matches!(
+                &s.kind,
+                SourceKind::Slack {
+                    token_file: None,
+                    ..
+                }
+            )
+        }) || self.provisioners.iter().any(|p| {
+            matches!(
+                &p.kind,
+                ProvisionerKind::SlackUsergroup {
+                    token_file: None,
+                    ..
+                }
+            )
+        });
+        if !borrows {
+            return Ok(None);
+        }
+        let env = |name: &str| std::env::var(name).ok();
+        let (token, _) = self
+            .read_token(&BOT, self.slack.bot_token_file.as_deref(), &env)
+            .map_err(|e| e.to_string())?;
+        Ok(Some(Secret(token)))
+    }
+
     /// Every secret file the config names, with its key (`sources[2].token_file`).
     pub fn secret_files(&self) -> Vec<(String, &Path)> {
         let mut files = Vec::new();
@@ -177,26 +207,49 @@ impl Config {
                 .filter_map(|(key, file)| file.map(|f| (key.to_string(), f))),
         );
         for (i, source) in self.sources.iter().enumerate() {
-            let (key, file) = match &source.kind {
+            let named: Vec<(&str, &Path)> = match &source.kind {
                 SourceKind::Scim { token_file, .. }
                 | SourceKind::Okta { token_file, .. }
-                | SourceKind::Github { token_file, .. } => ("token_file", token_file),
+                | SourceKind::Github { token_file, .. } => vec![("token_file", token_file)],
                 SourceKind::Google {
                     credentials_file, ..
-                } => ("credentials_file", credentials_file),
+                } => vec![("credentials_file", credentials_file)],
+                SourceKind::Slack {
+                    token_file,
+                    scim_token_file,
+                    ..
+                } => [
+                    ("token_file", token_file),
+                    ("scim_token_file", scim_token_file),
+                ]
+                .into_iter()
+                .filter_map(|(key, file)| file.as_deref().map(|f| (key, f)))
+                .collect(),
                 SourceKind::File { .. } | SourceKind::C1z { .. } => continue,
             };
-            files.push((format!("sources[{i}].{key}"), file.as_path()));
+            for (key, file) in named {
+                files.push((format!("sources[{i}].{key}"), file));
+            }
         }
         for (i, provisioner) in self.provisioners.iter().enumerate() {
             let (key, file) = match &provisioner.kind {
                 ProvisionerKind::Scim { token_file, .. }
                 | ProvisionerKind::Okta { token_file, .. }
-                | ProvisionerKind::Github { token_file, .. } => ("token_file", token_file),
-                ProvisionerKind::Webhook { secret_file, .. } => ("secret_file", secret_file),
-                ProvisionerKind::Command { .. } | ProvisionerKind::Baton { .. } => continue,
+                | ProvisionerKind::Github { token_file, .. } => {
+                    ("token_file", token_file.as_path())
+                }
+                ProvisionerKind::Webhook { secret_file, .. } => {
+                    ("secret_file", secret_file.as_path())
+                }
+                ProvisionerKind::SlackUsergroup {
+                    token_file: Some(token_file),
+                    ..
+                } => ("token_file", token_file.as_path()),
+                ProvisionerKind::Command { .. }
+                | ProvisionerKind::Baton { .. }
+                | ProvisionerKind::SlackUsergroup { .. } => continue,
             };
-            files.push((format!("provisioners[{i}].{key}"), file.as_path()));
+            files.push((format!("provisioners[{i}].{key}"), file));
         }
         files
     }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Local, NaiveTime, TimeZone, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::config::{AlertChannels, Config};
+use crate::config::{AlertChannels, Config, SourceKind};
 
 pub mod kind {
     pub const WATCHLIST_SIGNUP: &str = "watchlist_signup";
@@ -16,10 +16,13 @@ pub mod kind {
     pub const SOURCE_FAILED: &str = "source_failed";
     pub const MASS_CHANGE: &str = "mass_change";
     pub const FINDINGS_DIGEST: &str = "findings_digest";
+    /// A new owner, admin or guest of the Slack workspace.
+    pub const PRIVILEGED: &str = "privileged";
 
     /// Kinds listed in the digest, in its order.
-    pub const FINDINGS: [&str; 5] = [
+    pub const FINDINGS: [&str; 6] = [
         OFFBOARDED_ACTIVE,
+        PRIVILEGED,
         WATCHLIST_SIGNUP,
         NEW_APP,
         MASS_CHANGE,
@@ -32,6 +35,7 @@ pub mod kind {
             WATCHLIST_SIGNUP => "Watchlist sign-ups",
             NEW_APP => "New apps",
             MASS_CHANGE => "Held source syncs",
+            PRIVILEGED => "New Slack owners, admins and guests",
             SOURCE_FAILED => "Failing sources",
             _ => "Other findings",
         }
@@ -65,6 +69,7 @@ pub fn channel_for<'a>(channels: &'a AlertChannels, kind_: &str) -> Option<&'a S
         kind::NEW_APP => &channels.new_app,
         kind::SOURCE_FAILED | kind::MASS_CHANGE => &channels.source_failed,
         kind::FINDINGS_DIGEST => &channels.findings_digest,
+        kind::PRIVILEGED => &channels.privileged,
         _ => &None,
     };
     routed(channel.as_ref())
@@ -80,6 +85,20 @@ pub fn routed(channel: Option<&String>) -> Option<&String> {
 /// has owners and a provisioner or a manual task).
 pub fn revocable(config: &Config, app: &str) -> bool {
     config.app(app).is_some()
+}
+
+/// Whether **Deactivate in Slack** makes sense: the account was listed by a
+/// `slack` source that has a SCIM token.
+pub fn deactivatable(config: &Config, source_id: Option<&str>) -> bool {
+    source_id.and_then(|id| config.source(id)).is_some_and(|s| {
+        matches!(
+            &s.kind,
+            SourceKind::Slack {
+                scim_token_file: Some(_),
+                ..
+            }
+        )
+    })
 }
 
 /// Whether any `[alerts.channels]` entry is a `#name` to resolve.
@@ -136,7 +155,7 @@ pub fn apply_saved_channels(
     out
 }
 
-fn channel_entries(c: &AlertChannels) -> [(&'static str, Option<&String>); 7] {
+fn channel_entries(c: &AlertChannels) -> [(&'static str, Option<&String>); 8] {
     [
         ("watchlist_signup", c.watchlist_signup.as_ref()),
         ("offboarded_active", c.offboarded_active.as_ref()),
@@ -145,6 +164,7 @@ fn channel_entries(c: &AlertChannels) -> [(&'static str, Option<&String>); 7] {
         ("provisioning_failed", c.provisioning_failed.as_ref()),
         ("source_failed", c.source_failed.as_ref()),
         ("break_glass", c.break_glass.as_ref()),
+        ("privileged", c.privileged.as_ref()),
     ]
 }
 
@@ -156,6 +176,7 @@ fn channel_slot<'a>(c: &'a mut AlertChannels, key: &str) -> &'a mut Option<Strin
         "findings_digest" => &mut c.findings_digest,
         "provisioning_failed" => &mut c.provisioning_failed,
         "source_failed" => &mut c.source_failed,
+        "privileged" => &mut c.privileged,
         _ => &mut c.break_glass,
     }
 }

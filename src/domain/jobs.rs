@@ -19,6 +19,8 @@ pub const AUDIT_ANCHOR: &str = "audit_anchor";
 pub const REMOVAL_REMIND: &str = "removal_remind";
 /// Revoke an account an alert's Revoke button asked to end.
 pub const ACCOUNT_REVOKE: &str = "account_revoke";
+/// Subject: an alert key; deactivate its Slack account through SCIM.
+pub const SLACK_DEACTIVATE: &str = "slack_deactivate";
 
 /// Access review campaign jobs; every kind starts with [`review::PREFIX`].
 pub mod review {

@@ -106,7 +106,7 @@ fn owner_or_admin(
         }
         let owner = config
             .app(&t.app_id)
-            .is_some_and(|a| a.owners.contains(&email));
+            .is_some_and(|a| config.owners_of(a).contains(&email));
         if owner || config.is_admin(&email) {
             Ok(())
         } else {

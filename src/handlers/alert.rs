@@ -1,6 +1,7 @@
 //! Clicks on alert channel messages: Acknowledge, Add to watchlist, Ignore
-//! app, Revoke (offboarded-but-active), and the digest's per-kind
-//! Acknowledge. Only `requests.admins` and the app's owners may act; every
+//! app, Revoke and Deactivate in Slack (offboarded-but-active), and the
+//! digest's per-kind Acknowledge. Only `requests.admins` and the app's
+//! owners may act (Deactivate in Slack: admins only); every
 //! action is re-read from SQLite, committed with its audit row and the
 //! message update before the ack, and a second click answers who did it.
 
@@ -14,7 +15,7 @@ use super::tell::{failed, logged, place_of, refuse, tell, Where, NOT_RECORDED};
 use crate::alerts;
 use crate::alerts::kind;
 use crate::app::App;
-use crate::lifecycle::findings::job::ACCOUNT_REVOKE;
+use crate::lifecycle::findings::job::{ACCOUNT_REVOKE, SLACK_DEACTIVATE};
 use crate::slack::envelope::Reply;
 use crate::slack::ids;
 use crate::slack::views::alert;
@@ -24,9 +25,12 @@ use crate::store::{ActionOutcome, AlertAction, AlertRow, AuditEvent, JobChange, 
 fn may_act(app: &App, email: &str, about: Option<&str>) -> bool {
     let config = app.config();
     config.is_admin(email)
-        || about
-            .and_then(|a| config.app(a))
-            .is_some_and(|a| a.owners.iter().any(|o| o.eq_ignore_ascii_case(email)))
+        || about.and_then(|a| config.app(a)).is_some_and(|a| {
+            config
+                .owners_of(a)
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(email))
+        })
 }
 
 pub async fn clicked(
@@ -66,17 +70,28 @@ pub async fn clicked(
         ids::ALERT_WATCH => "watch",
         ids::ALERT_IGNORE => "ignore",
         ids::ALERT_REVOKE => "revoke",
+        ids::ALERT_DEACTIVATE => "deactivate",
         _ => "acknowledged",
     };
     let about = alert.app.as_deref();
-    if !may_act(app, &email, about) {
+    // Deactivating a workspace account is beyond what an app's owner decides.
+    let allowed = if action == "deactivate" {
+        app.config().is_admin(&email)
+    } else {
+        may_act(app, &email, about)
+    };
+    if !allowed {
         let audit = AuditEvent::new(
             &email,
             "alert.action_refused",
             &alert.key,
             json!({ "slack_id": user, "action": action, "kind": alert.kind }),
         );
-        let text = "Only accessd admins and the app's owners can act on this alert.";
+        let text = if action == "deactivate" {
+            "Only accessd admins can deactivate a Slack account."
+        } else {
+            "Only accessd admins and the app's owners can act on this alert."
+        };
         refuse(app, &user, &place, text, Some(audit)).await;
         return Reply::empty();
     }
@@ -109,6 +124,24 @@ pub async fn clicked(
         });
         jobs.push(
             JobChange::schedule(ACCOUNT_REVOKE, &alert.key, Utc::now()).with_payload(payload),
+        );
+    }
+    if action == "deactivate" {
+        let source = alert.source_id.as_deref();
+        let account = alert.detail.pointer("/account/id").and_then(|v| v.as_str());
+        let (true, Some(source), Some(account)) = (
+            alert.kind == kind::OFFBOARDED_ACTIVE && alerts::deactivatable(&app.config(), source),
+            source,
+            account,
+        ) else {
+            let text = "accessd cannot deactivate this account: it was not listed by a Slack source with a SCIM token.";
+            tell(app, &user, &place, text).await;
+            return Reply::empty();
+        };
+        let payload =
+            json!({ "key": alert.key, "source": source, "account": account, "by": email });
+        jobs.push(
+            JobChange::schedule(SLACK_DEACTIVATE, &alert.key, Utc::now()).with_payload(payload),
         );
     }
     let acted = AlertRow {
@@ -167,6 +200,7 @@ fn describe(action: &str) -> &'static str {
         "watch" => "added to the watchlist",
         "ignore" => "app ignored",
         "revoke" => "revocation requested",
+        "deactivate" => "deactivation in Slack requested",
         _ => "acknowledged",
     }
 }

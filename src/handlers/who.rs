@@ -31,7 +31,7 @@ pub fn involved(config: &Config, ticket: &Ticket, email: &str) -> bool {
             .any(|a| a.approver_email.as_deref().is_some_and(is))
         || config
             .app(&ticket.app_id)
-            .is_some_and(|a| a.owners.iter().any(|e| is(e)))
+            .is_some_and(|a| config.owners_of(a).iter().any(|e| is(e)))
         || config.is_admin(email)
 }
 

@@ -11,7 +11,7 @@ use super::JobResult;
 use crate::alerts;
 use crate::app::App;
 use crate::domain::ticket::Status;
-use crate::provision::{Action, Outcome, Person, Provisioner, Request, Target};
+use crate::provision::{Action, Outcome, Person, Request, Target};
 use crate::slack::views::grant as views;
 use crate::store;
 use crate::store::{Effects, GrantStatus, Job, NewMessage, RevokeTarget};
@@ -78,7 +78,10 @@ pub async fn revoke(app: &Arc<App>, job: &Job, grant_id: i64) -> JobResult {
             target: grant.target.as_deref().and_then(Target::decode),
             account: None,
         };
-        match provisioner.provision(&request).await {
+        match super::provision::provisioned(app, &provisioner, &request)
+            .await
+            .0
+        {
             Outcome::Applied | Outcome::AlreadyInState => {}
             Outcome::Transient {
                 message,

@@ -1,5 +1,6 @@
 //! Jobs born of identity findings: the daily findings digest, and the
-//! revocation an admin asked for from an offboarded-but-active alert.
+//! revocation or Slack deactivation an admin asked for from an
+//! offboarded-but-active alert.
 
 use std::sync::Arc;
 
@@ -13,11 +14,13 @@ use crate::alerts::{self, kind};
 use crate::app::App;
 use crate::slack::views::alert;
 use crate::slack::views::text::{escape, section};
+use crate::sources::slack::{DeactivateError, Deactivated};
+use crate::sources::AnySource;
 use crate::store::StoreError;
-use crate::store::{Job, NewMessage};
+use crate::store::{AuditEvent, Job, NewMessage};
 
 pub mod job {
-    pub use crate::domain::jobs::ACCOUNT_REVOKE;
+    pub use crate::domain::jobs::{ACCOUNT_REVOKE, SLACK_DEACTIVATE};
 }
 
 /// Posts every open finding, grouped, then sets tomorrow's timer.
@@ -109,4 +112,73 @@ pub async fn account_revoke(app: &Arc<App>, job: &Job) -> JobResult {
         }
     }
     JobResult::Done
+}
+
+/// Deactivates the Slack account of an offboarded-but-active alert through
+/// the `slack` source's SCIM token, audits the outcome and tells the alert's
+/// thread. Re-runnable: deactivating twice is deactivating once.
+pub async fn slack_deactivate(app: &Arc<App>, job: &Job) -> JobResult {
+    let p = &job.payload;
+    let text = |k: &str| {
+        p.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (key, source, account, by) = (text("key"), text("source"), text("account"), text("by"));
+    let live = app.live();
+    let outcome = match live.sources.get(&source).map(|s| s.as_ref()) {
+        Some(AnySource::Slack(slack)) if slack.can_deactivate() => slack.deactivate(&account).await,
+        _ => Err(DeactivateError {
+            message: format!(
+                "source {source:?} is no longer a Slack source with a scim_token_file"
+            ),
+            retry: false,
+        }),
+    };
+    let (line, audit_action) = match &outcome {
+        Ok(Deactivated::Done) => (
+            format!(":white_check_mark: Deactivated `{}` in Slack (asked by {}).", escape(&account, 50), escape(&by, 200)),
+            "alert.slack_deactivated",
+        ),
+        Ok(Deactivated::NotFound) => (
+            format!(":grey_question: Slack's SCIM API knows no user `{}`: nothing was deactivated; check the account in Slack.", escape(&account, 50)),
+            "alert.slack_deactivate_failed",
+        ),
+        // No answer or a server error: try again later, tell nobody yet.
+        Err(err) if err.retry && job.attempts + 1 < app.job_options.max_attempts => {
+            return JobResult::Retry {
+                after: app.job_options.backoff(job.attempts, None),
+                error: err.message.clone(),
+            };
+        }
+        Err(DeactivateError { message, .. }) => (
+            format!(":x: Could not deactivate `{}` in Slack: {}", escape(&account, 50), escape(message, 400)),
+            "alert.slack_deactivate_failed",
+        ),
+    };
+    let detail = json!({ "source": source, "account": account, "by": by,
+                         "error": outcome.as_ref().err().map(|e| &e.message) });
+    if let Err(err) = app
+        .store
+        .append_audit(AuditEvent::new(&by, audit_action, &key, detail))
+        .await
+    {
+        return store_error(app, err);
+    }
+    if let Ok(Some(alert)) = app.store.alert(key.clone()).await {
+        if let (Some(channel), Some(ts)) = (alert.channel, alert.ts) {
+            let mut reply = NewMessage::post(&channel, &line, json!([section(&line)]));
+            reply.payload["thread_ts"] = json!(ts);
+            reply.dedupe_key = Some(format!("slack_deactivate:{key}"));
+            if let Err(err) = app.outbox.send(reply).await {
+                return store_error(app, err);
+            }
+        }
+    }
+    match outcome {
+        Ok(Deactivated::Done) => JobResult::Done,
+        Ok(Deactivated::NotFound) => JobResult::Fail(format!("no SCIM user {account}")),
+        Err(err) => JobResult::Fail(err.message),
+    }
 }

@@ -72,6 +72,7 @@ pub async fn run_job(app: &Arc<App>, job: &Job) -> JobResult {
             None => bad_subject(job),
         },
         findings::job::ACCOUNT_REVOKE => findings::account_revoke(app, job).await,
+        findings::job::SLACK_DEACTIVATE => findings::slack_deactivate(app, job).await,
         kind if jobs::review::is_review(kind) => reviews::run(app, job).await,
         other => {
             tracing::warn!(kind = other, "unknown job kind; dropped");
@@ -98,10 +99,10 @@ fn store_error(app: &Arc<App>, err: StoreError) -> JobResult {
 
 /// Slack ids of the app's owners (emails resolved through the link cache).
 async fn owner_ids(app: &Arc<App>, app_id: &str) -> HashMap<String, String> {
-    let owners = app
-        .config()
+    let config = app.config();
+    let owners = config
         .app(app_id)
-        .map(|a| a.owners.clone())
+        .map(|a| config.owners_of(a))
         .unwrap_or_default();
     app.identity.slack_ids_of(owners).await
 }

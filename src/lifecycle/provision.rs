@@ -4,6 +4,7 @@
 //! Extensions never provision: they move the parent's expiry.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::JobResult;
 use super::{owner_ids, store_error};
@@ -12,7 +13,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::domain::policy;
 use crate::domain::ticket::Kind;
-use crate::provision::{Action, Outcome, Person, Provisioner, Request, Target};
+use crate::provision::{Action, AnyProvisioner, Outcome, Person, Provisioner, Request, Target};
 use crate::slack::views::grant as views;
 use crate::store::grants::{GrantResult, GrantSpec, GrantedBy};
 use crate::store::Grant;
@@ -129,7 +130,7 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
             target: None,
             account: account.clone(),
         };
-        let (outcome, target) = provisioner.provision_for_record(&request).await;
+        let (outcome, target) = provisioned(app, &provisioner, &request).await;
         let result = match outcome {
             Outcome::Applied => GrantResult::Applied,
             Outcome::AlreadyInState => GrantResult::AlreadyPresent,
@@ -182,6 +183,68 @@ pub async fn run(app: &Arc<App>, job: &Job, ticket_id: i64) -> JobResult {
         }
         Err(err) => store_error(app, err),
     }
+}
+
+/// How long one call may hold a target's write lease: a holder that died
+/// mid-write lets go after this.
+const WRITE_LEASE: Duration = Duration::from_secs(120);
+/// How long a call waits for another's write to the same target before it
+/// is retried as a job.
+const WRITE_WAIT: Duration = Duration::from_secs(60);
+
+/// Calls the provisioner; for a target whose writes must not overlap (see
+/// [`Provisioner::write_lock`]) only while holding its lease in the store,
+/// so two grants into one Slack user group never write over each other,
+/// in this process or another.
+pub(super) async fn provisioned(
+    app: &App,
+    provisioner: &AnyProvisioner,
+    request: &Request,
+) -> (Outcome, Option<Target>) {
+    let Some(lease) = provisioner.write_lock(request) else {
+        return provisioner.provision_for_record(request).await;
+    };
+    let owner = format!("{}:{}", std::process::id(), request.idempotency_key);
+    let deadline = Instant::now() + WRITE_WAIT;
+    loop {
+        let until =
+            chrono::Utc::now() + chrono::Duration::from_std(WRITE_LEASE).unwrap_or_default();
+        match app
+            .store
+            .take_lease(lease.clone(), owner.clone(), until)
+            .await
+        {
+            Ok(true) => break,
+            Ok(false) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(false) => {
+                let message = format!("another write to {lease} is still running");
+                return (
+                    Outcome::Transient {
+                        message,
+                        retry_after: None,
+                    },
+                    None,
+                );
+            }
+            Err(err) => {
+                let message = format!("cannot take the write lease {lease}: {err}");
+                return (
+                    Outcome::Transient {
+                        message,
+                        retry_after: None,
+                    },
+                    None,
+                );
+            }
+        }
+    }
+    let answer = provisioner.provision_for_record(request).await;
+    if let Err(err) = app.store.release_lease(lease, owner).await {
+        tracing::warn!(error = %err, "could not release a write lease; it lapses by itself");
+    }
+    answer
 }
 
 /// The person's account id in the app, as its identity sources list it:

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::JobResult;
 use super::{owner_ids, store_error};
 use crate::app::App;
-use crate::provision::{Action, Outcome, Person, Provisioner, Request};
+use crate::provision::{Action, Outcome, Person, Request};
 use crate::slack::views::text::{escape, section};
 use crate::store::grants::GrantFilter;
 use crate::store::{Actor, GrantStatus, Job, NewMessage};
@@ -154,7 +154,10 @@ pub async fn revoke_access(
                     account: None,
                 };
                 let shown = escape(entitlement, 100);
-                match provisioner.provision(&request).await {
+                match super::provision::provisioned(app, provisioner, &request)
+                    .await
+                    .0
+                {
                     Outcome::Applied => report.lines.push(format!("`{shown}` revoked")),
                     Outcome::AlreadyInState => {
                         report.lines.push(format!("`{shown}` was already gone"))

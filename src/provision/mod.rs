@@ -8,6 +8,7 @@ pub mod command;
 pub mod github;
 pub mod okta;
 pub mod scim;
+pub mod slack_usergroup;
 pub mod webhook;
 
 use std::time::Duration;
@@ -117,6 +118,13 @@ pub trait Provisioner: Send + Sync {
     ) -> impl std::future::Future<Output = (Outcome, Option<Target>)> + Send {
         async move { (self.provision(request).await, None) }
     }
+
+    /// The name of the store lease a call must hold, for targets whose
+    /// writes must not overlap (a Slack user group's whole-list replace);
+    /// `None` for the rest.
+    fn write_lock(&self, _request: &Request) -> Option<String> {
+        None
+    }
 }
 
 /// The answer of a provisioner whose steps may end early with an outcome
@@ -146,6 +154,7 @@ pub enum AnyProvisioner {
     Okta(okta::OktaProvisioner),
     Github(github::GithubProvisioner),
     Baton(baton::BatonProvisioner),
+    SlackUsergroup(slack_usergroup::SlackUsergroupProvisioner),
 }
 
 impl Provisioner for AnyProvisioner {
@@ -163,9 +172,17 @@ impl Provisioner for AnyProvisioner {
             AnyProvisioner::Okta(p) => p.provision_for_record(request).await,
             AnyProvisioner::Github(p) => p.provision_for_record(request).await,
             AnyProvisioner::Baton(p) => p.provision_for_record(request).await,
+            AnyProvisioner::SlackUsergroup(p) => p.provision_for_record(request).await,
         };
         metrics::global().provisioning(outcome.label());
         (outcome, target)
+    }
+
+    fn write_lock(&self, request: &Request) -> Option<String> {
+        match self {
+            AnyProvisioner::SlackUsergroup(p) => p.write_lock(request),
+            _ => None,
+        }
     }
 }
 
@@ -178,7 +195,9 @@ pub struct Provisioners {
 impl Provisioners {
     /// Errors name the `provisioners` entry (a secret file that cannot be
     /// read, an unusable URL); the message never holds a secret.
-    pub fn from_config(config: &Config) -> Result<Self, String> {
+    /// `bot_token` is the daemon's, for a `slack_usergroup` provisioner
+    /// without a `token_file`.
+    pub fn from_config(config: &Config, bot_token: Option<&Secret>) -> Result<Self, String> {
         let mut by_id = std::collections::HashMap::new();
         for p in &config.provisioners {
             let built = match &p.kind {
@@ -224,6 +243,31 @@ impl Provisioners {
                             org,
                             logins.clone(),
                             token,
+                            p.timeout,
+                        )
+                        .map_err(|e| format!("provisioners.{}: {e}", p.id))?,
+                    )
+                }
+                ProvisionerKind::SlackUsergroup {
+                    api_url,
+                    token_file,
+                } => {
+                    let token = match token_file {
+                        Some(f) => Secret::from_file(f)
+                            .map_err(|e| format!("provisioners.{}.token_file: {e}", p.id))?,
+                        None => bot_token.cloned().ok_or_else(|| {
+                            format!(
+                                "provisioners.{}.token_file: no bot token to write with",
+                                p.id
+                            )
+                        })?,
+                    };
+                    AnyProvisioner::SlackUsergroup(
+                        slack_usergroup::SlackUsergroupProvisioner::new(
+                            &p.id,
+                            api_url,
+                            &token,
+                            token_file.is_none(),
                             p.timeout,
                         )
                         .map_err(|e| format!("provisioners.{}: {e}", p.id))?,

@@ -6,7 +6,8 @@
 //! Jobs scheduled by another process (the CLI) are noticed within `poll`;
 //! handlers in this process call [`Wake::wake`] to start theirs at once.
 //!
-//! Identity-source polls run on their own timers, in [`sources`].
+//! Identity-source polls run on their own timers, in [`sources`]; the Slack
+//! user groups the config names are re-read by [`usergroups`].
 
 pub mod sources;
 
@@ -16,12 +17,26 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use tokio::sync::{watch, Semaphore};
 
-use crate::app::App;
+use crate::app::{App, USERGROUP_REFRESH};
 pub use crate::app::{JobOptions, Wake};
 use crate::lifecycle;
 use crate::lifecycle::JobResult;
 use crate::store;
 use crate::store::Job;
+
+/// Re-reads the Slack user groups the config names every
+/// `USERGROUP_REFRESH` until `stop`, so their members are fresh when they
+/// click (a click re-reads a group itself if this fell behind).
+pub async fn usergroups(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    loop {
+        app.refresh_usergroups(std::time::Duration::ZERO, USERGROUP_REFRESH)
+            .await;
+        tokio::select! {
+            _ = tokio::time::sleep(USERGROUP_REFRESH) => {}
+            _ = stop.changed() => break,
+        }
+    }
+}
 
 /// Runs due jobs until `stop` turns true; in-flight jobs are then awaited
 /// (the caller bounds that with the shutdown budget; an interrupted job is

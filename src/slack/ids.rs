@@ -42,6 +42,7 @@ pub const ALERT_ACK: &str = "alert_ack";
 pub const ALERT_WATCH: &str = "alert_watch";
 pub const ALERT_IGNORE: &str = "alert_ignore";
 pub const ALERT_REVOKE: &str = "alert_revoke";
+pub const ALERT_DEACTIVATE: &str = "alert_deactivate";
 /// A link button: Slack still sends the click, which needs only an ack.
 pub const ALERT_OPEN: &str = "alert_open";
 /// The digest's per-kind button; the value is `kind|digest time`.

@@ -1,7 +1,13 @@
 //! The Slack app manifest printed by `accessd manifest`: exactly what the
 //! daemon uses, so an admin can paste it into "Create app from manifest".
+//! The base scopes are always needed; a config adds the ones its features
+//! call ([`scopes_for`]).
+
+use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
+
+use crate::config::{Config, ProvisionerKind, SourceKind};
 
 /// Bot scopes, each needed by a call the daemon makes:
 /// `chat:write` (DMs, alert posts, chat.update, ephemerals), `im:write`
@@ -19,10 +25,46 @@ pub const BOT_SCOPES: &[&str] = &[
     "users:read.email",
 ];
 
+/// The bot scopes `config` needs beyond [`BOT_SCOPES`], each for a call it
+/// makes with the daemon's own bot token: `usergroups:read` (a `slack`
+/// source's `usergroups.list`, `usergroup:` approvers' `usergroups.users.list`,
+/// a `slack_usergroup` provisioner's reads), `usergroups:write` (its
+/// `usergroups.users.update`), `team:read` (a `slack` source's `team.info`).
+/// A source or provisioner with its own `token_file` calls another app.
+pub fn scopes_for(config: &Config) -> BTreeSet<&'static str> {
+    let mut scopes = BTreeSet::new();
+    if !config.usergroup_uses().is_empty() {
+        scopes.insert("usergroups:read");
+    }
+    for source in &config.sources {
+        if let SourceKind::Slack {
+            token_file: None, ..
+        } = source.kind
+        {
+            scopes.extend(["usergroups:read", "team:read"]);
+        }
+    }
+    for provisioner in &config.provisioners {
+        if let ProvisionerKind::SlackUsergroup {
+            token_file: None, ..
+        } = provisioner.kind
+        {
+            scopes.extend(["usergroups:read", "usergroups:write"]);
+        }
+    }
+    scopes
+}
+
 /// Events the daemon subscribes to.
 pub const BOT_EVENTS: &[&str] = &["app_home_opened"];
 
-pub fn manifest(name: &str) -> Value {
+/// The manifest with the base scopes and `extra` ones.
+pub fn manifest(name: &str, extra: &BTreeSet<&'static str>) -> Value {
+    let scopes: BTreeSet<&str> = BOT_SCOPES
+        .iter()
+        .copied()
+        .chain(extra.iter().copied())
+        .collect();
     json!({
         "_metadata": { "major_version": 1, "minor_version": 1 },
         "display_information": {
@@ -44,7 +86,7 @@ pub fn manifest(name: &str) -> Value {
                 "should_escape": false,
             }],
         },
-        "oauth_config": { "scopes": { "bot": BOT_SCOPES } },
+        "oauth_config": { "scopes": { "bot": scopes } },
         "settings": {
             "event_subscriptions": { "bot_events": BOT_EVENTS },
             "interactivity": { "is_enabled": true },
@@ -66,7 +108,7 @@ mod tests {
 
     #[test]
     fn manifest_enables_socket_mode_command_home_and_interactivity() {
-        let m = manifest("accessd");
+        let m = manifest("accessd", &BTreeSet::new());
         assert_eq!(m["settings"]["socket_mode_enabled"], true);
         assert_eq!(m["settings"]["interactivity"]["is_enabled"], true);
         assert_eq!(m["features"]["app_home"]["home_tab_enabled"], true);

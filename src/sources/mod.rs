@@ -15,6 +15,7 @@ pub mod google;
 pub(crate) mod http;
 pub mod okta;
 pub mod scim;
+pub mod slack;
 
 use std::time::Duration;
 
@@ -141,12 +142,17 @@ pub enum AnySource {
     Github(github::GithubSource),
     Google(google::GoogleSource),
     C1z(c1z::C1zSource),
+    Slack(slack::SlackSource),
 }
 
 impl AnySource {
     /// Reads the source's secrets; the error names the config key
-    /// (`sources.ID.token_file: …`) and never holds a secret.
-    pub fn from_config(source: &SourceConfig) -> Result<AnySource, String> {
+    /// (`sources.ID.token_file: …`) and never holds a secret. `bot_token`
+    /// is the daemon's own, for a `slack` source without a `token_file`.
+    pub fn from_config(
+        source: &SourceConfig,
+        bot_token: Option<&Secret>,
+    ) -> Result<AnySource, String> {
         let at = |key: &str| format!("sources.{}.{key}", source.id);
         let app = source.app.clone();
         Ok(match &source.kind {
@@ -184,6 +190,36 @@ impl AnySource {
                         .map_err(|e| format!("{}: {e}", at("api_url")))?,
                 )
             }
+            SourceKind::Slack {
+                api_url,
+                token_file,
+                scim_token_file,
+                scim_url,
+            } => {
+                let token = match token_file {
+                    Some(f) => {
+                        Secret::from_file(f).map_err(|e| format!("{}: {e}", at("token_file")))?
+                    }
+                    None => bot_token.cloned().ok_or_else(|| {
+                        format!(
+                            "{}: no bot token to read the workspace with",
+                            at("token_file")
+                        )
+                    })?,
+                };
+                let scim = match scim_token_file {
+                    Some(f) => Some((
+                        scim_url.as_str(),
+                        Secret::from_file(f)
+                            .map_err(|e| format!("{}: {e}", at("scim_token_file")))?,
+                    )),
+                    None => None,
+                };
+                AnySource::Slack(
+                    slack::SlackSource::new(api_url, &token, scim, app)
+                        .map_err(|e| format!("{}: {e}", at("scim_url")))?,
+                )
+            }
             SourceKind::Google {
                 credentials_file,
                 customer,
@@ -205,6 +241,7 @@ impl AnySource {
             AnySource::Github(s) => s.fetch().await,
             AnySource::Google(s) => s.fetch().await,
             AnySource::C1z(s) => s.fetch().await,
+            AnySource::Slack(s) => s.fetch().await,
         }?;
         // CPU work on up to 100k accounts: off the threads that ack Slack.
         tokio::task::spawn_blocking(move || raw.normalized())

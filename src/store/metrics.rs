@@ -17,7 +17,7 @@ use crate::metrics::{escape, header, sample, Gauges};
 
 /// Alert kinds the daemon raises; a kind outside it (an older or newer
 /// release's row) is shown as `other`.
-const ALERT_KINDS: [&str; 5] = kind::FINDINGS;
+const ALERT_KINDS: [&str; kind::FINDINGS.len()] = kind::FINDINGS;
 
 /// What `/metrics` reads from the database.
 #[derive(Debug, Clone, PartialEq)]

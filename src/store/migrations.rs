@@ -53,6 +53,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0007_grant_target",
         sql: include_str!("migrations/0007_grant_target.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_leases",
+        sql: include_str!("migrations/0008_leases.sql"),
+    },
 ];
 
 /// Schema version this binary writes and understands.

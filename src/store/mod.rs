@@ -20,6 +20,7 @@ pub(crate) mod effects;
 pub mod grants;
 pub mod identity;
 pub(crate) mod jobs;
+pub(crate) mod leases;
 pub(crate) mod links;
 pub(crate) mod metrics;
 pub(crate) mod migrations;

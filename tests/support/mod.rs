@@ -124,6 +124,9 @@ pub(crate) struct State {
     pub(crate) users: Vec<Value>,
     /// channel id → name.
     pub(crate) channels: BTreeMap<String, String>,
+    /// User groups (`usergroups.*`), shaped like Slack's usergroup object
+    /// with `users` always kept (answers add or drop it as Slack would).
+    pub(crate) usergroups: Vec<Value>,
     /// user id → IM channel id with the bot.
     pub(crate) dms: HashMap<String, String>,
     /// sorted user list joined by "," → MPIM id.
@@ -309,6 +312,30 @@ impl FakeSlack {
             .find(|u| u["id"] == id)
             .unwrap_or_else(|| panic!("fake Slack: no user {id}"));
         f(user);
+    }
+
+    /// Makes a user group exist with these members (`usergroups.*`);
+    /// replaces one with the same id.
+    pub fn add_usergroup(&self, id: &str, handle: &str, members: &[&str]) {
+        let group = web_api::usergroup_json(id, handle, members);
+        let mut st = self.inner.lock();
+        st.usergroups.retain(|g| g["id"] != id);
+        st.usergroups.push(group);
+    }
+
+    /// The member ids of the user group with this handle, as Slack holds them.
+    pub fn usergroup_members(&self, handle: &str) -> Vec<String> {
+        let st = self.inner.lock();
+        st.usergroups
+            .iter()
+            .find(|g| g["handle"] == handle)
+            .and_then(|g| g["users"].as_array())
+            .map(|u| {
+                u.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Makes a channel exist (posting to an unknown `C…` id fails with `channel_not_found`).

@@ -219,6 +219,21 @@ impl Admin {
         );
     }
 
+    /// Whether the user is `active` (SCIM's default when unset is active).
+    pub async fn active(&self, user: &str) -> bool {
+        let user: Value = self
+            .http
+            .get(format!("{}/Users/{user}", self.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("GET user")
+            .json()
+            .await
+            .expect("JSON");
+        user["active"].as_bool().unwrap_or(true)
+    }
+
     pub async fn members(&self, group: &str) -> Vec<String> {
         let group: Value = self
             .http

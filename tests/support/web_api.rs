@@ -66,6 +66,10 @@ const KNOWN: &[&str] = &[
     "users.lookupByEmail",
     "users.list",
     "conversations.list",
+    "usergroups.list",
+    "usergroups.users.list",
+    "usergroups.users.update",
+    "team.info",
 ];
 
 /// Parameters Slack accepts as JSON-encoded strings in form/query requests.
@@ -361,6 +365,16 @@ fn dispatch(inner: &Inner, method: &str, token: Option<&str>, p: &Value) -> Valu
         }
         "users.list" => users_list(st, p),
         "conversations.list" => conversations_list(st, p),
+        "usergroups.list" => usergroups_list(st, p),
+        "usergroups.users.list" => usergroup_users(st, p),
+        "usergroups.users.update" => usergroup_update(st, p),
+        "team.info" => json!({
+            "ok": true,
+            "team": {
+                "id": TEAM_ID, "name": TEAM_NAME, "domain": TEAM_DOMAIN,
+                "email_domain": "example.com", "icon": {"image_default": true}
+            }
+        }),
         _ => err("unknown_method"),
     }
 }
@@ -413,6 +427,96 @@ fn conversations_list(st: &State, p: &Value) -> Value {
         String::new()
     };
     json!({ "ok": true, "channels": channels, "response_metadata": {"next_cursor": next_cursor} })
+}
+
+/// A usergroup object like Slack's (`users` kept; answers decide whether to show it).
+pub(crate) fn usergroup_json(id: &str, handle: &str, members: &[&str]) -> Value {
+    json!({
+        "id": id, "team_id": TEAM_ID, "is_usergroup": true, "is_subteam": true,
+        "name": handle.replace('-', " "), "description": "", "handle": handle,
+        "is_external": false, "date_create": 1_700_000_000, "date_update": 1_700_000_000,
+        "date_delete": 0, "auto_type": null, "auto_provision": false,
+        "enterprise_subteam_id": "", "created_by": "UADMIN", "updated_by": "UADMIN",
+        "deleted_by": null, "prefs": {"channels": [], "groups": []},
+        "users": members, "user_count": members.len()
+    })
+}
+
+/// Every group (disabled ones only with `include_disabled`); members only
+/// with `include_users`, as Slack does.
+fn usergroups_list(st: &State, p: &Value) -> Value {
+    let with_users = p_bool(p, "include_users");
+    let disabled = p_bool(p, "include_disabled");
+    let groups: Vec<Value> = st
+        .usergroups
+        .iter()
+        .filter(|g| disabled || g["date_delete"] == 0)
+        .map(|g| {
+            let mut g = g.clone();
+            if !with_users {
+                if let Some(o) = g.as_object_mut() {
+                    o.remove("users");
+                }
+            }
+            g
+        })
+        .collect();
+    json!({ "ok": true, "usergroups": groups })
+}
+
+fn find_usergroup<'a>(st: &'a mut State, p: &Value) -> Result<&'a mut Value, Value> {
+    let id = p_str(p, "usergroup").ok_or_else(|| err("missing_argument"))?;
+    let disabled = p_bool(p, "include_disabled");
+    let group = st
+        .usergroups
+        .iter_mut()
+        .find(|g| g["id"] == id.as_str())
+        .ok_or_else(|| err("no_such_subteam"))?;
+    if group["date_delete"] != 0 && !disabled {
+        return Err(err("no_such_subteam"));
+    }
+    Ok(group)
+}
+
+fn usergroup_users(st: &mut State, p: &Value) -> Value {
+    match find_usergroup(st, p) {
+        Ok(g) => json!({ "ok": true, "users": g["users"].clone() }),
+        Err(e) => e,
+    }
+}
+
+/// Replaces the group's *whole* member list with `users` (comma-separated
+/// ids), as Slack does; an empty list or an unknown user is `invalid_users`.
+fn usergroup_update(st: &mut State, p: &Value) -> Value {
+    let users: Vec<String> = p_str(p, "users")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect();
+    if users.is_empty() || users.iter().any(|u| st.user(u).is_none()) {
+        return err("invalid_users");
+    }
+    let mut unique: Vec<String> = Vec::new();
+    for u in users {
+        if !unique.contains(&u) {
+            unique.push(u);
+        }
+    }
+    match find_usergroup(st, p) {
+        Ok(g) => {
+            g["users"] = json!(unique);
+            g["user_count"] = json!(unique.len());
+            g["date_update"] = json!(unix_now());
+            let mut shown = g.clone();
+            if let Some(o) = shown.as_object_mut() {
+                o.remove("users");
+            }
+            json!({ "ok": true, "usergroup": shown })
+        }
+        Err(e) => e,
+    }
 }
 
 fn users_list(st: &State, p: &Value) -> Value {

@@ -57,6 +57,14 @@ impl World {
         listen: &str,
         options: Option<AdjustOptions>,
     ) -> World {
+        let mut world = Self::unbooted(catalog, listen, options).await;
+        world.boot().await;
+        world
+    }
+
+    /// The workspace and its people, the daemon not started yet (a test
+    /// sets up more of Slack first, then calls [`World::boot`]).
+    pub async fn unbooted(catalog: &str, listen: &str, options: Option<AdjustOptions>) -> World {
         let fake = FakeSlack::start().await;
         for (id, email, name) in [
             (ANN, "ann@example.com", "Ann Lee"),
@@ -74,16 +82,14 @@ impl World {
             fake.add_channel(id, name);
         }
         let dir = tempfile::tempdir().unwrap();
-        let mut world = World {
+        World {
             catalog: catalog.to_string(),
             options,
             fake,
             listen: listen.to_string(),
             dir,
             daemon: None,
-        };
-        world.boot().await;
-        world
+        }
     }
 
     pub async fn boot(&mut self) {

@@ -12,6 +12,7 @@ impl Cx<'_> {
         &mut self,
         path: &KeyPath,
         raw: Vec<(usize, raw::RawSource)>,
+        slack_api: &str,
     ) -> Vec<SourceConfig> {
         let mut seen = BTreeMap::new();
         let mut out = Vec::new();
@@ -57,6 +58,23 @@ impl Cx<'_> {
                         insecure,
                     ),
                 },
+                RawSourceKind::Slack(f) => SourceKind::Slack {
+                    api_url: slack_api.to_string(),
+                    token_file: f
+                        .token_file
+                        .as_deref()
+                        .map(|t| self.path(&sp.key("token_file"), t)),
+                    scim_token_file: f
+                        .scim_token_file
+                        .as_deref()
+                        .map(|t| self.path(&sp.key("scim_token_file"), t)),
+                    scim_url: self.url_or(
+                        &sp.key("scim_url"),
+                        f.scim_url.as_deref(),
+                        slack_scim_url(slack_api),
+                        insecure,
+                    ),
+                },
                 RawSourceKind::Google(f) => SourceKind::Google {
                     credentials_file: self.path(&sp.key("credentials_file"), &f.credentials_file),
                     customer: match &f.customer {
@@ -81,6 +99,8 @@ impl Cx<'_> {
                     self.ident(&sp.key("app"), &a, "app id");
                     a
                 }
+                // The workspace is the app `slack` whatever the source is called.
+                None if matches!(kind, SourceKind::Slack { .. }) => "slack".to_string(),
                 None => c.id.trim().to_lowercase(),
             };
             out.push(SourceConfig {
@@ -98,7 +118,26 @@ impl Cx<'_> {
         }
         out
     }
+}
 
+/// Slack's SCIM base for a Web API base: GovSlack serves SCIM 1.1 on its own
+/// host, slack.com SCIM 2.0.
+fn slack_scim_url(api_url: &str) -> &'static str {
+    let gov = url::Url::parse(api_url)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| h == "slack-gov.com" || h.ends_with(".slack-gov.com"))
+        })
+        .unwrap_or(false);
+    if gov {
+        "https://api.slack-gov.com/scim/v1"
+    } else {
+        "https://api.slack.com/scim/v2"
+    }
+}
+
+impl Cx<'_> {
     pub(super) fn url_or(
         &mut self,
         path: &KeyPath,
@@ -141,6 +180,7 @@ impl Cx<'_> {
         &mut self,
         path: &KeyPath,
         raw: Vec<(usize, raw::RawProvisioner)>,
+        slack_api: &str,
     ) -> Vec<ProvisionerConfig> {
         use raw::RawProvisionerKind as K;
         let mut seen = BTreeMap::new();
@@ -221,6 +261,13 @@ impl Cx<'_> {
                         env: f.env,
                     }
                 }
+                K::SlackUsergroup(f) => ProvisionerKind::SlackUsergroup {
+                    api_url: slack_api.to_string(),
+                    token_file: f
+                        .token_file
+                        .as_deref()
+                        .map(|t| self.path(&pp.key("token_file"), t)),
+                },
                 K::Baton(f) => {
                     self.env_names(&pp, &f.env);
                     ProvisionerKind::Baton {

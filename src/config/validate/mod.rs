@@ -9,7 +9,7 @@ mod integrations;
 mod notify;
 mod policy;
 
-use policy::{undefined_group, Groups};
+use policy::{undefined_group, Groups, USERGROUP};
 
 use super::error::line_col;
 use super::raw::{self, RawConfig};
@@ -247,6 +247,9 @@ impl Cx<'_> {
     }
 
     fn principal(&mut self, path: &KeyPath, text: &str, groups: &Groups) -> Option<Principal> {
+        if let Some(h) = text.trim().strip_prefix(USERGROUP) {
+            return self.usergroup(path, h).map(Principal::UserGroup);
+        }
         if let Some(g) = text.strip_prefix("group:") {
             if groups.defined(g) {
                 return Some(Principal::Group(g.to_string()));
@@ -259,7 +262,27 @@ impl Cx<'_> {
         }
         self.at(
             path,
-            format!("expected an email or \"group:NAME\", found {text:?}"),
+            format!("expected an email, \"group:NAME\" or \"usergroup:HANDLE\", found {text:?}"),
+        );
+        None
+    }
+
+    /// A Slack user group's handle as Slack allows it (lowercase letters,
+    /// digits, `.`, `-`, `_`; a leading `@` is dropped), lowercased.
+    fn usergroup(&mut self, path: &KeyPath, handle: &str) -> Option<String> {
+        let h = handle.trim().trim_start_matches('@').to_lowercase();
+        let valid = !h.is_empty()
+            && h.len() <= 80
+            && h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        if valid {
+            return Some(h);
+        }
+        self.at(
+            path,
+            format!(
+                "invalid Slack user group handle {handle:?}: expected e.g. \"usergroup:sre-leads\""
+            ),
         );
         None
     }
@@ -404,8 +427,9 @@ impl Cx<'_> {
         };
         let groups = self.groups(&root.key("groups"), &raw.groups);
         let requests = self.requests(&root.key("requests"), &raw.requests, &groups);
-        let provisioners = self.provisioners(&root.key("provisioners"), provisioners);
-        let sources = self.sources(&root.key("sources"), sources);
+        let provisioners =
+            self.provisioners(&root.key("provisioners"), provisioners, &slack.api_url);
+        let sources = self.sources(&root.key("sources"), sources, &slack.api_url);
         let provisioner_ids: BTreeSet<&str> = provisioners.iter().map(|p| p.id.as_str()).collect();
         let apps = self.apps(
             &root.key("apps"),
@@ -431,6 +455,7 @@ impl Cx<'_> {
             alerts,
             reviews,
             audit,
+            usergroups: Default::default(),
         }
     }
 

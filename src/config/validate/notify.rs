@@ -54,6 +54,7 @@ impl Cx<'_> {
                 .channel(&cp.key("provisioning_failed"), &c.provisioning_failed),
             source_failed: self.channel(&cp.key("source_failed"), &c.source_failed),
             break_glass: self.channel(&cp.key("break_glass"), &c.break_glass),
+            privileged: self.channel(&cp.key("privileged"), &c.privileged),
         };
         AlertsConfig {
             watchlist,
@@ -144,7 +145,9 @@ impl Cx<'_> {
                     continue;
                 }
                 if reviewer == Reviewer::Owners
-                    && apps.iter().all(|c| c.id != id || c.owners.is_empty())
+                    && apps
+                        .iter()
+                        .all(|c| c.id != id || (c.owners.is_empty() && c.owner_groups.is_empty()))
                 {
                     self.at(
                         &ap,

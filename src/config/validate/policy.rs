@@ -11,6 +11,8 @@ use crate::config::{AppConfig, Approver, Principal, RequestsConfig, Required, Ro
 /// Generous for people, low enough that a script cannot flood approvers.
 const DEFAULT_REQUESTS_PER_HOUR: u32 = 30;
 const DEFAULT_REFUSED_CLICKS_PER_MINUTE: u32 = 10;
+/// How a Slack user group is named wherever a person may be.
+pub(super) const USERGROUP: &str = "usergroup:";
 
 /// Groups as validated, for resolving references and counting approvers.
 pub(super) struct Groups {
@@ -228,9 +230,15 @@ impl Cx<'_> {
                     app_aliases.push(lower);
                 }
             }
+            // Emails and `usergroup:HANDLE` entries, split when the app is built.
             let mut owners = Vec::new();
             for (j, o) in app.owners.iter().enumerate() {
-                if let Some(e) = self.email(&ap.key("owners").index(j), o) {
+                let op = ap.key("owners").index(j);
+                let owner = match o.trim().strip_prefix(USERGROUP) {
+                    Some(h) => self.usergroup(&op, h).map(|h| format!("{USERGROUP}{h}")),
+                    None => self.email(&op, o),
+                };
+                if let Some(e) = owner {
                     if !owners.contains(&e) {
                         owners.push(e);
                     }
@@ -278,6 +286,7 @@ impl Cx<'_> {
                         .map(|p| match p {
                             Principal::Email(e) => Approver::Email(e.clone()),
                             Principal::Group(g) => Approver::Group(g.clone()),
+                            Principal::UserGroup(h) => Approver::UserGroup(h.clone()),
                         })
                         .collect(),
                     required: Required::Count(1),
@@ -301,12 +310,18 @@ impl Cx<'_> {
                     "nobody can approve requests for this app: set `stages` or `owners`, or set requests.fallback_approvers",
                 );
             }
+            let (owner_groups, owners): (Vec<String>, Vec<String>) =
+                owners.into_iter().partition(|o| o.starts_with(USERGROUP));
             out.push(AppConfig {
                 id: app.id.clone(),
                 name: display_name(app.name.as_deref(), &app.id),
                 description: app.description.clone(),
                 aliases: app_aliases,
                 owners,
+                owner_groups: owner_groups
+                    .iter()
+                    .map(|o| o.trim_start_matches(USERGROUP).to_string())
+                    .collect(),
                 max_duration,
                 provisioner: app.provisioner.clone(),
                 stages,
@@ -428,6 +443,9 @@ impl Cx<'_> {
                         }
                     }
                     "manager" => Some(Approver::Manager),
+                    t if t.starts_with(USERGROUP) => self
+                        .usergroup(&ap, &t[USERGROUP.len()..])
+                        .map(Approver::UserGroup),
                     t => match t.strip_prefix("group:") {
                         Some(g) if groups.defined(g) => Some(Approver::Group(g.to_string())),
                         Some(g) => {
@@ -438,7 +456,7 @@ impl Cx<'_> {
                         None => {
                             self.at(
                                 &ap,
-                                format!("expected an email, \"group:NAME\", \"owners\" or \"manager\", found {text:?}"),
+                                format!("expected an email, \"group:NAME\", \"usergroup:HANDLE\", \"owners\" or \"manager\", found {text:?}"),
                             );
                             None
                         }
@@ -448,13 +466,19 @@ impl Cx<'_> {
                 if approvers.contains(&approver) {
                     continue;
                 }
+                // A Slack user group's size is known only at run time: a stage
+                // naming one is checked then (too few members refuse the request).
                 let n = match &approver {
+                    Approver::Owners if owners.iter().any(|o| o.starts_with(USERGROUP)) => {
+                        usize::MAX / 4
+                    }
                     Approver::Owners => owners.len(),
                     Approver::Group(g) => groups.size(g),
+                    Approver::UserGroup(_) => usize::MAX / 4,
                     Approver::Email(_) | Approver::Manager => 1,
                 };
                 breakdown.push(format!("{approver}: {n}"));
-                count += n;
+                count = count.saturating_add(n);
                 approvers.push(approver);
             }
             let rp = sp.key("required");

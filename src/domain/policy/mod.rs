@@ -526,7 +526,8 @@ impl StageCtx<'_> {
                 .unwrap_or_default()
                 .into_iter()
                 .collect(),
-            Approver::Owners => self.app.owners.clone(),
+            Approver::UserGroup(h) => self.config.usergroups.emails(h).into_iter().collect(),
+            Approver::Owners => self.config.owners_of(self.app),
             Approver::Manager => self.manager.map(str::to_string).into_iter().collect(),
         };
         raw.iter()

@@ -10,7 +10,7 @@ use super::text::{
     styled_button,
 };
 use crate::config::Config;
-use crate::domain::alert::{kind, revocable};
+use crate::domain::alert::{deactivatable, kind, revocable};
 use crate::slack::ids;
 use crate::store::AlertRow;
 
@@ -83,6 +83,12 @@ pub fn summary(config: &Config, alert: &AlertRow) -> String {
             escape(s(d, "/source"), 100),
             escape(s(d, "/held"), 300)
         ),
+        kind::PRIVILEGED => format!(
+            "{} is now `{}` in *{}*",
+            who(d, "/account"),
+            escape(s(d, "/role").trim_start_matches("role:"), 50),
+            escape(&app_name(config, d), 200)
+        ),
         other => format!("{other} finding"),
     }
 }
@@ -94,6 +100,7 @@ fn icon(kind_: &str) -> &'static str {
         kind::NEW_APP => ":new:",
         kind::SOURCE_FAILED => ":x:",
         kind::MASS_CHANGE => ":raised_hand:",
+        kind::PRIVILEGED => ":crown:",
         _ => ":bell:",
     }
 }
@@ -107,7 +114,7 @@ fn body(config: &Config, alert: &AlertRow) -> Vec<Value> {
     ))];
     let mut facts = Vec::new();
     match alert.kind.as_str() {
-        kind::WATCHLIST_SIGNUP | kind::OFFBOARDED_ACTIVE => {
+        kind::WATCHLIST_SIGNUP | kind::OFFBOARDED_ACTIVE | kind::PRIVILEGED => {
             facts.push(format!("Account `{}` ({})", escape(s(d, "/account/id"), 200), s(d, "/account/status")));
             if let Some(ents) = d.pointer("/account/entitlements").and_then(Value::as_array) {
                 if !ents.is_empty() {
@@ -173,6 +180,14 @@ fn buttons(config: &Config, alert: &AlertRow) -> Vec<Value> {
             if revocable(config, s(&alert.detail, "/app")) {
                 out.push(styled_button("Revoke", ids::ALERT_REVOKE, key, "danger"));
             }
+            if deactivatable(config, alert.source_id.as_deref()) {
+                out.push(styled_button(
+                    "Deactivate in Slack",
+                    ids::ALERT_DEACTIVATE,
+                    key,
+                    "danger",
+                ));
+            }
             out.push(button("Acknowledge", ids::ALERT_ACK, key));
         }
         _ => out.push(button("Acknowledge", ids::ALERT_ACK, key)),
@@ -215,6 +230,9 @@ fn outcome_line(action: &str, by: &str, at: Option<DateTime<Utc>>) -> String {
         "watch" => format!(":eyes: *{by}* added this app to the watchlist{when}"),
         "ignore" => format!(":see_no_evil: *{by}* ignored this app{when}"),
         "revoke" => format!(":no_entry: *{by}* asked to revoke this access{when}"),
+        "deactivate" => {
+            format!(":no_entry: *{by}* asked to deactivate this account in Slack{when}")
+        }
         _ => format!(":ballot_box_with_check: Acknowledged by *{by}*{when}"),
     }
 }
