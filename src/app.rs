@@ -136,9 +136,6 @@ async fn check_usergroups(api: &SlackApi, config: &Config) -> Result<(), String>
     }
 }
 
-/// How often the Slack user groups a config names are read in the
-/// background, so a click seldom waits for Slack.
-pub const USERGROUP_REFRESH: Duration = Duration::from_secs(30);
 /// The longest a click waits for a user group it needs to be read.
 const USERGROUP_WAIT: Duration = Duration::from_secs(2);
 
@@ -256,6 +253,10 @@ pub struct JobOptions {
     pub poll: Duration,
     /// Jobs running at once (provisioner calls are mostly waiting on I/O).
     pub concurrency: usize,
+    /// How often the Slack user groups a config names are read in the
+    /// background, so a click seldom waits for Slack (at most
+    /// `USERGROUP_FRESH` is ever trusted).
+    pub usergroup_refresh: Duration,
 }
 
 impl Default for JobOptions {
@@ -266,6 +267,7 @@ impl Default for JobOptions {
             max_attempts: 8,
             poll: Duration::from_secs(5),
             concurrency: 16,
+            usergroup_refresh: Duration::from_secs(30),
         }
     }
 }

@@ -1022,8 +1022,8 @@ fn example_all_on() -> String {
 #[test]
 fn every_integration_the_example_comments_out_is_valid_once_uncommented() {
     let c = ok(&example_all_on());
-    assert_eq!(c.sources.len(), 6);
-    assert_eq!(c.provisioners.len(), 6);
+    assert_eq!(c.sources.len(), 7);
+    assert_eq!(c.provisioners.len(), 7);
     assert_eq!(
         c.app("github").unwrap().provisioner.as_deref(),
         Some("github-scim")
@@ -1047,7 +1047,7 @@ fn every_integration_the_example_comments_out_is_valid_once_uncommented() {
             "provisioners[1].token_file",
             "provisioners[2].token_file",
             "provisioners[3].token_file",
-            "provisioners[5].secret_file",
+            "provisioners[6].secret_file",
         ]
     );
 }

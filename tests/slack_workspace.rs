@@ -385,6 +385,18 @@ async fn the_provisioner_never_empties_a_group_and_names_what_is_missing() {
         }
         other => panic!("{other:?}"),
     }
+    match groups
+        .provision(&request(
+            Action::Revoke,
+            "role:admin",
+            "UBOB",
+            "bob@example.com",
+        ))
+        .await
+    {
+        Outcome::Permanent { message } => assert!(message.contains("workspace role"), "{message}"),
+        other => panic!("{other:?}"),
+    }
     fake.fail_next(
         "usergroups.users.list",
         1,
@@ -416,7 +428,14 @@ stages = [{ approvers = ["usergroup:sre-leads"], required = 1 }]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_group_member_approves_and_someone_outside_it_is_refused() {
-    let mut world = World::unbooted(APPROVERS_CATALOG, "", None).await;
+    let mut world = World::unbooted(
+        APPROVERS_CATALOG,
+        "",
+        Some(Box::new(|o: &mut accessd::RunOptions| {
+            o.jobs.usergroup_refresh = Duration::from_millis(200);
+        })),
+    )
+    .await;
     world.fake.add_usergroup(SRE_LEADS, "sre-leads", &[DANA]);
     world.boot().await;
     let t = world
@@ -452,6 +471,27 @@ async fn a_user_group_member_approves_and_someone_outside_it_is_refused() {
         ["ticket.create", "ticket.decision_refused", "ticket.approve"],
         "{audit:?}"
     );
+
+    // Dana leaves @sre-leads and Ivan joins: the next request asks Ivan,
+    // and Dana's click on it is refused, as the group is re-read.
+    world.fake.add_usergroup(SRE_LEADS, "sre-leads", &[IVAN]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let t2 = world
+        .request(ANN, "wiki", &[], "Fix the other runbook", "2h")
+        .await;
+    let ivan_dm = world.dm_about(IVAN, &t2).await;
+    let click = world.fake.click(DANA, &ivan_dm, "Approve");
+    world.ack(&click).await;
+    world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.ephemerals_to(DANA)
+                .into_iter()
+                .find(|m| text_of(m).contains("not yours to decide"))
+        })
+        .await
+        .expect("dana is told she no longer decides");
+    assert_eq!(world.ticket_status(&t2).await, Status::Pending);
     world.stop().await;
 }
 

@@ -185,7 +185,15 @@ impl SlackUsergroupProvisioner {
     }
 
     async fn change(&self, request: &Request) -> Result<(Outcome, Option<Target>), Outcome> {
-        let handle = Self::handle(&request.entitlement);
+        let entitlement = request.entitlement.trim();
+        if entitlement.starts_with("role:") || entitlement == "bot" {
+            return Err(Outcome::Permanent {
+                message: format!(
+                    "`{entitlement}` is a workspace role, not a user group: a Slack admin changes it in Slack"
+                ),
+            });
+        }
+        let handle = Self::handle(entitlement);
         let group = match request.target.as_ref().and_then(|t| t.group.clone()) {
             Some(id) => id,
             None => self.group_id(&handle).await?,

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use tokio::sync::{watch, Semaphore};
 
-use crate::app::{App, USERGROUP_REFRESH};
+use crate::app::App;
 pub use crate::app::{JobOptions, Wake};
 use crate::lifecycle;
 use crate::lifecycle::JobResult;
@@ -25,14 +25,15 @@ use crate::store;
 use crate::store::Job;
 
 /// Re-reads the Slack user groups the config names every
-/// `USERGROUP_REFRESH` until `stop`, so their members are fresh when they
+/// `usergroup_refresh` until `stop`, so their members are fresh when they
 /// click (a click re-reads a group itself if this fell behind).
 pub async fn usergroups(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let every = app.job_options.usergroup_refresh;
     loop {
-        app.refresh_usergroups(std::time::Duration::ZERO, USERGROUP_REFRESH)
+        app.refresh_usergroups(std::time::Duration::ZERO, every)
             .await;
         tokio::select! {
-            _ = tokio::time::sleep(USERGROUP_REFRESH) => {}
+            _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => break,
         }
     }

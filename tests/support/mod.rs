@@ -303,6 +303,29 @@ impl FakeSlack {
         st.users.push(user);
     }
 
+    /// Adds many people at once (benchmarks): ids must be new, entries are
+    /// built with `f` on top of the usual directory shape.
+    pub fn add_users(
+        &self,
+        people: &[(String, String, String)],
+        mut f: impl FnMut(usize, &mut Value),
+    ) {
+        let mut st = self.inner.lock();
+        for (i, (id, email, name)) in people.iter().enumerate() {
+            let mut user = user_json(id, email, name);
+            f(i, &mut user);
+            st.users.push(user);
+        }
+    }
+
+    /// Edits every directory entry in one pass (benchmarks).
+    pub fn update_users(&self, mut f: impl FnMut(usize, &mut Value)) {
+        let mut st = self.inner.lock();
+        for (i, user) in st.users.iter_mut().enumerate() {
+            f(i, user);
+        }
+    }
+
     /// Edits a directory entry in place (e.g. `u["deleted"] = true.into()`).
     pub fn update_user(&self, id: &str, f: impl FnOnce(&mut Value)) {
         let mut st = self.inner.lock();
