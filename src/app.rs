@@ -10,7 +10,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::alerts;
 use crate::config::{Config, Secret, USERGROUP_FRESH};
-use crate::identity::{self, Identity};
+use crate::identity::Identity;
 use crate::limit::Limiter;
 use crate::outbox::Outbox;
 use crate::provision::Provisioners;
@@ -110,7 +110,7 @@ async fn check_usergroups(api: &SlackApi, config: &Config) -> Result<(), String>
     if uses.is_empty() {
         return Ok(());
     }
-    let ids = match identity::usergroup_ids(api).await {
+    let ids = match api.usergroup_ids().await {
         Ok(ids) => ids,
         Err(err) if err.code() == Some("missing_scope") => {
             tracing::warn!("cannot check the config's usergroup: handles without the usergroups:read scope; their members cannot act until it is granted");

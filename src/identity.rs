@@ -74,25 +74,6 @@ pub struct Identity {
 /// Members' emails looked up at once while a group is read.
 const MEMBER_LOOKUPS: usize = 8;
 
-/// Handle (lowercased) → id of every user group of the workspace, disabled
-/// ones included (a disabled group has no members, but it exists).
-pub async fn usergroup_ids(api: &SlackApi) -> Result<HashMap<String, String>, ApiError> {
-    let reply = api
-        .call_get("usergroups.list", &[("include_disabled", "true")])
-        .await?;
-    Ok(reply
-        .get("usergroups")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|g| {
-            let handle = g.get("handle")?.as_str()?.to_lowercase();
-            let id = g.get("id")?.as_str()?.to_string();
-            Some((handle, id))
-        })
-        .collect())
-}
-
 impl Identity {
     pub fn new(store: Store, api: SlackApi, refresh: Duration, home: HomeTeam) -> Self {
         Self {
@@ -134,7 +115,7 @@ impl Identity {
         let id = match known {
             Some(id) => id,
             None => {
-                let ids = usergroup_ids(&self.api).await?;
+                let ids = self.api.usergroup_ids().await?;
                 let id = ids.get(handle).cloned();
                 *self.lock_usergroup_ids() = ids;
                 id.ok_or_else(|| ApiError::Slack {

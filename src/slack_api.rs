@@ -308,16 +308,31 @@ impl SlackApi {
                     by_name.insert(name.to_lowercase(), id.to_string());
                 }
             }
-            cursor = page
-                .pointer("/response_metadata/next_cursor")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
+            cursor = next_cursor(&page);
             if cursor.is_empty() {
                 break;
             }
         }
         Ok(by_name)
+    }
+
+    /// Handle (lowercased) → id of every user group of the workspace,
+    /// disabled ones included (a disabled group has no members, but exists).
+    pub async fn usergroup_ids(&self) -> Result<HashMap<String, String>, ApiError> {
+        let reply = self
+            .call_get("usergroups.list", &[("include_disabled", "true")])
+            .await?;
+        Ok(reply
+            .get("usergroups")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|g| {
+                let handle = g.get("handle")?.as_str()?.to_lowercase();
+                let id = g.get("id")?.as_str()?.to_string();
+                Some((handle, id))
+            })
+            .collect())
     }
 
     /// `auth.test` with the bot token: proves the token and learns the bot's user id.
@@ -391,6 +406,14 @@ impl SlackApi {
         metrics::global().api_call(method, rate_limited);
         result
     }
+}
+
+/// The cursor of a paged Web API answer's next page; empty on the last.
+pub fn next_cursor(page: &Value) -> String {
+    page.pointer("/response_metadata/next_cursor")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or the next wait (a

@@ -64,18 +64,13 @@ pub async fn schedule_digest(app: &App) -> Result<(), StoreError> {
 /// Revokes what an offboarded person still has in one app, then reports it
 /// in the alert's thread. Re-runnable: see [`super::revoke::revoke_access`].
 pub async fn account_revoke(app: &Arc<App>, job: &Job) -> JobResult {
-    let p = &job.payload;
-    let text = |k: &str| {
-        p.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
+    let text = |k: &str| payload_text(job, k);
     let key = text("key");
     let ask = RevokeAsk {
         app_id: text("app"),
         email: text("email"),
-        entitlements: p
+        entitlements: job
+            .payload
             .get("entitlements")
             .and_then(Value::as_array)
             .map(|a| {
@@ -94,18 +89,12 @@ pub async fn account_revoke(app: &Arc<App>, job: &Job) -> JobResult {
         Err(result) => return result,
     };
     let mut messages = report.owner_tasks;
-    if let Ok(Some(alert)) = app.store.alert(key.clone()).await {
-        if let (Some(channel), Some(ts)) = (alert.channel, alert.ts) {
-            let text = format!(
-                "Revocation for {}: {}",
-                escape(&ask.email, 200),
-                report.lines.join("; ")
-            );
-            let mut reply = NewMessage::post(&channel, &text, json!([section(&text)]));
-            reply.payload["thread_ts"] = json!(ts);
-            messages.push(reply);
-        }
-    }
+    let text = format!(
+        "Revocation for {}: {}",
+        escape(&ask.email, 200),
+        report.lines.join("; ")
+    );
+    messages.extend(thread_reply(app, &key, &text).await);
     for message in messages {
         if let Err(err) = app.outbox.send(message).await {
             return store_error(app, err);
@@ -118,13 +107,7 @@ pub async fn account_revoke(app: &Arc<App>, job: &Job) -> JobResult {
 /// the `slack` source's SCIM token, audits the outcome and tells the alert's
 /// thread. Re-runnable: deactivating twice is deactivating once.
 pub async fn slack_deactivate(app: &Arc<App>, job: &Job) -> JobResult {
-    let p = &job.payload;
-    let text = |k: &str| {
-        p.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
+    let text = |k: &str| payload_text(job, k);
     let (key, source, account, by) = (text("key"), text("source"), text("account"), text("by"));
     let live = app.live();
     let outcome = match live.sources.get(&source).map(|s| s.as_ref()) {
@@ -166,14 +149,10 @@ pub async fn slack_deactivate(app: &Arc<App>, job: &Job) -> JobResult {
     {
         return store_error(app, err);
     }
-    if let Ok(Some(alert)) = app.store.alert(key.clone()).await {
-        if let (Some(channel), Some(ts)) = (alert.channel, alert.ts) {
-            let mut reply = NewMessage::post(&channel, &line, json!([section(&line)]));
-            reply.payload["thread_ts"] = json!(ts);
-            reply.dedupe_key = Some(format!("slack_deactivate:{key}"));
-            if let Err(err) = app.outbox.send(reply).await {
-                return store_error(app, err);
-            }
+    if let Some(mut reply) = thread_reply(app, &key, &line).await {
+        reply.dedupe_key = Some(format!("slack_deactivate:{key}"));
+        if let Err(err) = app.outbox.send(reply).await {
+            return store_error(app, err);
         }
     }
     match outcome {
@@ -181,4 +160,22 @@ pub async fn slack_deactivate(app: &Arc<App>, job: &Job) -> JobResult {
         Ok(Deactivated::NotFound) => JobResult::Fail(format!("no SCIM user {account}")),
         Err(err) => JobResult::Fail(err.message),
     }
+}
+
+/// A string field of the job's payload; empty when absent.
+fn payload_text(job: &Job, key: &str) -> String {
+    job.payload
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `text` as a reply in the thread of alert `key`'s post, if it was posted.
+async fn thread_reply(app: &App, key: &str, text: &str) -> Option<NewMessage> {
+    let alert = app.store.alert(key.to_string()).await.ok().flatten()?;
+    let (channel, ts) = alert.channel.zip(alert.ts)?;
+    let mut reply = NewMessage::post(&channel, text, json!([section(text)]));
+    reply.payload["thread_ts"] = json!(ts);
+    Some(reply)
 }

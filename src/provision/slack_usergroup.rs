@@ -105,25 +105,9 @@ impl SlackUsergroupProvisioner {
         if let Some(id) = self.lock_ids().get(handle) {
             return Ok(id.clone());
         }
-        let reply = self
-            .api
-            .call_get("usergroups.list", &[("include_disabled", "true")])
-            .await
-            .map_err(failed)?;
+        let found = self.api.usergroup_ids().await.map_err(failed)?;
         let mut ids = self.lock_ids();
-        for g in reply
-            .get("usergroups")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let (Some(h), Some(id)) = (
-                g.get("handle").and_then(Value::as_str),
-                g.get("id").and_then(Value::as_str),
-            ) {
-                ids.insert(h.to_lowercase(), id.to_string());
-            }
-        }
+        *ids = found;
         ids.get(handle).cloned().ok_or_else(|| Outcome::Permanent {
             message: format!("Slack has no user group @{handle}"),
         })

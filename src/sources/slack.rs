@@ -16,12 +16,12 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use reqwest::redirect::Policy;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{Account, AccountStatus, Snapshot, SourceApp, SourceError, HTTP_TIMEOUT};
 use crate::config::Secret;
 use crate::net;
-use crate::slack_api::{ApiError, SlackApi};
+use crate::slack_api::{next_cursor, ApiError, SlackApi};
 
 /// Members per `users.list` page: Slack's recommendation.
 const PAGE: &str = "200";
@@ -285,11 +285,7 @@ impl SlackSource {
                 .map_err(|e| SourceError::Invalid(format!("Slack users.list: {e}")))?
                 .ok_or_else(|| SourceError::Invalid("Slack users.list: no `members`".into()))?;
             out.extend(members);
-            cursor = page
-                .pointer("/response_metadata/next_cursor")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
+            cursor = next_cursor(&page);
             if cursor.is_empty() {
                 return Ok(out);
             }
