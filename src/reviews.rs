@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::config::{Config, Reviewer};
+use crate::config::{Config, ReviewNotifications, Reviewer};
 use crate::domain::snapshot::Account;
 use crate::domain::snapshot::AccountStatus;
 use crate::store::reviews::campaign_ref;
@@ -96,6 +96,8 @@ pub struct CampaignAsk {
     pub owner: Option<String>,
     pub schedule: Option<String>,
     pub created_by: String,
+    /// This campaign's own reminder settings.
+    pub notifications: ReviewNotifications,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -227,7 +229,7 @@ pub async fn create(
         Reviewer::Email(e) => e.clone(),
     };
     let count = items.len();
-    let timers = timers(config, now, due_at);
+    let timers = timers(config, &ask.notifications, now, due_at);
     let actor = ask.created_by.clone();
     let new = NewCampaign {
         name,
@@ -237,6 +239,9 @@ pub async fn create(
         schedule: ask.schedule.clone(),
         due_at,
         created_by: ask.created_by.clone(),
+        remind_every: ask.notifications.remind_every,
+        closing_soon: ask.notifications.closing_soon,
+        reminders: ask.notifications.reminders,
         items,
     };
     let campaign = store
@@ -260,21 +265,40 @@ pub async fn create(
     Ok(campaign)
 }
 
-/// Launch now, remind every `reminder_every`, "closing soon" before the
+/// How often a campaign reminds: its own interval, else `[reviews]
+/// reminder_every`; `None` when its reminders are off.
+pub fn remind_every(config: &Config, own: &ReviewNotifications) -> Option<Duration> {
+    own.reminders
+        .then(|| own.remind_every.unwrap_or(config.reviews.reminder_every))
+}
+
+/// The settings a stored campaign was created with.
+pub fn notifications_of(campaign: &Campaign) -> ReviewNotifications {
+    ReviewNotifications {
+        remind_every: campaign.remind_every,
+        closing_soon: campaign.closing_soon,
+        reminders: campaign.reminders,
+    }
+}
+
+/// Launch now, remind every [`remind_every`], "closing soon" before the
 /// due date, close at it. Reminders and the notice are left out when they
 /// would fall after the close.
 pub fn timers(
     config: &Config,
+    own: &ReviewNotifications,
     now: DateTime<Utc>,
     due_at: DateTime<Utc>,
 ) -> Vec<(&'static str, DateTime<Utc>)> {
     let mut out = vec![(job::LAUNCH, now), (job::CLOSE, due_at)];
     let d = |x: Duration| chrono::Duration::from_std(x).unwrap_or_default();
-    let remind = now + d(config.reviews.reminder_every);
-    if remind < due_at {
-        out.push((job::REMIND, remind));
+    if let Some(every) = remind_every(config, own) {
+        let remind = now + d(every);
+        if remind < due_at {
+            out.push((job::REMIND, remind));
+        }
     }
-    let soon = due_at - d(config.reviews.closing_soon);
+    let soon = due_at - d(own.closing_soon.unwrap_or(config.reviews.closing_soon));
     if soon > now {
         out.push((job::CLOSING_SOON, soon));
     }

@@ -498,3 +498,51 @@ fn bad_options_are_usage_errors_that_name_the_option() {
     );
     assert_eq!(fx.campaign_count(), 0);
 }
+
+#[test]
+fn a_campaign_may_keep_its_own_reminders() {
+    let fx = synced();
+    let base = [
+        "reviews",
+        "create",
+        "--app",
+        "github",
+        "--reviewer",
+        "owners",
+        "--due",
+        "14d",
+    ];
+    let both: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--remind-every", "1d", "--no-reminders"])
+        .collect();
+    fx.cli().expect(&both, 2);
+    let own: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--remind-every", "3d", "--closing-soon", "12h", "--json"])
+        .collect();
+    let created = fx.cli().json(&own, 0);
+    assert_eq!(created["remind_every_secs"], 3 * 86_400);
+    assert_eq!(created["closing_soon_secs"], 12 * 3600);
+    assert_eq!(created["reminders"], true);
+    let quiet: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--no-reminders", "--json"])
+        .collect();
+    let quiet = fx.cli().json(&quiet, 0);
+    assert_eq!(quiet["reminders"], false);
+    assert_eq!(quiet["remind_every_secs"], serde_json::Value::Null);
+    let shown = fx.cli().expect(&["reviews", "show", "R-1"], 0);
+    assert!(
+        shown.contains("reminders: every 3days; closing soon: 12h before"),
+        "{shown}"
+    );
+    let shown = fx.cli().expect(&["reviews", "show", "R-2"], 0);
+    assert!(
+        shown.contains("reminders: none; closing soon: as [reviews]"),
+        "{shown}"
+    );
+}

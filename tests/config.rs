@@ -1222,3 +1222,22 @@ fn govslack_deactivates_through_its_own_scim_and_bad_handles_name_their_key() {
         &["unknown field"],
     );
 }
+
+#[test]
+fn a_review_schedule_may_keep_its_own_reminders() {
+    let base = "[[apps]]\nid = \"github\"\nowners = [\"ann@example.com\"]\n\n[[reviews.schedules]]\nname = \"Monthly\"\napps = [\"github\"]\nreviewer = \"owners\"\ncron = \"0 9 1 * *\"\ndue = \"14d\"\n";
+    let c = ok(&format!(
+        "{base}remind_every = \"2d\"\nclosing_soon = \"6h\"\n"
+    ));
+    let n = c.reviews.schedules[0].notifications;
+    assert_eq!(n.remind_every, Some(hours(48)));
+    assert_eq!(n.closing_soon, Some(hours(6)));
+    assert!(n.reminders);
+    let quiet = ok(&format!("{base}no_reminders = true\n"));
+    assert!(!quiet.reviews.schedules[0].notifications.reminders);
+    assert_err(
+        &format!("{base}no_reminders = true\nremind_every = \"1d\"\n"),
+        "reviews.schedules[0].no_reminders",
+        &["contradicts remind_every"],
+    );
+}

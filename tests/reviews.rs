@@ -11,7 +11,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use accessd::config::Reviewer;
+use accessd::config::{ReviewNotifications, Reviewer};
 use accessd::reviews::{create, CampaignAsk};
 use accessd::store::{Campaign, Store};
 use serde_json::{json, Value};
@@ -97,16 +97,33 @@ async fn start_with(reviews: &str, extra: &[Value]) -> (World, Setup) {
 
 /// Creates a campaign as `accessd reviews create` does, while the daemon runs.
 async fn campaign(world: &World, due: Duration) -> Campaign {
+    campaign_notified(
+        world,
+        "Q4 GitHub review",
+        due,
+        ReviewNotifications::default(),
+    )
+    .await
+}
+
+/// As [`campaign`], with its own name and reminder settings.
+async fn campaign_notified(
+    world: &World,
+    name: &str,
+    due: Duration,
+    notifications: ReviewNotifications,
+) -> Campaign {
     let store = Store::open(&world.dir.path().join("accessd.db")).unwrap();
     let config = accessd::config::load(&world.dir.path().join("accessd.toml")).unwrap();
     let ask = CampaignAsk {
-        name: Some("Q4 GitHub review".into()),
+        name: Some(name.into()),
         apps: vec!["github".into()],
         reviewer: Reviewer::Manager,
         due,
         owner: None,
         schedule: None,
         created_by: "cli:test".into(),
+        notifications,
     };
     let c = create(&store, &config, ask, chrono::Utc::now())
         .await
@@ -714,5 +731,47 @@ async fn an_account_nobody_can_place_goes_to_the_campaign_owner_and_a_linked_one
     assert_eq!(after.decision.as_deref(), Some("keep"), "{after:?}");
     assert_eq!(after.decided_by.as_deref(), Some("secops@example.com"));
     assert_eq!(linked_after.reviewer_email, "secops@example.com");
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_keeps_its_own_reminders_whatever_the_config_says() {
+    // The config reminds daily: only the campaigns' own settings can make
+    // reminders arrive within seconds, or none at all.
+    let (world, _s) = start("reminder_every = \"1d\"\nclosing_soon = \"1d\"").await;
+    let own = ReviewNotifications {
+        remind_every: Some(Duration::from_secs(1)),
+        closing_soon: Some(Duration::from_secs(3)),
+        reminders: true,
+    };
+    let quiet = ReviewNotifications {
+        reminders: false,
+        closing_soon: Some(Duration::from_secs(1)),
+        ..ReviewNotifications::default()
+    };
+    let fast = campaign_notified(&world, "Fast review", Duration::from_secs(6), own).await;
+    campaign_notified(&world, "Quiet review", Duration::from_secs(6), quiet).await;
+    assert!(fast.reminders && fast.remind_every == Some(Duration::from_secs(1)));
+
+    let reminders = |f: &support::FakeSlack, name: &str| {
+        f.messages_to(BOB)
+            .into_iter()
+            .filter(|m| m.to_string().contains(&format!("Reminder: *{name}*")))
+            .count()
+    };
+    world
+        .fake
+        .wait_until(Duration::from_secs(10), |f| {
+            (reminders(f, "Fast review") >= 2).then_some(())
+        })
+        .await
+        .expect("the fast campaign reminds every second");
+    world.dm_about(BOB, "*Quiet review* closes").await;
+    world.dm_about(BOB, "*Fast review* closes").await;
+    assert_eq!(
+        reminders(&world.fake, "Quiet review"),
+        0,
+        "no reminders for the quiet one"
+    );
     world.stop().await;
 }

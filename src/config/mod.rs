@@ -506,6 +506,27 @@ pub struct ReviewsConfig {
     pub schedules: Vec<ReviewSchedule>,
 }
 
+/// A campaign's own reminder settings (`accessd reviews create
+/// --remind-every/--closing-soon/--no-reminders`, the same keys on a
+/// schedule); `None` follows `[reviews]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReviewNotifications {
+    pub remind_every: Option<Duration>,
+    pub closing_soon: Option<Duration>,
+    /// `false`: no reminders at all (the closing-soon notice still goes).
+    pub reminders: bool,
+}
+
+impl Default for ReviewNotifications {
+    fn default() -> Self {
+        Self {
+            remind_every: None,
+            closing_soon: None,
+            reminders: true,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ReviewSchedule {
     /// Unique; campaigns created from this schedule carry it.
@@ -516,6 +537,7 @@ pub struct ReviewSchedule {
     pub cron: Schedule,
     /// Campaign length: due date = creation + `due`.
     pub due: Duration,
+    pub notifications: ReviewNotifications,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

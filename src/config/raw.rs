@@ -226,6 +226,9 @@ pub(crate) struct RawReviewSchedule {
     pub reviewer: String,
     pub cron: String,
     pub due: String,
+    pub remind_every: Option<String>,
+    pub closing_soon: Option<String>,
+    pub no_reminders: Option<bool>,
 }
 
 // ---- sources ---------------------------------------------------------------

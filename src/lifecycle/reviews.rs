@@ -253,9 +253,9 @@ async fn nudge(app: &Arc<App>, campaign: &Campaign, closing_soon: bool) -> JobRe
             return store_error(app, err);
         }
     }
-    if !closing_soon {
-        let next = Utc::now()
-            + chrono::Duration::from_std(config.reviews.reminder_every).unwrap_or_default();
+    let every = reviews::remind_every(&config, &reviews::notifications_of(campaign));
+    if let (false, Some(every)) = (closing_soon, every) {
+        let next = Utc::now() + chrono::Duration::from_std(every).unwrap_or_default();
         if next < campaign.due_at {
             if let Err(err) = app
                 .store
@@ -438,6 +438,7 @@ async fn scheduled(app: &Arc<App>, name: &str) -> JobResult {
         owner: None,
         schedule: Some(schedule.name.clone()),
         created_by: format!("schedule:{}", schedule.name),
+        notifications: schedule.notifications,
     };
     match reviews::create(&app.store, &config, ask, Utc::now()).await {
         Ok(c) => {

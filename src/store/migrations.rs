@@ -58,6 +58,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0008_leases",
         sql: include_str!("migrations/0008_leases.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_campaign_notifications",
+        sql: include_str!("migrations/0009_campaign_notifications.sql"),
+    },
 ];
 
 /// Schema version this binary writes and understands.

@@ -39,6 +39,12 @@ pub struct Campaign {
     pub created_at: DateTime<Utc>,
     pub launched_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// Its own reminder interval; `None` follows `[reviews] reminder_every`.
+    pub remind_every: Option<std::time::Duration>,
+    /// Its own closing-soon lead; `None` follows `[reviews] closing_soon`.
+    pub closing_soon: Option<std::time::Duration>,
+    /// `false`: no reminders for this campaign.
+    pub reminders: bool,
 }
 
 impl Campaign {
@@ -85,6 +91,9 @@ pub struct NewCampaign {
     pub schedule: Option<String>,
     pub due_at: DateTime<Utc>,
     pub created_by: String,
+    pub remind_every: Option<std::time::Duration>,
+    pub closing_soon: Option<std::time::Duration>,
+    pub reminders: bool,
     pub items: Vec<NewReviewItem>,
 }
 
@@ -123,7 +132,8 @@ pub enum ReviewChange {
 }
 
 const CAMPAIGN_COLUMNS: &str = "id, name, apps, reviewer_rule, owner_email, schedule, status, \
-     due_at, created_by, created_at, launched_at, closed_at";
+     due_at, created_by, created_at, launched_at, closed_at, remind_every_secs, closing_soon_secs, \
+     reminders";
 
 fn campaign_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Campaign> {
     let apps: String = r.get(2)?;
@@ -140,7 +150,19 @@ fn campaign_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Campaign> {
         created_at: ts_col(r, 9)?,
         launched_at: opt_ts_col(r, 10)?,
         closed_at: opt_ts_col(r, 11)?,
+        remind_every: secs_col(r, 12)?,
+        closing_soon: secs_col(r, 13)?,
+        reminders: r.get(14)?,
     })
+}
+
+fn secs_col(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<std::time::Duration>> {
+    let secs: Option<i64> = r.get(i)?;
+    Ok(secs.map(|s| std::time::Duration::from_secs(s.max(0).unsigned_abs())))
+}
+
+fn secs_param(d: Option<std::time::Duration>) -> Option<i64> {
+    d.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 const ITEM_COLUMNS: &str = "id, campaign_id, app_id, source_id, account_id, email, name, \
@@ -299,8 +321,9 @@ impl Store {
             let now = ts(Utc::now());
             let id: i64 = tx
                 .prepare_cached(
-                    "INSERT INTO review_campaigns (name, apps, reviewer_rule, owner_email, schedule, due_at, created_by, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+                    "INSERT INTO review_campaigns (name, apps, reviewer_rule, owner_email, schedule, due_at, created_by, created_at,
+                                                   remind_every_secs, closing_soon_secs, reminders)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
                 )?
                 .query_row(
                     params![
@@ -311,7 +334,10 @@ impl Store {
                         new.schedule,
                         ts(new.due_at),
                         new.created_by,
-                        now
+                        now,
+                        secs_param(new.remind_every),
+                        secs_param(new.closing_soon),
+                        new.reminders
                     ],
                     |r| r.get(0),
                 )?;
@@ -595,14 +621,16 @@ impl Store {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            // The progress columns follow the campaign's.
+            let width = CAMPAIGN_COLUMNS.split(',').count();
             let rows = conn
                 .prepare(&sql)?
                 .query_map([reviewer], |r| {
                     Ok(ReviewerProgress {
                         campaign: campaign_row(r)?,
-                        reviewer_email: r.get(12)?,
-                        total: r.get(13)?,
-                        decided: r.get(14)?,
+                        reviewer_email: r.get(width)?,
+                        total: r.get(width + 1)?,
+                        decided: r.get(width + 2)?,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;

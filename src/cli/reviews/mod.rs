@@ -19,7 +19,7 @@ use super::output::{
     clean, emit, or_dash, print_out, rfc3339_short, with_store, Failure, Outcome, Table,
 };
 use crate::cli::actor::cli_actor;
-use crate::config::{self, Config, Reviewer};
+use crate::config::{self, Config, ReviewNotifications, Reviewer};
 use crate::reviews::{self, job, CampaignAsk, CreateError};
 use crate::store::reviews::{campaign_ref, parse_campaign_ref};
 use crate::store::{AuditEvent, Campaign, ReviewItem, Store};
@@ -52,6 +52,17 @@ pub enum ReviewsCommand {
         /// Who gets the summary at the close [default: the first admin].
         #[arg(long, value_name = "EMAIL", value_parser = parse_email)]
         owner: Option<String>,
+        /// Remind reviewers with items left this often [default: `[reviews]
+        /// reminder_every`].
+        #[arg(long, value_name = "DURATION", value_parser = parse_due, conflicts_with = "no_reminders")]
+        remind_every: Option<Duration>,
+        /// Send "closing soon" this long before the due date [default:
+        /// `[reviews] closing_soon`].
+        #[arg(long, value_name = "DURATION", value_parser = parse_due)]
+        closing_soon: Option<Duration>,
+        /// No reminders for this campaign ("closing soon" still goes).
+        #[arg(long)]
+        no_reminders: bool,
         /// Print a JSON object instead of one line.
         #[arg(long)]
         json: bool,
@@ -149,6 +160,9 @@ pub(crate) fn execute(config_path: &Path, command: ReviewsCommand) -> Outcome {
             due,
             name,
             owner,
+            remind_every,
+            closing_soon,
+            no_reminders,
             json,
         } => {
             // Unknown apps are a usage error found before the database is touched.
@@ -167,6 +181,11 @@ pub(crate) fn execute(config_path: &Path, command: ReviewsCommand) -> Outcome {
                 owner,
                 schedule: None,
                 created_by: cli_actor(),
+                notifications: ReviewNotifications {
+                    remind_every,
+                    closing_soon,
+                    reminders: !no_reminders,
+                },
             };
             with_store(config_path, |store| create(store, config, ask, json))
         }
@@ -307,6 +326,21 @@ fn show_text(d: &CampaignDetail) -> String {
     if let Some(at) = c.closed_at {
         out.push_str(&format!("closed: {}\n", rfc3339_short(at)));
     }
+    let secs = |s: Option<u64>| {
+        s.map_or("as [reviews]".to_string(), |s| {
+            humantime::format_duration(Duration::from_secs(s)).to_string()
+        })
+    };
+    let reminders = if c.reminders {
+        format!("every {}", secs(c.remind_every_secs))
+    } else {
+        "none".to_string()
+    };
+    let soon = match c.closing_soon_secs {
+        Some(_) => format!("{} before", secs(c.closing_soon_secs)),
+        None => secs(None),
+    };
+    out.push_str(&format!("reminders: {reminders}; closing soon: {soon}\n"));
     out.push_str(&format!(
         "progress: {}/{} decided ({} kept, {} revoked, {} undecided)\n\n",
         c.decided, c.items, d.kept, d.revoked, d.undecided

@@ -28,6 +28,11 @@ pub(super) struct CampaignView {
     pub(super) created_at: DateTime<Utc>,
     pub(super) launched_at: Option<DateTime<Utc>>,
     pub(super) closed_at: Option<DateTime<Utc>>,
+    /// Its own reminder interval in seconds (`null`: `[reviews]`'s).
+    pub(super) remind_every_secs: Option<u64>,
+    /// Its own closing-soon lead in seconds (`null`: `[reviews]`'s).
+    pub(super) closing_soon_secs: Option<u64>,
+    pub(super) reminders: bool,
     pub(super) items: usize,
     pub(super) decided: usize,
     pub(super) reviewers: usize,
@@ -51,6 +56,9 @@ impl CampaignView {
             created_at: c.created_at,
             launched_at: c.launched_at,
             closed_at: c.closed_at,
+            remind_every_secs: c.remind_every.map(|d| d.as_secs()),
+            closing_soon_secs: c.closing_soon.map(|d| d.as_secs()),
+            reminders: c.reminders,
             items: items.len(),
             decided: items.iter().filter(|i| i.decision.is_some()).count(),
             reviewers: reviewers.len(),

@@ -7,7 +7,8 @@ use super::{is_email, secs, Cx, DAY};
 use crate::config::raw;
 use crate::config::tree::KeyPath;
 use crate::config::{
-    AlertChannels, AlertsConfig, AppConfig, AuditConfig, ReviewSchedule, Reviewer, ReviewsConfig,
+    AlertChannels, AlertsConfig, AppConfig, AuditConfig, ReviewNotifications, ReviewSchedule,
+    Reviewer, ReviewsConfig,
 };
 
 impl Cx<'_> {
@@ -61,6 +62,29 @@ impl Cx<'_> {
             digest_at,
             mass_change_guard,
             channels,
+        }
+    }
+
+    /// A schedule's own reminder keys; `no_reminders = true` with
+    /// `remind_every` is a contradiction, refused.
+    fn notifications(&mut self, sp: &KeyPath, s: &raw::RawReviewSchedule) -> ReviewNotifications {
+        let get = |cx: &mut Self, key: &str, text: &Option<String>| {
+            text.as_deref()
+                .map(|t| cx.duration(&sp.key(key), Some(t), secs(DAY)))
+        };
+        let remind_every = get(self, "remind_every", &s.remind_every);
+        let closing_soon = get(self, "closing_soon", &s.closing_soon);
+        let reminders = s.no_reminders != Some(true);
+        if !reminders && remind_every.is_some() {
+            self.at(
+                &sp.key("no_reminders"),
+                "contradicts remind_every: keep one of them",
+            );
+        }
+        ReviewNotifications {
+            remind_every,
+            closing_soon,
+            reminders,
         }
     }
 
@@ -164,6 +188,7 @@ impl Cx<'_> {
                 reviewer,
                 cron: self.schedule(&sp.key("cron"), &s.cron),
                 due: self.duration(&sp.key("due"), Some(&s.due), secs(14 * DAY)),
+                notifications: self.notifications(&sp, s),
             });
         }
         ReviewsConfig {

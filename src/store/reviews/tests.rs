@@ -12,6 +12,9 @@ fn new_campaign(items: usize, reviewers: &[&str]) -> NewCampaign {
         schedule: None,
         due_at: Utc::now() + chrono::Duration::days(14),
         created_by: "cli:test".into(),
+        remind_every: Some(std::time::Duration::from_secs(7200)),
+        closing_soon: None,
+        reminders: true,
         items: (0..items)
             .map(|i| NewReviewItem {
                 app_id: "github".into(),
