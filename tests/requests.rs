@@ -1277,3 +1277,55 @@ async fn refused_clicks_past_the_limit_are_answered_once_then_dropped() {
     assert_eq!(after.len(), 4, "{after:?}");
     world.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_typed_in_one_line_is_filed_at_once_or_opens_the_form_with_what_it_said() {
+    let world = World::start().await;
+    // Everything parses: filed, answered ephemerally with its reference, and
+    // the approvers are asked as from the form.
+    let id = world
+        .fake
+        .run_command(ANN, "/access", "gh write 4h because the deploy is stuck");
+    let answer = world.ack(&id).await.expect("answered in the ack");
+    assert_eq!(answer["response_type"], "ephemeral", "{answer}");
+    let text = text_of(&answer);
+    let t = text
+        .split('*')
+        .find(|s| s.starts_with("T-"))
+        .unwrap_or_else(|| panic!("no ticket in {text}"))
+        .to_string();
+    let dm = world.dm_about(BOB, &t).await;
+    assert!(text_of(&dm).contains("because the deploy is stuck"), "{dm}");
+    assert_eq!(world.ticket_status(&t).await, Status::Pending);
+    assert!(
+        world.fake.last_modal(ANN).is_none(),
+        "no form for a whole line"
+    );
+
+    // A duration past the role's cap: the form opens at the roles step with
+    // the role and the rest of the line as the reason, nothing filed.
+    let id = world.fake.run_command(
+        CAROL,
+        "/access",
+        "github maintainer 3d to rotate the deploy keys",
+    );
+    assert_eq!(world.ack(&id).await, None, "the form opens instead");
+    let modal = world
+        .fake
+        .wait_until(WAIT, |f| f.last_modal(CAROL))
+        .await
+        .expect("the form");
+    assert!(has_block(&modal, "roles"), "{modal}");
+    assert!(
+        text_of(&modal).contains("3d to rotate the deploy keys"),
+        "{modal}"
+    );
+
+    // A contractor is refused in the answer, as the form would refuse him.
+    let id = world
+        .fake
+        .run_command(ZED, "/access", "gh write 4h because the deploy is stuck");
+    let answer = world.ack(&id).await.expect("answered in the ack");
+    assert!(text_of(&answer).contains("may not request"), "{answer}");
+    world.stop().await;
+}

@@ -8,6 +8,7 @@ use crate::slack::views::text::ephemeral;
 pub const HELP: &str = "*/access* — ask for access to an app.\n\
 • `/access` opens the request form\n\
 • `/access <app>` opens it with the app chosen (id, name or alias)\n\
+• `/access <app> <role> <duration> <reason>` files it in one line, e.g. `/access github read 4h the deploy is stuck`\n\
 • `/access help` shows this message\n\
 Your open requests and active access are on the bot's *Home* tab.";
 

@@ -21,6 +21,7 @@ use crate::slack::modal::{checked_duration, input, state_values, StateValues};
 use crate::slack::views::request as views;
 use crate::slack::views::text::{fmt_duration, mention};
 
+mod oneline;
 mod submit;
 use crate::domain::catalog;
 use crate::slack::views::text;
@@ -53,25 +54,42 @@ struct Draft {
 }
 
 /// Opens the modal (after the ack: `trigger_id` is valid 3 s, once). `text`
-/// is what followed `/access`, to preselect the app.
+/// is what followed `/access`: an app to preselect, or a whole one-line
+/// request, filed before the ack and answered ephemerally when complete
+/// (see [`oneline`]).
 pub async fn open(app: &Arc<App>, trigger_id: &str, user: String, text: Option<String>) -> Reply {
+    let line = text
+        .as_deref()
+        .and_then(|t| oneline::parse(&app.config(), t));
+    if let Some(line) = &line {
+        if let Some(answer) = oneline::file_now(app, &user, line).await {
+            return answer;
+        }
+    }
     let app = app.clone();
     let trigger_id = trigger_id.to_string();
     Reply::empty().then(async move {
         let view = match requester_email(&app, &user).await {
             Who::Refused(why) => views::notice(&why),
-            Who::Known(_) => first_step(&app, &user, text.as_deref()).await,
+            Who::Known(_) => first_step(&app, &user, text.as_deref(), line).await,
         };
         open_modal(&app, &trigger_id, view, "request").await;
     })
 }
 
-async fn first_step(app: &Arc<App>, user: &str, text: Option<&str>) -> Value {
+async fn first_step(
+    app: &Arc<App>,
+    user: &str,
+    text: Option<&str>,
+    line: Option<oneline::Line>,
+) -> Value {
     let config = app.config();
     let draft_id = new_draft_id();
-    let mut draft = Draft::default();
+    let from_line = line.is_some();
+    let mut draft = line.as_ref().map(oneline::Line::draft).unwrap_or_default();
     let mut note = None;
-    if let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) {
+    // A line names its app exactly: the roles step opens with what it said.
+    if let Some(text) = text.map(str::trim).filter(|t| !t.is_empty() && !from_line) {
         match catalog::match_app(&config, text) {
             Some(found) => {
                 draft.app = Some(found.id.clone());
@@ -100,8 +118,8 @@ async fn first_step(app: &Arc<App>, user: &str, text: Option<&str>) -> Value {
             views::roles_step(
                 found,
                 &draft_id,
-                &[],
-                "",
+                &draft.roles,
+                &draft.reason,
                 may_break_glass(app, found, email.as_deref()),
             )
         }

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::alerts;
 use crate::app::App;
+use crate::config::AppConfig;
 use crate::domain::ticket::Status;
 use crate::handlers::tell::{failed, Where};
 use crate::handlers::who::{plan_for, reachable_plan};
@@ -16,7 +17,7 @@ use crate::slack::ids::*;
 use crate::slack::modal::{input, StateValues};
 use crate::slack::views::request as views;
 use crate::slack::views::ticket::describe;
-use crate::store::{Created, Effects, NewMessage, NewTicket, Ticket};
+use crate::store::{Created, Effects, NewMessage, NewTicket, StoreError, Ticket};
 
 use super::{app_gone, app_of, duration_and_plan, refuse_break_glass, Draft};
 use crate::domain::jobs;
@@ -133,6 +134,9 @@ pub(super) async fn break_glass(
     }
 }
 
+/// More stages than any request has: the pickers read from a submission.
+const MAX_STAGES: usize = 32;
+
 pub(super) async fn step_submit(
     app: &Arc<App>,
     draft: &Draft,
@@ -145,11 +149,9 @@ pub(super) async fn step_submit(
     let Some(found) = app_of(&config, draft) else {
         return app_gone();
     };
-    let plan = match plan_for(app, found, &draft.roles, email).await {
-        Ok(plan) => plan,
-        Err(err) => return Reply::update(views::notice(&err.to_string())),
-    };
-    let chosen: Vec<Option<Vec<String>>> = (0..plan.stages.len())
+    // One picker per stage that offers a choice; a stage without one is
+    // `None` (as the policy says), as is every index past the last.
+    let chosen: Vec<Option<Vec<String>>> = (0..MAX_STAGES)
         .map(|i| {
             input(
                 values,
@@ -160,20 +162,86 @@ pub(super) async fn step_submit(
             .map(|opts| opts.iter().map(|o| o.value.to_lowercase()).collect())
         })
         .collect();
+    let filed = file(app, found, draft, &chosen, user, email).await;
+    // A field to fix keeps the form (and its draft); anything else ends it.
+    if !matches!(filed, Filed::Refused { .. }) {
+        let _ = app.store.delete_draft(draft_id.to_string()).await;
+    }
+    match filed {
+        Filed::New {
+            reference,
+            text,
+            then,
+        } => Reply::update(views::submitted(&reference, &text)).then(then),
+        Filed::Duplicate(why) => Reply::update(views::notice(&why)),
+        Filed::Refused { why, stage } => match stage {
+            Some(i) if why.starts_with("Choose") => {
+                let block = format!("{APPROVERS_BLOCK_PREFIX}{i}");
+                Reply::field_errors(&[(block.as_str(), why)])
+            }
+            _ => Reply::update(views::notice(&why)),
+        },
+        Filed::Failed(err) => {
+            failed(
+                app,
+                err,
+                "create a ticket",
+                "accessd could not record your request; nothing was sent. Please try again.",
+                Where::Modal,
+            )
+            .await
+        }
+    }
+}
+
+/// What filing a request came to.
+pub(super) enum Filed {
+    /// Created: its reference, what to tell the requester, and the Home
+    /// refresh to run after the answer.
+    New {
+        reference: String,
+        text: String,
+        then: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    },
+    /// Not filed, and why; `stage` when a stage's approver choice is at fault.
+    Refused {
+        why: String,
+        stage: Option<usize>,
+    },
+    /// The requester already has this pending.
+    Duplicate(String),
+    Failed(StoreError),
+}
+
+/// Files `draft` (app, roles, reason, duration all checked by the caller)
+/// with the approvers chosen per stage (`None`: as the policy says): the
+/// current policy's plan, the approvers reachable in Slack, the ticket and
+/// its DMs in one transaction. The modal's last step and a one-line
+/// `/access` both end here.
+pub(super) async fn file(
+    app: &Arc<App>,
+    found: &AppConfig,
+    draft: &Draft,
+    chosen: &[Option<Vec<String>>],
+    user: &str,
+    email: &str,
+) -> Filed {
+    let config = app.config();
+    let plan = match plan_for(app, found, &draft.roles, email).await {
+        Ok(plan) => plan,
+        Err(err) => {
+            return Filed::Refused {
+                why: err.to_string(),
+                stage: None,
+            }
+        }
+    };
     let ids = app.identity.slack_ids_of(plan.candidates(&config)).await;
-    let plan = match reachable_plan(&config, plan, &ids, &chosen, email) {
+    let plan = match reachable_plan(&config, plan, &ids, chosen, email) {
         Ok(plan) => plan,
         Err(why) => {
-            let block = chosen
-                .iter()
-                .position(|c| c.is_some())
-                .map(|i| format!("{APPROVERS_BLOCK_PREFIX}{i}"));
-            return match block {
-                Some(block) if why.starts_with("Choose") => {
-                    Reply::field_errors(&[(block.as_str(), why)])
-                }
-                _ => Reply::update(views::notice(&why)),
-            };
+            let stage = chosen.iter().position(|c| c.is_some());
+            return Filed::Refused { why, stage };
         }
     };
     let new = NewTicket {
@@ -196,9 +264,7 @@ pub(super) async fn step_submit(
     let effects_config = config.clone();
     let effects =
         move |ticket: &Ticket| notices::creation_effects(&effects_config, ticket, &slack_ids);
-    let created = app.store.create_ticket(new, effects).await;
-    let _ = app.store.delete_draft(draft_id.to_string()).await;
-    match created {
+    match app.store.create_ticket(new, effects).await {
         Ok(Created::New(ticket)) => {
             app.outbox.wake();
             app.jobs.wake();
@@ -209,23 +275,28 @@ pub(super) async fn step_submit(
                 format!("for *{name}* ({roles}) was sent to the approvers. You will get a DM at each step.")
             };
             let refresh = app.clone();
-            let approvers: Vec<String> = ticket
-                .plan
-                .stages
-                .first()
-                .map(|s| s.approvers.iter().filter_map(|e| ids.get(e).cloned()).collect())
-                .unwrap_or_default();
-            let requester = user.to_string();
-            Reply::update(views::submitted(&ticket.reference(), &text)).then(async move {
-                let mut users: Vec<&str> = vec![requester.as_str()];
-                users.extend(approvers.iter().map(String::as_str));
-                refresh.home_refresh.request_all(&users);
-            })
+            let mut users: Vec<String> = vec![user.to_string()];
+            users.extend(
+                ticket
+                    .plan
+                    .stages
+                    .first()
+                    .into_iter()
+                    .flat_map(|s| s.approvers.iter().filter_map(|e| ids.get(e).cloned())),
+            );
+            Filed::New {
+                reference: ticket.reference(),
+                text,
+                then: Box::pin(async move {
+                    let users: Vec<&str> = users.iter().map(String::as_str).collect();
+                    refresh.home_refresh.request_all(&users);
+                }),
+            }
         }
-        Ok(Created::Duplicate(open)) => Reply::update(views::notice(&format!(
+        Ok(Created::Duplicate(open)) => Filed::Duplicate(format!(
             "You already have {} pending for this app and role; nudge or cancel it from the Home tab.",
             open.reference()
-        ))),
-        Err(err) => failed(app, err, "create a ticket", "accessd could not record your request; nothing was sent. Please try again.", Where::Modal).await,
+        )),
+        Err(err) => Filed::Failed(err),
     }
 }
