@@ -118,6 +118,11 @@ scim_url = "{scim}"
 [[apps]]
 id = "wiki"
 owners = ["dana@example.com"]
+
+[[apps]]
+id = "slack"
+name = "Slack"
+owners = ["dana@example.com"]
 "##,
         hr = hr.display(),
         token = token.display(),
@@ -150,6 +155,35 @@ owners = ["dana@example.com"]
     );
     // The first sync is a baseline: nobody is "new".
     assert!(world.fake.messages_to(SEC_ALERTS.0).is_empty());
+
+    // Its roles and user groups are reviewed like any app's entitlements.
+    let db = store(&world).await;
+    let campaign = accessd::reviews::create(
+        &db,
+        &accessd::config::load(&world.dir.path().join("accessd.toml")).unwrap(),
+        accessd::reviews::CampaignAsk {
+            name: Some("Slack roles".into()),
+            apps: vec!["slack".into()],
+            reviewer: accessd::config::Reviewer::Owners,
+            due: Duration::from_secs(3600),
+            owner: None,
+            schedule: None,
+            created_by: "cli:test".into(),
+            notifications: Default::default(),
+        },
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    let items = db.review_items(campaign.id).await.unwrap();
+    db.close().await;
+    let reviewed = |account: &str, entitlement: &str| {
+        items
+            .iter()
+            .any(|i| i.account_id == account && i.entitlement.as_deref() == Some(entitlement))
+    };
+    assert!(reviewed(BOB, "usergroup:sre-leads"), "{items:?}");
+    assert!(reviewed(SEC, "role:admin"), "{items:?}");
 
     // Ann becomes an owner, Ivan a guest: each a finding in #sec-alerts.
     world.fake.update_user(ANN, |u| {
