@@ -63,6 +63,7 @@ async fn run(n: usize) {
             status: Status::Approved,
             kind: Kind::Request,
             parent: None,
+            reference: None,
         };
         store
             .create_ticket(new, |t| Effects {

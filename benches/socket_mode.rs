@@ -156,6 +156,7 @@ async fn approval_latency(rate: u64, seconds: u64) {
             status: Status::Pending,
             kind: accessd::domain::ticket::Kind::Request,
             parent: None,
+            reference: None,
         };
         store
             .create_ticket(new, |_| Effects::default())
@@ -380,6 +381,7 @@ async fn seed_tickets(db: &Path, config: &Config, n: usize) {
                 status: Status::Pending,
                 kind: Kind::Request,
                 parent: None,
+                reference: None,
             };
             let created = store
                 .create_ticket(new, move |t| Effects {

@@ -54,6 +54,7 @@ fn request(slack_id: &str, email: &str, app: &str, roles: &[&str], plan: Plan) -
         status: Status::Pending,
         kind: Kind::Request,
         parent: None,
+        reference: None,
     }
 }
 

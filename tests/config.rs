@@ -1241,3 +1241,34 @@ fn a_review_schedule_may_keep_its_own_reminders() {
         &["contradicts remind_every"],
     );
 }
+
+#[test]
+fn a_reference_needs_a_pattern_that_compiles_and_an_https_link_with_a_slot() {
+    let c = ok("[requests]\nreference = { label = \"Ticket\", pattern = \"^[A-Z]+-[0-9]+$\", link = \"https://jira.example.com/browse/{}\" }\n\n[[apps]]\nid = \"wiki\"\nowners = [\"ann@example.com\"]\n\n[[apps]]\nid = \"aws\"\nowners = [\"ann@example.com\"]\nreference = { label = \"Change\", required = true }\n");
+    let wiki = c
+        .app("wiki")
+        .unwrap()
+        .reference
+        .as_ref()
+        .expect("inherited");
+    assert_eq!(wiki.label, "Ticket");
+    assert!(!wiki.required);
+    let aws = c.app("aws").unwrap().reference.as_ref().expect("its own");
+    assert_eq!(aws.label, "Change");
+    assert!(aws.required && aws.pattern.is_none());
+    assert_err(
+        "[requests]\nreference = { pattern = \"([\" }\n",
+        "requests.reference.pattern",
+        &["invalid pattern"],
+    );
+    assert_err(
+        "[requests]\nreference = { link = \"http://jira.example.com/browse/\" }\n",
+        "requests.reference.link",
+        &["https://", "{}"],
+    );
+    assert_err(
+        "[requests]\nreference = { lable = \"x\" }\n",
+        "requests.reference.lable",
+        &["unknown field"],
+    );
+}

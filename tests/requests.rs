@@ -1329,3 +1329,60 @@ async fn a_request_typed_in_one_line_is_filed_at_once_or_opens_the_form_with_wha
     assert!(text_of(&answer).contains("may not request"), "{answer}");
     world.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_is_checked_inline_and_shown_as_a_link() {
+    let world = World::start_with(&with_requests(
+        r#"reference = { label = "Ticket", required = true, pattern = "^[A-Z]+-[0-9]+$", link = "https://jira.example.com/browse/{}" }"#,
+    ))
+    .await;
+    let modal = world.open_request(ANN, "gh").await;
+    assert!(has_block(&modal, "reference"), "{modal}");
+    assert!(text_of(&modal).contains("Ticket"), "{modal}");
+    let with = |reference: &str| {
+        let mut values = roles_values(&["write"], "Debug the flaky runner");
+        values["reference"] = json!({ "reference_input": payloads::plain_text_value(reference) });
+        values
+    };
+    let missing = world
+        .submit(ANN, roles_values(&["write"], "Debug the flaky runner"))
+        .await
+        .unwrap();
+    assert_eq!(missing["response_action"], "errors", "{missing}");
+    assert!(
+        text_of(&missing["errors"]["reference"]).contains("Give the Ticket"),
+        "{missing}"
+    );
+    let wrong = world.submit(ANN, with("ops 12")).await.unwrap();
+    assert!(
+        text_of(&wrong["errors"]["reference"]).contains("^[A-Z]+-[0-9]+$"),
+        "{wrong}"
+    );
+
+    let ack = world.submit(ANN, with("OPS-12")).await.unwrap();
+    assert_eq!(ack["response_action"], "update", "{ack}");
+    world
+        .submit(
+            ANN,
+            json!({ "duration": { "duration_input": payloads::plain_text_value("2h") } }),
+        )
+        .await
+        .unwrap();
+    let done = world.submit(ANN, json!({})).await.unwrap();
+    let t = text_of(&done)
+        .split('*')
+        .find(|s| s.starts_with("T-"))
+        .unwrap()
+        .to_string();
+    let dm = world.dm_about(BOB, &t).await;
+    assert!(
+        text_of(&dm).contains("*Ticket* <https://jira.example.com/browse/OPS-12|OPS-12>"),
+        "{dm}"
+    );
+    // A required reference cannot come in one line: the form opens.
+    let id = world
+        .fake
+        .run_command(CAROL, "/access", "gh write 4h because the deploy is stuck");
+    assert_eq!(world.ack(&id).await, None);
+    world.stop().await;
+}

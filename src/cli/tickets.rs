@@ -131,6 +131,8 @@ struct TicketView {
     requester: String,
     requester_slack_id: String,
     reason: String,
+    /// The outside reference (`[requests] reference`), if any.
+    reference: Option<String>,
     /// humantime, e.g. `8h`.
     duration: String,
     /// 1-based; 0 only for a plan without stages (auto-approved).
@@ -219,6 +221,7 @@ impl From<&Ticket> for TicketView {
             requester: t.requester_email.clone(),
             requester_slack_id: t.requester_slack_id.clone(),
             reason: t.reason.clone(),
+            reference: t.reference.clone(),
             duration: signed_duration(t.duration_secs),
             stage: if stages == 0 { 0 } else { t.stage + 1 },
             stages,
@@ -316,6 +319,7 @@ fn list_table(views: &[TicketView]) -> String {
         "APP",
         "ROLES",
         "REQUESTER",
+        "REFERENCE",
         "STAGE",
         "CREATED",
     ]);
@@ -326,6 +330,7 @@ fn list_table(views: &[TicketView]) -> String {
             t.app.clone(),
             roles_text(&t.roles),
             t.requester.clone(),
+            t.reference.clone().unwrap_or_else(|| "-".into()),
             stage_text(t),
             rfc3339_short(t.created_at),
         ]);
@@ -362,6 +367,9 @@ fn show_text(d: &TicketDetail) -> String {
         format!("{} ({})", t.requester, t.requester_slack_id),
     );
     field(&mut out, "Reason", t.reason.clone());
+    if let Some(reference) = &t.reference {
+        field(&mut out, "Reference", reference.clone());
+    }
     field(&mut out, "Duration", t.duration.clone());
     field(&mut out, "Stage", stage_text(t));
     field(&mut out, "Created", rfc3339_short(t.created_at));

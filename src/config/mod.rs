@@ -7,6 +7,7 @@
 
 mod error;
 mod raw;
+mod reference;
 mod schedule;
 mod secret;
 mod tree;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::ConfigError;
+pub use reference::{ReferenceConfig, ReferencePattern, REFERENCE_MAX_CHARS};
 pub use schedule::Schedule;
 pub use secret::{Secret, SlackTokens};
 pub use usergroups::{UserGroups, USERGROUP_FRESH};
@@ -108,6 +110,9 @@ pub struct RequestsConfig {
     /// Refused clicks one person is answered per minute; past it they are
     /// told once, audited once, and further refusals are dropped.
     pub refused_clicks_per_minute: u32,
+    /// The outside reference every request may or must carry; an app may
+    /// set its own.
+    pub reference: Option<ReferenceConfig>,
 }
 
 /// A person or a group, as used in `admins`, `fallback_approvers`,
@@ -155,6 +160,8 @@ pub struct AppConfig {
     pub stages: Vec<Stage>,
     pub deny_requesters: Vec<Principal>,
     pub roles: Vec<RoleConfig>,
+    /// Effective: the app's own `reference`, else `[requests] reference`.
+    pub reference: Option<ReferenceConfig>,
 }
 
 impl AppConfig {

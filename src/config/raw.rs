@@ -91,6 +91,16 @@ pub(crate) struct RawRequests {
     pub allow_guests: Option<bool>,
     pub requests_per_hour: Option<i64>,
     pub refused_clicks_per_minute: Option<i64>,
+    pub reference: Option<RawReference>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReference {
+    pub label: Option<String>,
+    pub required: Option<bool>,
+    pub pattern: Option<String>,
+    pub link: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +120,7 @@ pub(crate) struct RawApp {
     pub deny_requesters: Vec<String>,
     #[serde(default)]
     pub roles: Vec<RawRole>,
+    pub reference: Option<RawReference>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -343,6 +343,8 @@ pub async fn extend_submitted(
         plan,
         kind: Kind::Extension,
         parent: Some(parent.id),
+        // An extension carries on the outside reference of what it extends.
+        reference: parent.reference.clone(),
     };
     let effects = move |t: &Ticket| notices::creation_effects(&config, t, &ids);
     match app.store.create_ticket(new, effects).await {

@@ -52,6 +52,7 @@ pub fn creation_effects(
             "duration_secs": ticket.duration_secs,
             "status": ticket.status.as_str(),
             "stages": ticket.plan.stages,
+            "reference": ticket.reference,
         }),
     ));
     let (text, blocks) = requester_update(config, ticket, &asked);

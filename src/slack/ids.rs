@@ -12,6 +12,8 @@ pub const ROLES_BLOCK: &str = "roles";
 pub const ROLES_ACTION: &str = "roles_select";
 pub const REASON_BLOCK: &str = "reason";
 pub const REASON_ACTION: &str = "reason_input";
+pub const REFERENCE_BLOCK: &str = "reference";
+pub const REFERENCE_ACTION: &str = "reference_input";
 pub const DURATION_BLOCK: &str = "duration";
 pub const DURATION_ACTION: &str = "duration_input";
 /// Followed by the 0-based stage index.

@@ -63,6 +63,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0009_campaign_notifications",
         sql: include_str!("migrations/0009_campaign_notifications.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_ticket_reference",
+        sql: include_str!("migrations/0010_ticket_reference.sql"),
+    },
 ];
 
 /// Schema version this binary writes and understands.

@@ -6,7 +6,10 @@ use std::time::Duration;
 use super::{is_email, secs, Cx, DAY, HOUR};
 use crate::config::raw::{self, RawApp, RawRequired, RawStage};
 use crate::config::tree::KeyPath;
-use crate::config::{AppConfig, Approver, Principal, RequestsConfig, Required, RoleConfig, Stage};
+use crate::config::{
+    AppConfig, Approver, Principal, ReferenceConfig, ReferencePattern, RequestsConfig, Required,
+    RoleConfig, Stage,
+};
 
 /// Generous for people, low enough that a script cannot flood approvers.
 const DEFAULT_REQUESTS_PER_HOUR: u32 = 30;
@@ -172,6 +175,44 @@ impl Cx<'_> {
                 (DEFAULT_REFUSED_CLICKS_PER_MINUTE, 1_000),
                 "refused clicks per person per minute",
             ),
+            reference: raw
+                .reference
+                .as_ref()
+                .map(|r| self.reference(&path.key("reference"), r)),
+        }
+    }
+
+    /// A `reference` table: a label (default "Reference"), a pattern that
+    /// compiles, a link that is https and has `{}` for the value.
+    fn reference(&mut self, path: &KeyPath, raw: &raw::RawReference) -> ReferenceConfig {
+        let label = raw
+            .label
+            .as_deref()
+            .map_or("Reference", str::trim)
+            .to_string();
+        if label.is_empty() || label.chars().count() > 30 {
+            self.at(&path.key("label"), "expected a label of 1 to 30 characters");
+        }
+        let pattern = raw.pattern.as_deref().and_then(|p| {
+            ReferencePattern::new(p)
+                .map_err(|e| self.at(&path.key("pattern"), e))
+                .ok()
+        });
+        let link = raw.link.as_deref().map(str::trim).map(String::from);
+        if let Some(l) = &link {
+            let https = url::Url::parse(&l.replace("{}", "x")).is_ok_and(|u| u.scheme() == "https");
+            if !l.contains("{}") || !https || l.contains(['|', '<', '>']) {
+                self.at(
+                    &path.key("link"),
+                    "expected an https:// URL with {} where the reference goes, e.g. \"https://jira.example.com/browse/{}\"",
+                );
+            }
+        }
+        ReferenceConfig {
+            label,
+            required: raw.required.unwrap_or(false),
+            pattern,
+            link,
         }
     }
 
@@ -327,6 +368,10 @@ impl Cx<'_> {
                 stages,
                 deny_requesters,
                 roles,
+                reference: match &app.reference {
+                    Some(r) => Some(self.reference(&ap.key("reference"), r)),
+                    None => requests.reference.clone(),
+                },
             });
         }
         out

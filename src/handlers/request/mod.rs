@@ -51,6 +51,17 @@ struct Draft {
     /// Break-glass: granted at once, approvers told after.
     #[serde(default)]
     urgent: bool,
+    /// The outside reference (`reference`), trimmed; empty when none.
+    #[serde(default)]
+    reference: String,
+}
+
+impl Draft {
+    /// The reference to record: `None` when none was given or the app no
+    /// longer asks for one.
+    fn reference(&self) -> Option<String> {
+        (!self.reference.is_empty()).then(|| self.reference.clone())
+    }
 }
 
 /// Opens the modal (after the ack: `trigger_id` is valid 3 s, once). `text`
@@ -120,6 +131,7 @@ async fn first_step(
                 &draft_id,
                 &draft.roles,
                 &draft.reason,
+                &draft.reference,
                 may_break_glass(app, found, email.as_deref()),
             )
         }
@@ -226,6 +238,7 @@ async fn step_app(
         draft_id,
         &draft.roles,
         &draft.reason,
+        &draft.reference,
         may_break_glass(app, found, Some(email)),
     ))
 }
@@ -279,6 +292,12 @@ async fn step_roles(
             format!("Tell the approvers why, in at least {MIN_REASON_CHARS} characters."),
         ));
     }
+    let reference = input(values, REFERENCE_BLOCK, REFERENCE_ACTION)
+        .and_then(|v| v.value.clone())
+        .unwrap_or_default();
+    if let Some(Err(why)) = found.reference.as_ref().map(|r| r.check(&reference)) {
+        problems.push((REFERENCE_BLOCK, why));
+    }
     if problems.is_empty() {
         match plan_for(app, found, &roles, email).await {
             Err(PolicyError::NoApprovers { stage }) => problems.push((
@@ -315,6 +334,7 @@ async fn step_roles(
     let cap = policy::form_cap(found, &roles);
     draft.roles = roles;
     draft.reason = reason.trim().to_string();
+    draft.reference = reference.trim().to_string();
     draft.step = Step::Duration;
     let initial = if draft.duration_secs > 0 {
         Duration::from_secs(draft.duration_secs)

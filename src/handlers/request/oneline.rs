@@ -32,7 +32,9 @@ pub(super) struct Line {
 impl Line {
     /// Every part parsed: the request can be filed as it stands.
     fn complete(&self, found: &AppConfig) -> bool {
-        (found.roles.is_empty() || !self.roles.is_empty())
+        // A required reference has no place in a line: the form asks for it.
+        !found.reference.as_ref().is_some_and(|r| r.required)
+            && (found.roles.is_empty() || !self.roles.is_empty())
             && self.duration.is_some()
             && self.reason.chars().count() >= MIN_REASON_CHARS
     }
@@ -46,6 +48,7 @@ impl Line {
             reason: self.reason.clone(),
             duration_secs: self.duration.map_or(0, |d| d.as_secs()),
             urgent: false,
+            reference: String::new(),
         }
     }
 }

@@ -64,6 +64,7 @@ pub(super) async fn break_glass(
         plan,
         kind: Kind::BreakGlass,
         parent: None,
+        reference: draft.reference(),
     };
     let effects_config = config.clone();
     let effects = move |t: &Ticket| {
@@ -259,6 +260,7 @@ pub(super) async fn file(
         plan,
         kind: Kind::Request,
         parent: None,
+        reference: draft.reference(),
     };
     let slack_ids = ids.clone();
     let effects_config = config.clone();

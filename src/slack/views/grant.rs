@@ -8,7 +8,7 @@ use super::text::{
     actions, clip, context, escape, fmt_duration, fmt_time, mention, plain, quote, section,
     styled_button,
 };
-use super::ticket::describe;
+use super::ticket::{describe, reference_text};
 use crate::config::Config;
 use crate::domain::ticket::Status;
 use crate::slack::ids::*;
@@ -176,7 +176,13 @@ pub fn manual_task(config: &Config, ticket: &Ticket, acted_by: Option<&str>) -> 
         roles,
         what(config, ticket),
     ))];
-    blocks.push(section(&format!("*Reason*\n{}", quote(&ticket.reason))));
+    blocks.push(section(&format!(
+        "*Reason*\n{}{}",
+        quote(&ticket.reason),
+        reference_text(config, ticket)
+            .map(|r| format!("\n{r}"))
+            .unwrap_or_default()
+    )));
     match acted_by {
         None => {
             let value = ticket.id.to_string();
@@ -354,6 +360,10 @@ pub fn break_glass_notice(config: &Config, ticket: &Ticket, with_revoke: bool) -
         )),
         quote(&ticket.reason)
     );
+    let text = match reference_text(config, ticket) {
+        Some(r) => format!("{text}\n{r}"),
+        None => text,
+    };
     let mut blocks = vec![section(&text)];
     if with_revoke {
         blocks.push(actions(

@@ -9,7 +9,7 @@ use super::text::{
     actions, button, context, divider, escape, fmt_duration, fmt_time, header, mention, section,
     styled_button,
 };
-use super::ticket::describe;
+use super::ticket::{describe, reference_text};
 use crate::config::Config;
 use crate::domain::ticket::Status;
 use crate::slack::ids;
@@ -132,12 +132,15 @@ pub fn home_view(data: &HomeData<'_>) -> Value {
     for ticket in items {
         let (app, roles) = describe(config, ticket);
         blocks.push(section(&format!(
-            "*{}* · {} wants *{app}* ({roles}) · stage {} of {}\n{}",
+            "*{}* · {} wants *{app}* ({roles}) · stage {} of {}\n{}{}",
             ticket.reference(),
             mention(&ticket.requester_slack_id),
             ticket.stage + 1,
             ticket.plan.stages.len().max(1),
-            escape(&ticket.reason, 200)
+            escape(&ticket.reason, 200),
+            reference_text(config, ticket)
+                .map(|r| format!(" · {r}"))
+                .unwrap_or_default()
         )));
         let value = ticket.id.to_string();
         blocks.push(actions(
@@ -256,6 +259,7 @@ mod tests {
             expires_at: None,
             failure: None,
             extends_until: None,
+            reference: None,
             plan: Plan {
                 stages: vec![StagePlan {
                     approvers: vec!["bob@example.com".into()],

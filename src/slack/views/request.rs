@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use super::text::{clip, context, fmt_duration, plain, section};
-use crate::config::{AppConfig, Config};
+use crate::config::{AppConfig, Config, REFERENCE_MAX_CHARS};
 use crate::domain::policy::Plan;
 use crate::slack::ids::*;
 
@@ -77,6 +77,7 @@ pub fn roles_step(
     draft_id: &str,
     roles: &[String],
     reason: &str,
+    reference: &str,
     urgent: bool,
 ) -> Value {
     let mut blocks = vec![section(&format!(
@@ -129,6 +130,20 @@ pub fn roles_step(
         reason_input["initial_value"] = reason.into();
     }
     blocks.push(json!({ "type": "input", "block_id": REASON_BLOCK, "label": plain("Reason"), "element": reason_input }));
+    if let Some(asked) = &app.reference {
+        let mut input = json!({
+            "type": "plain_text_input",
+            "action_id": REFERENCE_ACTION,
+            "max_length": REFERENCE_MAX_CHARS,
+        });
+        if !reference.is_empty() {
+            input["initial_value"] = reference.into();
+        }
+        blocks.push(json!({
+            "type": "input", "block_id": REFERENCE_BLOCK, "label": plain(&asked.label),
+            "optional": !asked.required, "element": input
+        }));
+    }
     if urgent {
         blocks.push(json!({
             "type": "input",

@@ -34,6 +34,21 @@ pub fn describe(config: &Config, ticket: &Ticket) -> (String, String) {
     (app_name, roles)
 }
 
+/// The ticket's outside reference as mrkdwn, `*Ticket* <link|OPS-12>` (the
+/// value escaped, and percent-encoded into the link), or `None`.
+pub fn reference_text(config: &Config, ticket: &Ticket) -> Option<String> {
+    let value = ticket.reference.as_deref()?;
+    let asked = config
+        .app(&ticket.app_id)
+        .and_then(|a| a.reference.as_ref());
+    let label = asked.map_or("Reference", |r| r.label.as_str());
+    let shown = escape(value, 100);
+    Some(match asked.and_then(|r| r.link_for(value)) {
+        Some(url) => format!("*{}* <{url}|{shown}>", escape(label, 30)),
+        None => format!("*{}* {shown}", escape(label, 30)),
+    })
+}
+
 fn duration_of(ticket: &Ticket) -> Duration {
     Duration::from_secs(u64::try_from(ticket.duration_secs).unwrap_or(0))
 }
@@ -120,7 +135,13 @@ fn summary_blocks(config: &Config, ticket: &Ticket) -> Vec<Value> {
             ticket.reference()
         )),
         json!({ "type": "section", "fields": fields }),
-        section(&format!("*Reason*\n{}", quote(&ticket.reason))),
+        section(&format!(
+            "*Reason*\n{}{}",
+            quote(&ticket.reason),
+            reference_text(config, ticket)
+                .map(|r| format!("\n{r}"))
+                .unwrap_or_default()
+        )),
     ]
 }
 

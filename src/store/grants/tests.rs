@@ -26,6 +26,7 @@ async fn approved(store: &Store, roles: &[&str]) -> Ticket {
         status: Status::Approved,
         kind: Kind::Request,
         parent: None,
+        reference: None,
     };
     match store
         .create_ticket(new, |_| Effects::default())

@@ -36,6 +36,8 @@ pub struct NewTicket {
     pub kind: Kind,
     /// The ticket an extension extends.
     pub parent: Option<i64>,
+    /// The outside reference it carries (`[requests] reference`).
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +71,8 @@ pub struct Ticket {
     pub approver_messages: Vec<ApproverMessage>,
     /// The owners' manual-task DMs, updated once someone acts on the task.
     pub task_messages: Vec<ApproverMessage>,
+    /// The outside reference it carries, if any.
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -183,7 +187,7 @@ const TICKET_COLUMNS: &str =
     "id, requester_slack_id, requester_email, app_id, roles, reason, duration_secs, \
      status, stage, created_at, updated_at, decided_at, last_nudge_at, policy, \
      kind, parent_ticket, expires_at, failure, \
-     (SELECT p.expires_at FROM tickets p WHERE p.id = tickets.parent_ticket)";
+     (SELECT p.expires_at FROM tickets p WHERE p.id = tickets.parent_ticket), reference";
 
 fn ticket_row(r: &Row<'_>) -> rusqlite::Result<Ticket> {
     let roles: String = r.get(4)?;
@@ -217,6 +221,7 @@ fn ticket_row(r: &Row<'_>) -> rusqlite::Result<Ticket> {
         expires_at: opt_ts_col(r, 16)?,
         failure: r.get(17)?,
         extends_until: opt_ts_col(r, 18)?,
+        reference: r.get(19)?,
         plan: policy
             .as_deref()
             .map(serde_json::from_str)
@@ -363,8 +368,8 @@ impl Store {
             tx.prepare_cached(
                 "INSERT INTO tickets (kind, requester_slack_id, requester_email, app_id, roles, reason,
                                       duration_secs, status, stage, created_at, updated_at, decided_at, policy,
-                                      parent_ticket)
-                 VALUES (?11, ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?9, ?10, ?12)",
+                                      parent_ticket, reference)
+                 VALUES (?11, ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?9, ?10, ?12, ?13)",
             )?
             .execute(rusqlite::params![
                 new.requester_slack_id,
@@ -379,6 +384,7 @@ impl Store {
                 serde_json::to_string(&new.plan)?,
                 new.kind.as_str(),
                 new.parent,
+                new.reference,
             ])?;
             let ticket = load_required(&tx, tx.last_insert_rowid())?;
             write_effects(&tx, &effects(&ticket))?;

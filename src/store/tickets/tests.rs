@@ -18,6 +18,7 @@ fn request(app: &str, roles: &[&str], required: &[usize]) -> NewTicket {
         status: Status::Pending,
         kind: Kind::Request,
         parent: None,
+        reference: None,
     }
 }
 
