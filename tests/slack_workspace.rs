@@ -213,15 +213,7 @@ owners = ["dana@example.com"]
     // Dana owns an app but is no admin: she cannot deactivate anyone.
     let click = world.fake.click(DANA, &alert, "Deactivate in Slack");
     world.ack(&click).await;
-    world
-        .fake
-        .wait_until(WAIT, |f| {
-            f.ephemerals_to(DANA)
-                .into_iter()
-                .find(|m| text_of(m).contains("Only accessd admins can deactivate"))
-        })
-        .await
-        .expect("dana is told where she clicked");
+    world.told(DANA, "Only accessd admins can deactivate").await;
     assert!(admin.active(&gus).await, "a refused click changes nothing");
 
     // Sec Ops can: the SCIM server has Gus inactive, the thread says so.
@@ -481,15 +473,7 @@ async fn a_user_group_member_approves_and_someone_outside_it_is_refused() {
     // Bob is not in @sre-leads: his click on (a copy of) Dana's DM is refused.
     let click = world.fake.click(BOB, &dm, "Approve");
     world.ack(&click).await;
-    world
-        .fake
-        .wait_until(WAIT, |f| {
-            f.ephemerals_to(BOB)
-                .into_iter()
-                .find(|m| text_of(m).contains("not yours to decide"))
-        })
-        .await
-        .expect("bob is told where he clicked");
+    world.told(BOB, "not yours to decide").await;
     assert_eq!(world.ticket_status(&t).await, Status::Pending);
 
     world.decide(DANA, &t, "Approve", "ok", None).await;
@@ -516,15 +500,7 @@ async fn a_user_group_member_approves_and_someone_outside_it_is_refused() {
     let ivan_dm = world.dm_about(IVAN, &t2).await;
     let click = world.fake.click(DANA, &ivan_dm, "Approve");
     world.ack(&click).await;
-    world
-        .fake
-        .wait_until(WAIT, |f| {
-            f.ephemerals_to(DANA)
-                .into_iter()
-                .find(|m| text_of(m).contains("not yours to decide"))
-        })
-        .await
-        .expect("dana is told she no longer decides");
+    world.told(DANA, "not yours to decide").await;
     assert_eq!(world.ticket_status(&t2).await, Status::Pending);
     world.stop().await;
 }

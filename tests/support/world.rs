@@ -298,6 +298,25 @@ impl World {
     }
 }
 
+impl World {
+    /// The ephemeral answer `user` got where they clicked that mentions `needle`.
+    pub async fn told(&self, user: &str, needle: &str) -> Value {
+        self.fake
+            .wait_until(WAIT, |f| {
+                f.ephemerals_to(user)
+                    .into_iter()
+                    .find(|m| text_of(m).contains(needle))
+            })
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "{user} was not told {needle:?}: {:?}",
+                    self.fake.ephemerals_to(user)
+                )
+            })
+    }
+}
+
 pub fn has_block(view: &Value, block_id: &str) -> bool {
     view["blocks"]
         .as_array()
