@@ -1375,10 +1375,20 @@ async fn a_reference_is_checked_inline_and_shown_as_a_link() {
         .unwrap()
         .to_string();
     let dm = world.dm_about(BOB, &t).await;
-    assert!(
-        text_of(&dm).contains("*Ticket* <https://jira.example.com/browse/OPS-12|OPS-12>"),
-        "{dm}"
-    );
+    let link = "*Ticket* <https://jira.example.com/browse/OPS-12|OPS-12>";
+    assert!(text_of(&dm).contains(link), "{dm}");
+    // The requester sees it too: in their DM and on their Home tab.
+    let mine = world.dm_about(ANN, &t).await;
+    assert!(text_of(&mine).contains(link), "{mine}");
+    world.ack(&world.fake.open_home(ANN)).await;
+    let home = world
+        .fake
+        .wait_until(WAIT, |f| {
+            f.home_view(ANN).filter(|h| text_of(h).contains(&t))
+        })
+        .await
+        .expect("home shows the request");
+    assert!(text_of(&home).contains(link), "{home}");
     // A required reference cannot come in one line: the form opens.
     let id = world
         .fake

@@ -172,12 +172,15 @@ pub fn home_view(data: &HomeData<'_>) -> Value {
         let got = ticket.approvals_in_stage(ticket.stage).count();
         let required = stage.map_or(1, |s| s.required);
         blocks.push(section(&format!(
-            "*{}* · *{app}* ({roles}) · {} · stage {} of {}, {got} of {required} approvals\nApprovers: {approvers} · requested {}",
+            "*{}* · *{app}* ({roles}) · {} · stage {} of {}, {got} of {required} approvals\nApprovers: {approvers} · requested {}{}",
             ticket.reference(),
             ticket.status,
             ticket.stage + 1,
             ticket.plan.stages.len().max(1),
-            fmt_time(ticket.created_at)
+            fmt_time(ticket.created_at),
+            reference_text(config, ticket)
+                .map(|r| format!(" · {r}"))
+                .unwrap_or_default()
         )));
         let value = ticket.id.to_string();
         blocks.push(actions(

@@ -245,7 +245,10 @@ fn decision_modal(callback_id: &str, ticket: &Ticket, verb: &str, blocks: Vec<Va
 /// What the requester is told after each step.
 pub fn requester_update(config: &Config, ticket: &Ticket, asked: &[String]) -> (String, Value) {
     let (app, roles) = describe(config, ticket);
-    let what = format!("*{app}* ({roles}) · {}", ticket.reference());
+    let what = match reference_text(config, ticket) {
+        Some(r) => format!("*{app}* ({roles}) · {} · {r}", ticket.reference()),
+        None => format!("*{app}* ({roles}) · {}", ticket.reference()),
+    };
     let text = match ticket.status {
         Status::Pending if ticket.approvals.is_empty() => format!(
             ":inbox_tray: Your request for {what} was sent to {}.{}",
