@@ -19,11 +19,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use url::Url;
 
-use super::{gone_after_grant, settled, Action, Outcome, Provisioner, Request, Target};
+use super::{
+    gone_after_grant, settled, Action, Answer, Outcome, Provisioner, Request, Target, BODY_EXCERPT,
+};
 use crate::config::Secret;
 use crate::net;
 
-const BODY_EXCERPT: usize = 512;
 /// Pages of org members read looking for a verified email (100 a page).
 const MAX_PAGES: usize = 500;
 
@@ -58,13 +59,6 @@ struct Membership {
 }
 
 type Step<T> = Result<T, Outcome>;
-
-struct Answer {
-    what: String,
-    status: StatusCode,
-    headers: HeaderMap,
-    text: String,
-}
 
 impl GithubProvisioner {
     /// `api_url`: `https://api.github.com`, or Enterprise Server's
@@ -125,22 +119,7 @@ impl GithubProvisioner {
         if let Some(body) = body {
             call = call.json(body);
         }
-        let response = call.send().await.map_err(|e| Outcome::Transient {
-            message: net::no_answer(&what, &e),
-            retry_after: None,
-        })?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.map_err(|e| Outcome::Transient {
-            message: net::no_answer(&what, &e),
-            retry_after: None,
-        })?;
-        Ok(Answer {
-            what,
-            status,
-            headers,
-            text,
-        })
+        Answer::read(what, call.send().await).await
     }
 
     fn parse<T: serde::de::DeserializeOwned>(answer: &Answer) -> Step<T> {
@@ -335,20 +314,9 @@ fn team_slug(entitlement: &str) -> &str {
 fn failed(answer: &Answer) -> Outcome {
     let status = answer.status;
     if status.is_redirection() {
-        return Outcome::Permanent {
-            message: net::redirect_refused(
-                &answer.what,
-                status,
-                &answer.headers,
-                "set the provisioner's api_url to the final address",
-            ),
-        };
+        return answer.redirect_refused("set the provisioner's api_url to the final address");
     }
-    let message = net::answered(
-        &answer.what,
-        status,
-        &net::excerpt(&answer.text, BODY_EXCERPT),
-    );
+    let message = answer.message();
     let spent = status == StatusCode::FORBIDDEN
         && answer
             .headers

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ProvisionerKind, Secret};
 use crate::metrics;
+use crate::net;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -142,6 +143,59 @@ pub(crate) fn gone_after_grant(what: String, system: &str) -> Outcome {
         message: format!(
             "{what}, though access was granted there: check in {system} that it is removed"
         ),
+    }
+}
+
+/// Bytes of a failed answer's body kept in its message.
+pub(crate) const BODY_EXCERPT: usize = 512;
+
+/// An HTTP provisioner's answer, read whole: what was asked (for messages),
+/// the status, the headers and the body.
+pub(crate) struct Answer {
+    pub(crate) what: String,
+    pub(crate) status: reqwest::StatusCode,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) text: String,
+}
+
+impl Answer {
+    /// Reads the answer to a request sent for `what`; no answer at all (a
+    /// timeout, no connection, a body cut off) is worth retrying.
+    pub(crate) async fn read(
+        what: String,
+        sent: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<Answer, Outcome> {
+        let no_answer = |e: reqwest::Error| Outcome::Transient {
+            message: net::no_answer(&what, &e),
+            retry_after: None,
+        };
+        let response = sent.map_err(no_answer)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.map_err(no_answer)?;
+        Ok(Answer {
+            what,
+            status,
+            headers,
+            text,
+        })
+    }
+
+    /// A redirect, never followed (it could carry the token elsewhere, or
+    /// replay a write as a read): a failure naming where it pointed and `fix`.
+    pub(crate) fn redirect_refused(&self, fix: &str) -> Outcome {
+        Outcome::Permanent {
+            message: net::redirect_refused(&self.what, self.status, &self.headers, fix),
+        }
+    }
+
+    /// "WHAT answered STATUS …" with the start of the body, for a failure.
+    pub(crate) fn message(&self) -> String {
+        net::answered(
+            &self.what,
+            self.status,
+            &net::excerpt(&self.text, BODY_EXCERPT),
+        )
     }
 }
 

@@ -15,12 +15,12 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use url::Url;
 
-use super::{gone_after_grant, settled, Action, Outcome, Provisioner, Request, Target};
+use super::{
+    gone_after_grant, settled, Action, Answer, Outcome, Provisioner, Request, Target, BODY_EXCERPT,
+};
 use crate::config::Secret;
 use crate::net;
 
-/// How much of an error body a failure message keeps.
-const BODY_EXCERPT: usize = 512;
 /// Pages of a user's groups read before calling it a loop.
 const MAX_PAGES: usize = 1_000;
 
@@ -61,14 +61,6 @@ struct GroupProfile {
 /// Every step either yields a value or ends the call with its outcome.
 type Step<T> = Result<T, Outcome>;
 
-/// One answer, read whole.
-struct Answer {
-    what: String,
-    status: StatusCode,
-    headers: HeaderMap,
-    text: String,
-}
-
 impl OktaProvisioner {
     /// `base_url` is the org URL (`https://example.okta.com`); `timeout`
     /// bounds each HTTP call.
@@ -101,22 +93,13 @@ impl OktaProvisioner {
 
     async fn send(&self, method: Method, url: Url) -> Step<Answer> {
         let what = format!("Okta {method} {}", url.path());
-        let response = self
+        let sent = self
             .client
             .request(method, url)
             .header(AUTHORIZATION, self.auth.clone())
             .send()
-            .await
-            .map_err(|e| no_answer(&what, &e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.map_err(|e| no_answer(&what, &e))?;
-        Ok(Answer {
-            what,
-            status,
-            headers,
-            text,
-        })
+            .await;
+        Answer::read(what, sent).await
     }
 
     /// A GET that must succeed (404 → `None`), parsed as `T`.
@@ -312,33 +295,14 @@ impl Provisioner for OktaProvisioner {
     }
 }
 
-/// No answer at all: the server may be back soon.
-fn no_answer(what: &str, err: &reqwest::Error) -> Outcome {
-    Outcome::Transient {
-        message: net::no_answer(what, err),
-        retry_after: None,
-    }
-}
-
 /// A non-2xx answer: rate limits and server errors are retried (after the
 /// window Okta names), redirects and other 4xx are failures.
 fn failed(answer: &Answer) -> Outcome {
     let status = answer.status;
     if status.is_redirection() {
-        return Outcome::Permanent {
-            message: net::redirect_refused(
-                &answer.what,
-                status,
-                &answer.headers,
-                "set the provisioner's url to the org's own address",
-            ),
-        };
+        return answer.redirect_refused("set the provisioner's url to the org's own address");
     }
-    let message = net::answered(
-        &answer.what,
-        status,
-        &net::excerpt(&answer.text, BODY_EXCERPT),
-    );
+    let message = answer.message();
     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
         let now = chrono::Utc::now();
         Outcome::Transient {

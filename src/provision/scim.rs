@@ -16,12 +16,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use url::Url;
 
-use super::{gone_after_grant, settled, Action, Outcome, Provisioner, Request, Target};
+use super::{
+    gone_after_grant, settled, Action, Answer, Outcome, Provisioner, Request, Target, BODY_EXCERPT,
+};
 use crate::config::Secret;
 use crate::net;
 
-/// How much of an error body a failure message keeps.
-const BODY_EXCERPT: usize = 512;
 const SCIM_JSON: &str = "application/scim+json";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
@@ -371,14 +371,6 @@ impl ScimProvisioner {
             _ => answer.failed(),
         })
     }
-}
-
-/// A server's answer to a change.
-struct Answer {
-    what: String,
-    status: StatusCode,
-    headers: HeaderMap,
-    text: String,
 }
 
 impl Answer {
